@@ -1,0 +1,43 @@
+# The two commands a new user needs: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+
+.PHONY: run test lint typecheck check bench clean
+
+# The virtual environment is rebuilt whenever the lock file or the project metadata changes.
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet "uv==$(UV_VERSION)"
+	@$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock
+	@$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# Starts the Kubernetes API emulator with the CRDs, a default RunnerPool and the operator.
+run: $(VENV)/.installed
+	$(PY) -m permisos_sandbox.platform
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy permisos operator/permisos_operator sandbox/permisos_sandbox
+
+# The whole suite: style and types are tests too.
+test: $(VENV)/.installed lint typecheck
+	$(VENV)/bin/pytest
+
+bench: $(VENV)/.installed
+	$(PY) bench/operator_throughput.py
+
+# Regenerates crds/*.yaml from the Python models in permisos/.
+crds: $(VENV)/.installed
+	$(PY) -m permisos.crdgen crds
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
