@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 GROUP = "permisosdigitales.mx"
 VERSION = "v1alpha1"
@@ -39,9 +40,9 @@ ArtifactKind = Literal["permit", "certificate", "placard"]
 AttemptOutcome = Literal["succeeded", "retryable", "permanent"]
 
 
-def cel(rule: str, message: str, *, reason: str | None = None) -> dict[str, str]:
+def cel(rule: str, message: str, *, reason: str | None = None) -> JsonDict:
     """One `x-kubernetes-validations` entry."""
-    entry = {"rule": rule, "message": message}
+    entry: JsonDict = {"rule": rule, "message": message}
     if reason:
         entry["reason"] = reason
     return entry
