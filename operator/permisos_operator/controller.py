@@ -1,0 +1,461 @@
+"""Applies the lifecycle to the cluster: per-request reconciliation and per-pool admission.
+
+Watch events (from Kopf) update the cache and put the affected request on a work queue; workers
+reconcile one request at a time per key; one admission loop moves Queued requests to Running while
+their pool has room. Everything is derived from the cache, so the controller holds no state that
+a restart could lose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter as Tally
+from datetime import datetime, timedelta
+
+from lightkube import ApiError
+from pydantic import ValidationError
+
+from permisos.resources import (
+    TERMINAL_PHASES,
+    PermitRequestSpec,
+    PermitRequestStatus,
+    RunnerPoolSpec,
+)
+from permisos_operator.cache import Body, Cache, Key, key_of, request_of
+from permisos_operator.jobs import job_manifest, pool_selector
+from permisos_operator.kube import Conflict, Kube
+from permisos_operator.lifecycle import Step, Transition, admit, decide, job_name, transition
+from permisos_operator.metrics import OperatorMetrics, PoolSnapshot
+from permisos_operator.observe import JobObservation, observe_job
+from permisos_operator.settings import OperatorSettings
+from permisos_operator.timeutil import parse_time, utcnow
+from permisos_operator.workqueue import WorkQueue
+
+FINALIZER = "permisosdigitales.mx/record-outcome"
+# Admissions written at once; bounded so a burst does not flood the API server.
+ADMISSION_CONCURRENCY = 16
+# Pool status is a summary; writing it at most this often keeps bursts cheap.
+POOL_STATUS_INTERVAL = 1.0
+
+log = logging.getLogger("permisos.operator")
+
+
+def _phase(body: Body) -> str | None:
+    phase = (body.get("status") or {}).get("phase")
+    return str(phase) if phase else None
+
+
+def _wire_status(status: PermitRequestStatus) -> Body:
+    return status.wire()
+
+
+class Controller:
+    def __init__(self, kube: Kube, settings: OperatorSettings, metrics: OperatorMetrics) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.metrics = metrics
+        self.cache = Cache()
+        self.queue: WorkQueue[Key] | None = None
+        self._pool_wake = asyncio.Event()
+        self._pool_status_written: dict[Key, tuple[float, Body]] = {}
+        self.snapshots: dict[str, PoolSnapshot] = {}
+        self.running = False
+
+    # --- what the watches report -------------------------------------------------------------
+
+    def _enqueue(self, key: Key) -> None:
+        if self.queue is not None:
+            self.queue.add(key)
+
+    def on_request(self, body: Body, deleted: bool) -> None:
+        key = key_of(body)
+        if deleted:
+            self.cache.drop_request(key)
+        elif not self.cache.put_request(body):
+            return
+        self._enqueue(key)
+        self._pool_wake.set()
+
+    def on_pool(self, body: Body, deleted: bool) -> None:
+        key = key_of(body)
+        if deleted:
+            self.cache.pools.pop(key, None)
+        elif not self.cache.put_pool(body):
+            return
+        for request in self.cache.requests_in_pool(key):
+            self._enqueue(key_of(request))
+        self._pool_wake.set()
+
+    def on_job(self, body: Body, deleted: bool) -> None:
+        key = key_of(body)
+        if deleted:
+            self.cache.drop_job(key)
+        elif not self.cache.put_job(body):
+            return
+        request = request_of(body)
+        if request:
+            self._enqueue((key[0], request))
+
+    def on_pod(self, body: Body, deleted: bool) -> None:
+        key = key_of(body)
+        if deleted:
+            self.cache.drop_pod(key)
+        elif not self.cache.put_pod(body):
+            return
+        request = request_of(body)
+        if request:
+            self._enqueue((key[0], request))
+
+    # --- running while this replica is the active one -----------------------------------------
+
+    async def run(self) -> None:
+        """Works until cancelled (shutdown, or a higher-priority peer took over)."""
+        self.queue = WorkQueue[Key]()
+        self.running = True
+        log.info("controller started")
+        try:
+            await self.resync()
+            async with asyncio.TaskGroup() as tasks:
+                for _ in range(self.settings.workers):
+                    tasks.create_task(self._worker())
+                tasks.create_task(self._admission_loop())
+                tasks.create_task(self._resync_loop())
+        finally:
+            # A paused replica must not act later on what it saw while active.
+            self.running = False
+            if self.queue is not None:
+                self.queue.clear()
+            self.queue = None
+            self.cache.clear()
+            self.snapshots.clear()
+            log.info("controller stopped")
+
+    async def resync(self) -> None:
+        """Re-lists everything: the cache then holds exactly what exists."""
+        listed = await self.kube.list_all(self.settings.namespaces)
+        fresh = Cache()
+        for body in listed["requests"]:
+            fresh.put_request(body)
+        for body in listed["pools"]:
+            fresh.put_pool(body)
+        for body in listed["jobs"]:
+            fresh.put_job(body)
+        for body in listed["pods"]:
+            fresh.put_pod(body)
+        # Keep anything a watch delivered that is newer than the list.
+        for key, body in self.cache.requests.items():
+            if key in fresh.requests:
+                fresh.put_request(body)
+        for key, body in self.cache.jobs.items():
+            if key in fresh.jobs:
+                fresh.put_job(body)
+        for key, body in self.cache.pods.items():
+            if key in fresh.pods:
+                fresh.put_pod(body)
+        for key, body in self.cache.pools.items():
+            if key in fresh.pools:
+                fresh.put_pool(body)
+        self.cache = fresh
+        for key in fresh.requests:
+            self._enqueue(key)
+        self._pool_wake.set()
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_seconds)
+            try:
+                await self.resync()
+            except Exception:
+                self.metrics.api_errors.labels("resync").inc()
+                log.exception("resync failed")
+
+    async def _worker(self) -> None:
+        queue = self.queue
+        assert queue is not None
+        while True:
+            key = await queue.get()
+            started = time.perf_counter()
+            try:
+                await self.reconcile(key)
+            except Conflict:
+                queue.add(key)  # a newer object is on its way through the watch
+            except Exception:
+                self.metrics.api_errors.labels("reconcile").inc()
+                log.exception("reconcile failed", extra={"permitrequest": key[1]})
+                queue.add_at(key, _later(5))
+            finally:
+                self.metrics.reconcile.observe(time.perf_counter() - started)
+                queue.done(key)
+
+    # --- one request ---------------------------------------------------------------------------
+
+    def _observe(self, namespace: str, name: str) -> JobObservation | None:
+        job = self.cache.jobs.get((namespace, name))
+        if job is None:
+            return None
+        return observe_job(job, self.cache.pods_of_job((namespace, name)))
+
+    def _pool_spec(self, namespace: str, pool: str) -> RunnerPoolSpec | None:
+        body = self.cache.pools.get((namespace, pool))
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        return RunnerPoolSpec.model_validate(body.get("spec") or {})
+
+    async def reconcile(self, key: Key) -> None:
+        body = self.cache.requests.get(key)
+        if body is None:
+            return
+        namespace, name = key
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            await self._finalize(body)
+            return
+        if FINALIZER not in (meta.get("finalizers") or []):
+            body = await self.kube.set_finalizers(
+                namespace,
+                name,
+                meta["resourceVersion"],
+                [*(meta.get("finalizers") or []), FINALIZER],
+            )
+            self.cache.put_request(body)
+            meta = body["metadata"]
+        status = PermitRequestStatus.model_validate(body.get("status") or {})
+        try:
+            spec = PermitRequestSpec.model_validate(body.get("spec") or {})
+        except ValidationError as error:
+            if status.phase not in TERMINAL_PHASES:
+                new, change = transition(
+                    status,
+                    "Failed",
+                    "InvalidSpec",
+                    str(error.errors()[0]["msg"]),
+                    meta.get("generation"),
+                    utcnow(),
+                )
+                await self._write(body, status, new, change)
+            return
+        current = status.current_job or (job_name(name, status.attempts) if status.attempts else "")
+        step = decide(
+            name,
+            meta.get("generation"),
+            spec,
+            status,
+            self._observe(namespace, current) if current else None,
+            self._pool_spec(namespace, spec.pool),
+            utcnow(),
+        )
+        await self._apply(body, spec, status, step)
+
+    async def _apply(
+        self, body: Body, spec: PermitRequestSpec, status: PermitRequestStatus, step: Step
+    ) -> None:
+        namespace, name = key_of(body)
+        if step.delete_job:
+            # First the Job, then the status: a crash in between re-decides from a Job that is
+            # gone, and never leaves a browser running for an attempt that was given up.
+            await self.kube.delete_job(namespace, step.delete_job)
+        if step.status is not None and step.transition is not None:
+            body = await self._write(body, status, step.status, step.transition)
+        if step.verdict is not None:
+            self.metrics.attempts.labels(
+                step.verdict.outcome, self.metrics.reason_label(step.verdict.reason)
+            ).inc()
+        if step.create_job:
+            pool = self._pool_spec(namespace, spec.pool)
+            if pool is not None:
+                await self._create_job(body, spec, pool, step.create_job, status.attempts)
+        if step.requeue_at is not None and self.queue is not None:
+            self.queue.add_at((namespace, name), step.requeue_at)
+
+    async def _write(
+        self,
+        body: Body,
+        old: PermitRequestStatus,
+        new: PermitRequestStatus,
+        change: Transition,
+    ) -> Body:
+        namespace, name = key_of(body)
+        meta = body["metadata"]
+        updated = await self.kube.write_status(
+            namespace, name, meta["resourceVersion"], body.get("status") or {}, _wire_status(new)
+        )
+        self.cache.put_request(updated)
+        self.metrics.transitions.labels(change.new).inc()
+        log.info(
+            "phase %s -> %s (%s)",
+            change.old or "Pending",
+            change.new,
+            change.reason,
+            extra={
+                "permitrequest": name,
+                "attempt": new.attempts,
+                "phase": change.new,
+                "reason": change.reason,
+            },
+        )
+        if change.new == "Succeeded" and body.get("spec", {}).get("paidAt"):
+            paid = parse_time(body["spec"]["paidAt"])
+            self.metrics.payment_to_permit.observe(max(0.0, (utcnow() - paid).total_seconds()))
+        await self._event(updated, change.event_type, change.reason, change.message)
+        self._pool_wake.set()
+        return updated
+
+    async def _event(self, body: Body, type_: str, reason: str, message: str) -> None:
+        try:
+            await self.kube.post_event(body, type_, reason, message)
+        except ApiError:
+            # An Event is a courtesy to humans; losing one must not stop the request.
+            self.metrics.api_errors.labels("event").inc()
+            log.warning("could not post event", extra={"permitrequest": body["metadata"]["name"]})
+
+    async def _create_job(
+        self, body: Body, spec: PermitRequestSpec, pool: RunnerPoolSpec, job: str, attempt: int
+    ) -> None:
+        namespace, name = key_of(body)
+        manifest = job_manifest(
+            name=job,
+            namespace=namespace,
+            request=name,
+            request_uid=body["metadata"]["uid"],
+            attempt=attempt,
+            spec=spec,
+            pool=pool,
+            settings=self.settings,
+        )
+        created = await self.kube.create_job(manifest)
+        if created is not None:
+            created.setdefault("kind", "Job")
+            self.cache.put_job(created)
+            if attempt == 1:
+                born = parse_time(body["metadata"]["creationTimestamp"])
+                self.metrics.job_start_delay.observe(max(0.0, (utcnow() - born).total_seconds()))
+
+    async def _finalize(self, body: Body) -> None:
+        """Records the deletion, then lets the object go (its Jobs follow by owner reference)."""
+        namespace, name = key_of(body)
+        meta = body["metadata"]
+        finalizers = meta.get("finalizers") or []
+        if FINALIZER not in finalizers:
+            return
+        phase = _phase(body) or "Pending"
+        log.info("deleted in phase %s", phase, extra={"permitrequest": name, "phase": phase})
+        await self._event(body, "Normal", "Deleted", f"deleted in phase {phase}")
+        remaining = [f for f in finalizers if f != FINALIZER]
+        try:
+            updated = await self.kube.set_finalizers(
+                namespace, name, meta["resourceVersion"], remaining
+            )
+        except ApiError as error:
+            if error.status.code != 404:
+                raise
+            return
+        if updated.get("metadata", {}).get("deletionTimestamp") and not remaining:
+            self.cache.drop_request((namespace, name))
+
+    # --- admission -----------------------------------------------------------------------------
+
+    async def _admission_loop(self) -> None:
+        while True:
+            await self._pool_wake.wait()
+            self._pool_wake.clear()
+            for pool in sorted(self.cache.pool_keys()):
+                try:
+                    await self._admit_pool(pool)
+                except Exception:
+                    self.metrics.api_errors.labels("admission").inc()
+                    log.exception("admission failed", extra={"pool": pool[1]})
+                    asyncio.get_running_loop().call_later(1.0, self._pool_wake.set)
+
+    async def _admit_pool(self, pool_key: Key) -> None:
+        namespace, pool_name = pool_key
+        pool_body = self.cache.pools.get(pool_key)
+        requests = self.cache.requests_in_pool(pool_key)
+        running = sum(1 for r in requests if _phase(r) == "Running")
+        waiting = sorted(
+            (
+                r
+                for r in requests
+                if _phase(r) == "Queued"
+                and not r["metadata"].get("deletionTimestamp")
+                and not r.get("spec", {}).get("cancel")
+            ),
+            key=lambda r: (
+                -int(r.get("spec", {}).get("priority", 0)),
+                r["metadata"].get("creationTimestamp", ""),
+                r["metadata"]["name"],
+            ),
+        )
+        pool = self._pool_spec(namespace, pool_name)
+        limit = pool.replicas if pool is not None else 0
+        chosen = waiting[: max(0, limit - running)]
+        if chosen and pool is not None:
+            gate = asyncio.Semaphore(ADMISSION_CONCURRENCY)
+
+            async def one(request: Body) -> bool:
+                async with gate:
+                    return await self._admit(request, pool)
+
+            admitted = await asyncio.gather(*(one(r) for r in chosen), return_exceptions=True)
+            started = sum(1 for ok in admitted if ok is True)
+            for outcome in admitted:
+                if isinstance(outcome, BaseException) and not isinstance(outcome, Conflict):
+                    log.error("admission failed: %s", outcome, extra={"pool": pool_name})
+            running += started
+            waiting = waiting[started:]
+        self.snapshots[pool_name] = PoolSnapshot(len(waiting), running, limit)
+        if pool_body is not None:
+            await self._write_pool_status(pool_body, running, len(waiting))
+
+    async def _admit(self, request: Body, pool: RunnerPoolSpec) -> bool:
+        namespace, name = key_of(request)
+        meta = request["metadata"]
+        status = PermitRequestStatus.model_validate(request.get("status") or {})
+        spec = PermitRequestSpec.model_validate(request.get("spec") or {})
+        new, change, job = admit(name, status, meta.get("generation"), utcnow())
+        try:
+            updated = await self._write(request, status, new, change)
+        except Conflict:
+            self._enqueue((namespace, name))
+            return False
+        await self._create_job(updated, spec, pool, job, new.attempts)
+        return True
+
+    async def _write_pool_status(self, pool_body: Body, running: int, queued: int) -> None:
+        key = key_of(pool_body)
+        status = {
+            "replicas": running,
+            "queued": queued,
+            "selector": pool_selector(key[1]),
+            "observedGeneration": pool_body["metadata"].get("generation"),
+        }
+        last = self._pool_status_written.get(key)
+        now = time.monotonic()
+        if last is not None and last[1] == status:
+            return
+        if last is not None and now - last[0] < POOL_STATUS_INTERVAL:
+            # Too soon: look again once the interval is over.
+            asyncio.get_running_loop().call_later(POOL_STATUS_INTERVAL, self._pool_wake.set)
+            return
+        current = pool_body.get("status") or {}
+        if all(current.get(k) == v for k, v in status.items()):
+            self._pool_status_written[key] = (now, status)
+            return
+        try:
+            updated = await self.kube.write_pool_status(key[0], key[1], status)
+        except ApiError as error:
+            if error.status.code == 404:
+                return
+            raise
+        self._pool_status_written[key] = (now, status)
+        self.cache.put_pool(updated)
+
+    # --- for metrics ---------------------------------------------------------------------------
+
+    def phase_tally(self) -> Tally[str]:
+        return Tally(_phase(r) or "Pending" for r in self.cache.requests.values())
+
+
+def _later(seconds: float) -> datetime:
+    return utcnow() + timedelta(seconds=seconds)

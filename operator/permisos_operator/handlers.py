@@ -1,0 +1,74 @@
+"""Kopf wiring: watch events feed the controller; peering decides which replica runs it.
+
+The handlers only record what they see; all decisions are the controller's. With peering, the
+controller runs as a daemon of the operator's own KopfPeering object, so Kopf stops it whenever
+another replica with a higher priority takes over, and starts it again when this one resumes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from permisos.resources import GROUP, VERSION
+from permisos_operator.controller import Controller
+from permisos_operator.jobs import MANAGED_BY
+
+
+def _controller(memo: Any) -> Controller:
+    controller: Controller = memo["controller"]
+    return controller
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    operator = memo["settings"]
+    settings.posting.enabled = False  # Events are the controller's, one per transition
+    settings.peering.name = operator.peering_name
+    settings.peering.priority = operator.priority
+    settings.peering.standalone = operator.standalone
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    # Handlers only touch the cache, so per-object workers may go idle quickly.
+    settings.batching.idle_timeout = 1.0
+    settings.batching.batch_window = 0.0
+
+
+@kopf.on.event(GROUP, VERSION, "permitrequests")
+def permitrequest_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    _controller(memo).on_request(dict(event["object"]), event["type"] == "DELETED")
+
+
+@kopf.on.event(GROUP, VERSION, "runnerpools")
+def runnerpool_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    _controller(memo).on_pool(dict(event["object"]), event["type"] == "DELETED")
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY)
+def job_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    _controller(memo).on_job(dict(event["object"]), event["type"] == "DELETED")
+
+
+@kopf.on.event("", "v1", "pods", labels=MANAGED_BY)
+def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    _controller(memo).on_pod(dict(event["object"]), event["type"] == "DELETED")
+
+
+def _is_own_peering(name: str, memo: Any, **_: Any) -> bool:
+    return bool(name == memo["settings"].peering_name and not memo["settings"].standalone)
+
+
+@kopf.daemon("kopf.dev", "v1", "kopfpeerings", when=_is_own_peering, cancellation_timeout=10)
+async def run_while_active(memo: Any, **_: Any) -> None:
+    await _controller(memo).run()
+
+
+@kopf.daemon("kopf.dev", "v1", "clusterkopfpeerings", when=_is_own_peering, cancellation_timeout=10)
+async def run_while_active_clusterwide(memo: Any, **_: Any) -> None:
+    await _controller(memo).run()
+
+
+@kopf.on.probe(id="controller")
+def controller_running(memo: Any, **_: Any) -> bool:
+    return _controller(memo).running
