@@ -12,8 +12,9 @@ _PATTERNS = (
     # CURP: 4 letters, birth date, sex, state, 3 consonants, homoclave, check digit.
     re.compile(r"\b[A-Z]{4}\d{6}[HMX][A-Z]{5}[A-Z0-9]\d\b", re.IGNORECASE),
     re.compile(r"\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b"),
-    # Ten or more digits, optionally separated, with an optional +52.
-    re.compile(r"(?<!\w)(\+?\d[\d\s().-]{8,}\d)(?!\w)"),
+    # Ten or more digits, optionally separated, with an optional +52; not inside a code
+    # like F-2026-000123, which is a folio, not a phone.
+    re.compile(r"(?<![\w-])(\+?\d[\d\s().-]{8,}\d)(?![\w-])"),
 )
 
 MASK = "[redacted]"

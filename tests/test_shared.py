@@ -1,0 +1,54 @@
+"""The shared contract pieces: the attempt result and the personal-data scrubber."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from permisos.attempt_result import AttemptResult
+from permisos.redact import redact
+
+ARTIFACT = {"kind": "permit", "key": "permits/a/permit-F1.pdf", "sha256": "f" * 64, "bytes": 9}
+
+
+def test_a_result_round_trips_through_the_termination_message() -> None:
+    result = AttemptResult(
+        outcome="succeeded", reason="PermitIssued", folio="F1", artifacts=[ARTIFACT]
+    )
+    assert AttemptResult.model_validate_json(result.to_message()) == result
+    assert result.exit_code == 0
+
+
+def test_a_success_without_documents_is_not_a_result() -> None:
+    with pytest.raises(ValidationError, match="folio and artifacts"):
+        AttemptResult(outcome="succeeded", reason="PermitIssued")
+
+
+def test_a_result_over_four_kib_is_refused() -> None:
+    result = AttemptResult(
+        outcome="retryable", reason="PortalTimeout", timings={f"s{i}": 1.0 for i in range(400)}
+    )
+    with pytest.raises(ValueError, match="4 KiB"):
+        result.to_message()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CURP GODE561231HDFRRN09 no válida",
+        "correo juan.perez+x@example.com.mx rechazado",
+        "teléfono +52 55 1234 5678 inválido",
+        "tel 5512345678",
+    ],
+)
+def test_personal_data_is_masked(text: str) -> None:
+    masked = redact(text)
+    assert "[redacted]" in masked
+    for secret in ("GODE561231HDFRRN09", "juan.perez", "1234 5678", "5512345678"):
+        assert secret not in masked
+
+
+def test_plates_and_folios_survive() -> None:
+    assert redact("placas ABC1234 ya tienen el folio F-2026-000123") == (
+        "placas ABC1234 ya tienen el folio F-2026-000123"
+    )
