@@ -180,7 +180,16 @@ class Kubelet:
         status = {
             "status": {
                 "phase": phase,
-                "containerStatuses": [{"name": "runner", "ready": phase == "Running", **container}],
+                "containerStatuses": [
+                    {
+                        "name": "runner",
+                        "image": template["spec"]["containers"][0]["image"],
+                        "imageID": "",
+                        "restartCount": 0,
+                        "ready": phase == "Running",
+                        **container,
+                    }
+                ],
             }
         }
         await self.kube.patch(Pod.Status, name, status, namespace=NS, patch_type=PatchType.MERGE)

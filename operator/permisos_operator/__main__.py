@@ -60,7 +60,8 @@ async def main() -> None:
             namespaces=settings.namespaces,
             standalone=settings.standalone,
             priority=settings.priority,
-            peering_name=settings.peering_name,
+            # Naming a peering makes it mandatory in Kopf, which would pause a standalone operator.
+            peering_name=None if settings.standalone else settings.peering_name,
             liveness_endpoint=settings.liveness_endpoint or None,
             memo=memo,
             stop_flag=stop,

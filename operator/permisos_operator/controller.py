@@ -117,6 +117,7 @@ class Controller:
         log.info("controller started")
         try:
             await self.resync()
+            await self._settle()
             async with asyncio.TaskGroup() as tasks:
                 for _ in range(self.settings.workers):
                     tasks.create_task(self._worker())
@@ -161,6 +162,28 @@ class Controller:
         for key in fresh.requests:
             self._enqueue(key)
         self._pool_wake.set()
+
+    async def _settle(self) -> None:
+        """Reconciles everything listed before admitting anything.
+
+        A backlog found at start (a restart, a failover) is then queued as a whole, so the first
+        free runners go to the highest-priority, oldest requests, not to whichever was looked at
+        first.
+        """
+        assert self.queue is not None
+        gate = asyncio.Semaphore(ADMISSION_CONCURRENCY)
+
+        async def one(key: Key) -> None:
+            async with gate:
+                try:
+                    await self.reconcile(key)
+                except Conflict:
+                    pass  # still queued from the resync: the workers take it again
+                except Exception:
+                    self.metrics.api_errors.labels("reconcile").inc()
+                    log.exception("reconcile failed", extra={"permitrequest": key[1]})
+
+        await asyncio.gather(*(one(key) for key in list(self.cache.requests)))
 
     async def _resync_loop(self) -> None:
         while True:

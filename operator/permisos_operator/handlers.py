@@ -28,6 +28,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.peering.name = operator.peering_name
     settings.peering.priority = operator.priority
     settings.peering.standalone = operator.standalone
+    settings.peering.lifetime = operator.peering_lifetime
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     # Handlers only touch the cache, so per-object workers may go idle quickly.

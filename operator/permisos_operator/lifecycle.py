@@ -30,6 +30,9 @@ RECHECK = timedelta(seconds=30)
 # Beyond its deadline the Job controller should have killed a Job; past this margin the operator
 # gives the attempt up itself, so a lost Job controller cannot hang a request forever.
 DEADLINE_GRACE = timedelta(seconds=60)
+# Jobs and pods arrive on separate watches: a finished Job may be seen before its pod's final
+# state. Its result is awaited this long before the attempt counts as having left none.
+RESULT_GRACE = timedelta(seconds=15)
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,10 @@ def _running(
         return Step(create_job=current, requeue_at=now + RECHECK)
 
     if job.finished:
+        if not job.terminated:
+            since = job.finished_at or job.created_at
+            if now < since + RESULT_GRACE:
+                return Step(requeue_at=since + RESULT_GRACE)
         return finish(name, generation, spec, status, pool, judge(job), now)
 
     if pool is None:

@@ -24,10 +24,12 @@ class JobObservation:
     created_at: datetime
     deleting: bool
     finished: bool
+    finished_at: datetime | None  # when the Job reached Complete or Failed
     failed_reason: str | None  # the Job's Failed condition reason, e.g. DeadlineExceeded
     started: bool  # a pod got past Pending
     waiting_reason: str | None  # e.g. ImagePullBackOff
     waiting_message: str | None
+    terminated: bool  # the runner container's terminated state has been seen
     exit_code: int | None
     termination_message: str | None
 
@@ -46,6 +48,7 @@ def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> JobObser
     started = bool(status.get("active") and status.get("ready")) or bool(complete or failed)
     waiting_reason = waiting_message = termination = None
     exit_code = None
+    terminated = False
     # The newest pod speaks for the attempt (backoffLimit 0 means there is normally one).
     for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", "")):
         phase = pod.get("status", {}).get("phase", "Pending")
@@ -61,18 +64,23 @@ def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> JobObser
                 waiting_reason = state["waiting"].get("reason")
                 waiting_message = state["waiting"].get("message")
             if "terminated" in state:
-                started = True
+                started = terminated = True
                 exit_code = state["terminated"].get("exitCode")
                 termination = state["terminated"].get("message")
+    ended = complete or failed
     return JobObservation(
         name=job["metadata"]["name"],
         created_at=parse_time(job["metadata"]["creationTimestamp"]),
         deleting=bool(job["metadata"].get("deletionTimestamp")),
         finished=bool(complete or failed or status.get("succeeded") or status.get("failed")),
+        finished_at=parse_time(ended["lastTransitionTime"])
+        if ended and ended.get("lastTransitionTime")
+        else None,
         failed_reason=failed.get("reason") if failed else None,
         started=started,
         waiting_reason=waiting_reason,
         waiting_message=waiting_message,
+        terminated=terminated,
         exit_code=exit_code,
         termination_message=termination,
     )

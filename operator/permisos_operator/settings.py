@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -13,7 +16,10 @@ class OperatorSettings(BaseSettings):
     # Peering lets two replicas run safely: the one with the highest priority is active.
     peering_name: str = "permisos-operator"
     standalone: bool = False
-    priority: int = 0
+    # Equal priorities would pause each other, so each replica draws its own unless told.
+    priority: int = Field(default_factory=lambda: random.randint(1, 1_000_000))  # noqa: S311
+    # How long a silent peer is still considered alive before the standby takes over.
+    peering_lifetime: int = 60
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 8080
     liveness_endpoint: str = "http://0.0.0.0:8081/healthz"

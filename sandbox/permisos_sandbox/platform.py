@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -79,8 +78,8 @@ async def main(argv: list[str]) -> int:
     }
     log_path = args.state / "operator.log"
     with log_path.open("ab") as log:
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "permisos_operator"], env=env, stdout=log, stderr=log
+        operator = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "permisos_operator", env=env, stdout=log, stderr=log
         )
     print(
         f"Kubernetes API emulator: {server.url}\n"
@@ -98,17 +97,19 @@ async def main(argv: list[str]) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    exited = asyncio.create_task(operator.wait())
     try:
-        while not stop.is_set() and operator.poll() is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+        await asyncio.wait(
+            [exited, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED"
+        )
     finally:
-        if operator.poll() is None:
+        if operator.returncode is None:
             operator.terminate()
             try:
-                operator.wait(15)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(exited, 15)
+            except TimeoutError:
                 operator.kill()
+                await exited
         await server.stop()
     if operator.returncode not in (0, -signal.SIGTERM, None):
         print(f"the operator exited with {operator.returncode}; see {log_path}", file=sys.stderr)

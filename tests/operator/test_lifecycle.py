@@ -43,10 +43,12 @@ def job(
         created_at=NOW - age,
         deleting=False,
         finished=finished,
+        finished_at=NOW - timedelta(seconds=1) if finished else None,
         failed_reason=failed_reason,
         started=started,
         waiting_reason=waiting,
         waiting_message=None,
+        terminated=finished and exit_code is not None,
         exit_code=exit_code,
         termination_message=message,
     )
@@ -147,6 +149,20 @@ def test_unreadable_or_contradictory_results_are_retryable_invalid_result() -> N
         step = decide("app-1", 1, SPEC, running(), job(message=message, exit_code=code), POOL, NOW)
         assert step.status is not None and step.status.phase == "Retrying"
         assert step.transition is not None and step.transition.reason == "InvalidResult"
+
+
+def test_a_finished_job_waits_briefly_for_its_pods_result() -> None:
+    pending = job(message=None, exit_code=None)
+    step = decide("app-1", 1, SPEC, running(), pending, POOL, NOW)
+    assert step.status is None and step.requeue_at == NOW + timedelta(seconds=14)
+    later = decide("app-1", 1, SPEC, running(), pending, POOL, NOW + timedelta(seconds=14))
+    assert later.transition is not None and later.transition.reason == "InvalidResult"
+
+
+def test_a_job_past_its_deadline_without_a_message_is_deadline_exceeded() -> None:
+    killed = job(message=None, exit_code=137, failed_reason="DeadlineExceeded")
+    step = decide("app-1", 1, SPEC, running(), killed, POOL, NOW)
+    assert step.transition is not None and step.transition.reason == "DeadlineExceeded"
 
 
 def test_a_pod_that_never_starts_is_timed_out_and_its_job_deleted() -> None:
