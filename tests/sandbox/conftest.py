@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from permisos_sandbox.kubeapi import KubeApiServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +52,8 @@ class Kube:
             "kubectl",
             "--kubeconfig",
             str(self.kubeconfig),
+            "--cache-dir",
+            str(self.kubeconfig.parent / "kube-cache"),
             *args,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -76,7 +77,9 @@ def widget(name: str, **spec: Any) -> dict[str, Any]:
 @pytest.fixture
 async def kube(tmp_path: Path) -> AsyncIterator[Kube]:
     server = KubeApiServer(
-        crd_paths=[FIXTURES / "widgets.yaml", ROOT / "crds"], history_limit=50, bookmark_interval=0.3
+        crd_paths=[FIXTURES / "widgets.yaml", ROOT / "crds"],
+        history_limit=50,
+        bookmark_interval=0.3,
     )
     await server.start(host="127.0.0.1", port=0)
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")

@@ -1,0 +1,42 @@
+"""`python -m permisos_sandbox.kubeapi`: serve the emulator until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+
+from .server import KubeApiServer
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m permisos_sandbox.kubeapi", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument(
+        "--crds", type=Path, action="append", default=[], help="CRD file or directory"
+    )
+    parser.add_argument("--kubeconfig", type=Path, help="write a kubeconfig for this server here")
+    parser.add_argument("--history-limit", type=int, default=1000)
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    server = KubeApiServer(crd_paths=args.crds, history_limit=args.history_limit)
+    await server.start(host=args.host, port=args.port)
+    if args.kubeconfig:
+        server.write_kubeconfig(args.kubeconfig)
+    print(f"kubeapi listening on {server.url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    asyncio.run(serve(parse_args(argv)))
