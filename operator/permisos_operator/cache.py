@@ -100,6 +100,9 @@ class Cache:
     def drop_job(self, key: Key) -> None:
         self.jobs.pop(key, None)
 
+    def drop_pool(self, key: Key) -> None:
+        self.pools.pop(key, None)
+
     def put_pod(self, body: Body) -> bool:
         key = key_of(body)
         if not _newer(body, self.pods.get(key)):
@@ -119,6 +122,28 @@ class Cache:
     def pods_of_job(self, job: Key) -> list[Body]:
         names = self._pods_by_job.get(job, set())
         return [self.pods[(job[0], n)] for n in names if (job[0], n) in self.pods]
+
+    # --- by kind, for events and resyncs
+
+    def put(self, kind: str, body: Body) -> bool:
+        return {
+            "requests": self.put_request,
+            "pools": self.put_pool,
+            "jobs": self.put_job,
+            "pods": self.put_pod,
+        }[kind](body)
+
+    def drop(self, kind: str, key: Key) -> None:
+        {
+            "requests": self.drop_request,
+            "pools": self.drop_pool,
+            "jobs": self.drop_job,
+            "pods": self.drop_pod,
+        }[kind](key)
+
+    def keys(self, kind: str) -> list[Key]:
+        store: dict[Key, Body] = getattr(self, kind)
+        return list(store)
 
 
 def _pool(body: Body) -> str:

@@ -61,6 +61,8 @@ class Controller:
         self._pool_wake = asyncio.Event()
         self._pool_status_written: dict[Key, tuple[float, Body]] = {}
         self.snapshots: dict[str, PoolSnapshot] = {}
+        # Keys that watch events touched during a resync's list, which the list may predate.
+        self._touched: set[tuple[str, Key]] | None = None
         self.running = False
 
     # --- what the watches report -------------------------------------------------------------
@@ -69,44 +71,36 @@ class Controller:
         if self.queue is not None:
             self.queue.add(key)
 
-    def on_request(self, body: Body, deleted: bool) -> None:
+    def _record(self, kind: str, body: Body, deleted: bool) -> bool:
+        """Applies a watch event to the cache; False when it tells nothing new."""
         key = key_of(body)
+        if self._touched is not None:
+            self._touched.add((kind, key))
         if deleted:
-            self.cache.drop_request(key)
-        elif not self.cache.put_request(body):
-            return
-        self._enqueue(key)
-        self._pool_wake.set()
+            self.cache.drop(kind, key)
+            return True
+        return self.cache.put(kind, body)
+
+    def on_request(self, body: Body, deleted: bool) -> None:
+        if self._record("requests", body, deleted):
+            self._enqueue(key_of(body))
+            self._pool_wake.set()
 
     def on_pool(self, body: Body, deleted: bool) -> None:
-        key = key_of(body)
-        if deleted:
-            self.cache.pools.pop(key, None)
-        elif not self.cache.put_pool(body):
-            return
-        for request in self.cache.requests_in_pool(key):
-            self._enqueue(key_of(request))
-        self._pool_wake.set()
+        if self._record("pools", body, deleted):
+            for request in self.cache.requests_in_pool(key_of(body)):
+                self._enqueue(key_of(request))
+            self._pool_wake.set()
 
     def on_job(self, body: Body, deleted: bool) -> None:
-        key = key_of(body)
-        if deleted:
-            self.cache.drop_job(key)
-        elif not self.cache.put_job(body):
-            return
         request = request_of(body)
-        if request:
-            self._enqueue((key[0], request))
+        if self._record("jobs", body, deleted) and request:
+            self._enqueue((key_of(body)[0], request))
 
     def on_pod(self, body: Body, deleted: bool) -> None:
-        key = key_of(body)
-        if deleted:
-            self.cache.drop_pod(key)
-        elif not self.cache.put_pod(body):
-            return
         request = request_of(body)
-        if request:
-            self._enqueue((key[0], request))
+        if self._record("pods", body, deleted) and request:
+            self._enqueue((key_of(body)[0], request))
 
     # --- running while this replica is the active one -----------------------------------------
 
@@ -134,32 +128,26 @@ class Controller:
             log.info("controller stopped")
 
     async def resync(self) -> None:
-        """Re-lists everything: the cache then holds exactly what exists."""
-        listed = await self.kube.list_all(self.settings.namespaces)
-        fresh = Cache()
-        for body in listed["requests"]:
-            fresh.put_request(body)
-        for body in listed["pools"]:
-            fresh.put_pool(body)
-        for body in listed["jobs"]:
-            fresh.put_job(body)
-        for body in listed["pods"]:
-            fresh.put_pod(body)
-        # Keep anything a watch delivered that is newer than the list.
-        for key, body in self.cache.requests.items():
-            if key in fresh.requests:
-                fresh.put_request(body)
-        for key, body in self.cache.jobs.items():
-            if key in fresh.jobs:
-                fresh.put_job(body)
-        for key, body in self.cache.pods.items():
-            if key in fresh.pods:
-                fresh.put_pod(body)
-        for key, body in self.cache.pools.items():
-            if key in fresh.pools:
-                fresh.put_pool(body)
-        self.cache = fresh
-        for key in fresh.requests:
+        """Re-lists everything, so the cache holds exactly what exists.
+
+        Objects the list did not return are dropped, unless a watch event touched them while the
+        list was in flight (they were created after the list was taken).
+        """
+        self._touched = set()
+        try:
+            listed = await self.kube.list_all(self.settings.namespaces)
+            touched = self._touched
+        finally:
+            self._touched = None
+        for kind, bodies in listed.items():
+            seen = set()
+            for body in bodies:
+                self.cache.put(kind, body)
+                seen.add(key_of(body))
+            for key in self.cache.keys(kind):
+                if key not in seen and (kind, key) not in touched:
+                    self.cache.drop(kind, key)
+        for key in self.cache.requests:
             self._enqueue(key)
         self._pool_wake.set()
 
