@@ -336,7 +336,7 @@ class RunnerPoolSpec(Model):
     replicas: int = Field(
         1,
         ge=0,
-        le=200,
+        le=1000,
         description=(
             "How many runner Jobs may run at once. `kubectl scale runnerpool/<name> "
             "--replicas=N` sets it. Lowering it never stops running Jobs; 0 pauses the pool."

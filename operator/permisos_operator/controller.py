@@ -9,6 +9,7 @@ a restart could lose.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections import Counter as Tally
@@ -45,6 +46,15 @@ log = logging.getLogger("permisos.operator")
 def _phase(body: Body) -> str | None:
     phase = (body.get("status") or {}).get("phase")
     return str(phase) if phase else None
+
+
+def _queue_order(request: Body) -> tuple[int, str, str]:
+    """Higher priority first, then oldest first; the name breaks ties deterministically."""
+    return (
+        -int(request.get("spec", {}).get("priority", 0)),
+        request["metadata"].get("creationTimestamp", ""),
+        request["metadata"]["name"],
+    )
 
 
 def _wire_status(status: PermitRequestStatus) -> Body:
@@ -382,25 +392,23 @@ class Controller:
     async def _admit_pool(self, pool_key: Key) -> None:
         namespace, pool_name = pool_key
         pool_body = self.cache.pools.get(pool_key)
-        requests = self.cache.requests_in_pool(pool_key)
-        running = sum(1 for r in requests if _phase(r) == "Running")
-        waiting = sorted(
-            (
-                r
-                for r in requests
-                if _phase(r) == "Queued"
-                and not r["metadata"].get("deletionTimestamp")
-                and not r.get("spec", {}).get("cancel")
-            ),
-            key=lambda r: (
-                -int(r.get("spec", {}).get("priority", 0)),
-                r["metadata"].get("creationTimestamp", ""),
-                r["metadata"]["name"],
-            ),
-        )
+        running = 0
+        waiting = []
+        for request in self.cache.requests_in_pool(pool_key):
+            phase = _phase(request)
+            if phase == "Running":
+                running += 1
+            elif (
+                phase == "Queued"
+                and not request["metadata"].get("deletionTimestamp")
+                and not request.get("spec", {}).get("cancel")
+            ):
+                waiting.append(request)
         pool = self._pool_spec(namespace, pool_name)
         limit = pool.replicas if pool is not None else 0
-        chosen = waiting[: max(0, limit - running)]
+        # Only the first few in line matter: no full sort of a long queue on every event.
+        chosen = heapq.nsmallest(max(0, limit - running), waiting, key=_queue_order)
+        queued = len(waiting)
         if chosen and pool is not None:
             gate = asyncio.Semaphore(ADMISSION_CONCURRENCY)
 
@@ -414,10 +422,10 @@ class Controller:
                 if isinstance(outcome, BaseException) and not isinstance(outcome, Conflict):
                     log.error("admission failed: %s", outcome, extra={"pool": pool_name})
             running += started
-            waiting = waiting[started:]
-        self.snapshots[pool_name] = PoolSnapshot(len(waiting), running, limit)
+            queued -= started
+        self.snapshots[pool_name] = PoolSnapshot(queued, running, limit)
         if pool_body is not None:
-            await self._write_pool_status(pool_body, running, len(waiting))
+            await self._write_pool_status(pool_body, running, queued)
 
     async def _admit(self, request: Body, pool: RunnerPoolSpec) -> bool:
         namespace, name = key_of(request)
