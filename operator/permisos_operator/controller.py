@@ -39,6 +39,8 @@ FINALIZER = "permisosdigitales.mx/record-outcome"
 ADMISSION_CONCURRENCY = 16
 # Pool status is a summary; writing it at most this often keeps bursts cheap.
 POOL_STATUS_INTERVAL = 1.0
+# A burst of watch events wakes admission many times; passes this far apart coalesce them.
+ADMISSION_PAUSE = 0.05
 
 log = logging.getLogger("permisos.operator")
 
@@ -73,6 +75,7 @@ class Controller:
         self.snapshots: dict[str, PoolSnapshot] = {}
         # Keys that watch events touched during a resync's list, which the list may predate.
         self._touched: set[tuple[str, Key]] | None = None
+        self._events: asyncio.Queue[tuple[Body, str, str, str]] | None = None
         self.running = False
 
     # --- what the watches report -------------------------------------------------------------
@@ -117,6 +120,7 @@ class Controller:
     async def run(self) -> None:
         """Works until cancelled (shutdown, or a higher-priority peer took over)."""
         self.queue = WorkQueue[Key]()
+        self._events = asyncio.Queue()
         self.running = True
         log.info("controller started")
         try:
@@ -126,12 +130,15 @@ class Controller:
                 for _ in range(self.settings.workers):
                     tasks.create_task(self._worker())
                 tasks.create_task(self._admission_loop())
+                # One poster, so Events keep the order of the transitions they tell.
+                tasks.create_task(self._event_poster(self._events))
                 tasks.create_task(self._resync_loop())
         finally:
             # A paused replica must not act later on what it saw while active.
             self.running = False
             if self.queue is not None:
                 self.queue.clear()
+            self._events = None
             self.queue = None
             self.cache.clear()
             self.snapshots.clear()
@@ -319,17 +326,26 @@ class Controller:
         if change.new == "Succeeded" and body.get("spec", {}).get("paidAt"):
             paid = parse_time(body["spec"]["paidAt"])
             self.metrics.payment_to_permit.observe(max(0.0, (utcnow() - paid).total_seconds()))
-        await self._event(updated, change.event_type, change.reason, change.message)
+        self._event(updated, change.event_type, change.reason, change.message)
         self._pool_wake.set()
         return updated
 
-    async def _event(self, body: Body, type_: str, reason: str, message: str) -> None:
-        try:
-            await self.kube.post_event(body, type_, reason, message)
-        except ApiError:
-            # An Event is a courtesy to humans; losing one must not stop the request.
-            self.metrics.api_errors.labels("event").inc()
-            log.warning("could not post event", extra={"permitrequest": body["metadata"]["name"]})
+    def _event(self, body: Body, type_: str, reason: str, message: str) -> None:
+        """Queues an Event; posting it is off the request's critical path."""
+        if self._events is not None:
+            self._events.put_nowait((body, type_, reason, message))
+
+    async def _event_poster(self, events: asyncio.Queue[tuple[Body, str, str, str]]) -> None:
+        while True:
+            body, type_, reason, message = await events.get()
+            try:
+                await self.kube.post_event(body, type_, reason, message)
+            except Exception:
+                # An Event is a courtesy to humans; losing one must not stop the request.
+                self.metrics.api_errors.labels("event").inc()
+                log.warning(
+                    "could not post event", extra={"permitrequest": body["metadata"]["name"]}
+                )
 
     async def _create_job(
         self, body: Body, spec: PermitRequestSpec, pool: RunnerPoolSpec, job: str, attempt: int
@@ -362,7 +378,11 @@ class Controller:
             return
         phase = _phase(body) or "Pending"
         log.info("deleted in phase %s", phase, extra={"permitrequest": name, "phase": phase})
-        await self._event(body, "Normal", "Deleted", f"deleted in phase {phase}")
+        # Posted before the finalizer goes: the Event must name an object that still exists.
+        try:
+            await self.kube.post_event(body, "Normal", "Deleted", f"deleted in phase {phase}")
+        except ApiError:
+            self.metrics.api_errors.labels("event").inc()
         remaining = [f for f in finalizers if f != FINALIZER]
         try:
             updated = await self.kube.set_finalizers(
@@ -380,6 +400,7 @@ class Controller:
     async def _admission_loop(self) -> None:
         while True:
             await self._pool_wake.wait()
+            await asyncio.sleep(ADMISSION_PAUSE)
             self._pool_wake.clear()
             for pool in sorted(self.cache.pool_keys()):
                 try:

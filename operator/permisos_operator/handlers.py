@@ -1,8 +1,10 @@
 """Kopf wiring: watch events feed the controller; peering decides which replica runs it.
 
-The handlers only record what they see; all decisions are the controller's. With peering, the
-controller runs as a daemon of the operator's own KopfPeering object, so Kopf stops it whenever
-another replica with a higher priority takes over, and starts it again when this one resumes.
+The handlers only record what they see; all decisions are the controller's. They are coroutines
+on purpose: Kopf runs plain functions in a thread pool, and the cache belongs to the event loop.
+With peering, the controller runs as a daemon of the operator's own KopfPeering object, so Kopf
+stops it whenever another replica with a higher priority takes over, and starts it again when
+this one resumes.
 """
 
 from __future__ import annotations
@@ -37,22 +39,22 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "permitrequests")
-def permitrequest_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+async def permitrequest_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     _controller(memo).on_request(dict(event["object"]), event["type"] == "DELETED")
 
 
 @kopf.on.event(GROUP, VERSION, "runnerpools")
-def runnerpool_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+async def runnerpool_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     _controller(memo).on_pool(dict(event["object"]), event["type"] == "DELETED")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY)
-def job_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+async def job_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     _controller(memo).on_job(dict(event["object"]), event["type"] == "DELETED")
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED_BY)
-def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+async def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     _controller(memo).on_pod(dict(event["object"]), event["type"] == "DELETED")
 
 
@@ -71,5 +73,5 @@ async def run_while_active_clusterwide(memo: Any, **_: Any) -> None:
 
 
 @kopf.on.probe(id="controller")
-def controller_running(memo: Any, **_: Any) -> bool:
+async def controller_running(memo: Any, **_: Any) -> bool:
     return _controller(memo).running
