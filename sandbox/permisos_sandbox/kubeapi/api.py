@@ -32,7 +32,7 @@ from .registry import Registry
 from .resources import ResourceType
 from .schema import Validator, apply_defaults, prune
 from .selectors import combine, field_selector, label_selector
-from .store import Store
+from .store import DEFAULT_HISTORY, Store
 
 JSON = dict[str, Any]
 CRD_KEY = "customresourcedefinitions.apiextensions.k8s.io"
@@ -88,7 +88,7 @@ def _deep_set(obj: JSON, path: str, value: Any) -> None:
 
 
 class Api:
-    def __init__(self, history_limit: int = 1000) -> None:
+    def __init__(self, history_limit: int = DEFAULT_HISTORY) -> None:
         self.registry = Registry()
         self.store = Store(history_limit)
         self._gc_wake = asyncio.Event()

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 from .server import KubeApiServer
+from .store import DEFAULT_HISTORY
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -18,7 +19,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--crds", type=Path, action="append", default=[], help="CRD file or directory"
     )
     parser.add_argument("--kubeconfig", type=Path, help="write a kubeconfig for this server here")
-    parser.add_argument("--history-limit", type=int, default=1000)
+    parser.add_argument("--history-limit", type=int, default=DEFAULT_HISTORY)
     return parser.parse_args(argv)
 
 

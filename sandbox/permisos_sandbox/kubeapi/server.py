@@ -12,6 +12,7 @@ from aiohttp import web
 from .api import Api
 from .crds import kopf_crds, load_crd_files
 from .routes import Routes
+from .store import DEFAULT_HISTORY
 
 CONTEXT = "permisos-local"
 
@@ -27,7 +28,7 @@ class KubeApiServer:
     def __init__(
         self,
         crd_paths: Iterable[Path] = (),
-        history_limit: int = 1000,
+        history_limit: int = DEFAULT_HISTORY,
         bookmark_interval: float = 5.0,
     ) -> None:
         self.crd_paths = [Path(p) for p in crd_paths]

@@ -55,8 +55,13 @@ class Watcher:
         self.queue.put_nowait(None)
 
 
+# Events kept per resource type for watches resuming from a resourceVersion; a real API server
+# keeps about five minutes' worth, which bursts of thousands of writes fill quickly.
+DEFAULT_HISTORY = 10_000
+
+
 class Store:
-    def __init__(self, history_limit: int = 1000) -> None:
+    def __init__(self, history_limit: int = DEFAULT_HISTORY) -> None:
         self.history_limit = max(1, history_limit)
         self.rv = 0
         self._objects: dict[str, dict[tuple[str, str], JSON]] = {}

@@ -1,0 +1,641 @@
+"""Operator benchmark: creation-to-Job latency, Jobs per second, and resident memory.
+
+    .venv/bin/python bench/operator_throughput.py [--requests 500] [--memory-requests 5000]
+
+Prints figures; asserts nothing about them. Four phases, each against a fresh API emulator process
+loaded with the project's CRDs, each bounded by --timeout seconds:
+
+1. throughput/ours      `python -m permisos_operator`, RunnerPool `default` with room for every
+                        request, N PermitRequests created at once (--concurrency creates in
+                        flight); per request, the time from its create returning to its first Job
+                        arriving on a batch/v1 Job watch; Jobs/s = N / (first create sent ->
+                        N-th Job seen).
+2. throughput/baseline  the same against `bench/baseline_operator.py`, a bare Kopf operator that
+                        only creates one Job per PermitRequest.
+3. memory/ours          RunnerPool at replicas 0, M PermitRequests; once the operator's metrics
+                        report all M queued, the RSS of the operator process (and children).
+4. memory/baseline      the baseline with the same M objects, after it created a Job for each.
+
+Writes the figures to bench/results/operator_throughput.json and the processes' logs to
+bench/results/logs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (  # the bench folder is not a package
+    GROUP_PATH,
+    NS,
+    ROOT,
+    Api,
+    BenchError,
+    Child,
+    Children,
+    JobWatch,
+    free_port,
+    metric_value,
+    percentile,
+    permit_request,
+    pool_maximum,
+    runner_pool,
+    start_emulator,
+    wait_for,
+    wait_progress,
+)
+
+RESULTS = ROOT / "bench" / "results"
+LOGS = RESULTS / "logs"
+BASELINE = ROOT / "bench" / "baseline_operator.py"
+WARMUP = "warmup"
+MIB = 1024 * 1024
+# Both operators log at this level (--log-level); WARNING keeps logging out of the figures.
+LOG_LEVEL = {"level": "WARNING"}
+# A phase gives up when it sees no progress for this long (--stall).
+STALL = {"seconds": 120.0}
+
+
+# --- the two operators -------------------------------------------------------------------------
+
+
+class Operator:
+    """An operator process and the URLs that tell when it is up."""
+
+    def __init__(self, child: Child, health_url: str, metrics_url: str | None) -> None:
+        self.child, self.health_url, self.metrics_url = child, health_url, metrics_url
+
+
+def start_ours(children: Children, kubeconfig: Path, phase: str) -> Operator:
+    metrics_port, health_port = free_port(), free_port()
+    health = f"http://127.0.0.1:{health_port}/healthz"
+    env = {
+        "KUBECONFIG": str(kubeconfig),
+        "PERMISOS_OPERATOR_STANDALONE": "true",
+        "PERMISOS_OPERATOR_METRICS_HOST": "127.0.0.1",
+        "PERMISOS_OPERATOR_METRICS_PORT": str(metrics_port),
+        "PERMISOS_OPERATOR_LIVENESS_ENDPOINT": health,
+        "PERMISOS_OPERATOR_LOG_LEVEL": LOG_LEVEL["level"],
+    }
+    argv = [sys.executable, "-m", "permisos_operator"]
+    child = children.start("permisos_operator", argv, LOGS / f"{phase}-operator.log", env)
+    return Operator(child, health, f"http://127.0.0.1:{metrics_port}/metrics")
+
+
+def start_baseline(children: Children, kubeconfig: Path, phase: str) -> Operator:
+    health = f"http://127.0.0.1:{free_port()}/healthz"
+    argv = [
+        sys.executable,
+        "-m",
+        "kopf",
+        "run",
+        "--standalone",
+        "--all-namespaces",
+        "--quiet" if LOG_LEVEL["level"] == "WARNING" else "--verbose",
+        "--liveness",
+        health,
+        str(BASELINE),
+    ]
+    child = children.start(
+        "baseline", argv, LOGS / f"{phase}-operator.log", {"KUBECONFIG": str(kubeconfig)}
+    )
+    return Operator(child, health, None)
+
+
+Starter = Callable[[Children, Path, str], Operator]
+
+
+async def wait_healthy(api: Api, operator: Operator, within: float) -> None:
+    async def healthy() -> bool:
+        if not operator.child.alive():
+            raise BenchError(f"the operator exited early; see {operator.child.log_path}")
+        return await api.text(operator.health_url) is not None
+
+    await wait_for("the operator's liveness endpoint", healthy, within)
+
+
+class RssSampler:
+    """Samples an operator's RSS in the background; keeps the peak."""
+
+    def __init__(self, child: Child, every: float = 0.5) -> None:
+        self.child, self.every, self.peak = child, every, 0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, self.child.rss())
+            await asyncio.sleep(self.every)
+
+    async def stop(self) -> int:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self.peak = max(self.peak, self.child.rss())
+        return self.peak
+
+
+async def create_all(
+    api: Api, names: list[str], concurrency: int, pools: dict[str, str] | None = None
+) -> tuple[float, dict[str, float]]:
+    """Creates the PermitRequests, `concurrency` at a time; returns when the first was sent and
+    when each create returned (monotonic clock)."""
+    gate = asyncio.Semaphore(concurrency)
+    returned: dict[str, float] = {}
+    pools = pools or {}
+
+    async def one(name: str) -> None:
+        body = permit_request(name, pools.get(name, "default"))
+        async with gate:
+            await api.create(f"{GROUP_PATH}/permitrequests", body)
+            returned[name] = time.monotonic()
+
+    started = time.monotonic()
+    async with asyncio.TaskGroup() as tasks:
+        for name in names:
+            tasks.create_task(one(name))
+    return started, returned
+
+
+def pool_layout(slots: int) -> list[tuple[str, int]]:
+    """RunnerPools with `slots` runner slots in all: `default` alone when the CRD allows that
+    many replicas, else `default` plus `bench-pool-<k>`, each at the CRD's maximum."""
+    cap = pool_maximum()
+    if cap is None or cap >= slots:
+        return [("default", slots)]
+    layout: list[tuple[str, int]] = []
+    while slots > 0:
+        take = min(cap, slots)
+        layout.append(("default" if not layout else f"bench-pool-{len(layout)}", take))
+        slots -= take
+    return layout
+
+
+def log_summary(child: Child) -> dict[str, Any]:
+    count, first = child.problems()
+    return {"log": str(child.log_path.relative_to(ROOT)), "error_lines": count, "first": first}
+
+
+# --- phases ----------------------------------------------------------------------------------
+
+
+async def throughput(
+    children: Children, kind: str, start: Starter, requests: int, concurrency: int, within: float
+) -> dict[str, Any]:
+    phase = f"throughput-{kind}"
+    emulator, url, kubeconfig = await start_emulator(children, LOGS, phase)
+    api = Api(url, concurrency)
+    watch = JobWatch(api)
+    operator: Operator | None = None
+    try:
+        # Room for every request and the warm-up: admission never limits this measurement.
+        layout = pool_layout(requests + 1)
+        for pool, replicas in layout:
+            await api.create(f"{GROUP_PATH}/runnerpools", runner_pool(replicas, pool))
+        slots = [pool for pool, replicas in layout for _ in range(replicas)]
+        operator = start(children, kubeconfig, phase)
+        await wait_healthy(api, operator, 60)
+        await watch.start()
+        # One request end to end first, so both operators' watches are live when timing starts.
+        await api.create(f"{GROUP_PATH}/permitrequests", permit_request(WARMUP))
+        await watch.wait_count([WARMUP], 120, 120)
+
+        names = [f"bench-{i:05d}" for i in range(requests)]
+        pools = dict(zip(names, slots[1:], strict=True))
+        cpu_op, cpu_api = operator.child.cpu_seconds(), emulator.cpu_seconds()
+        sampler = RssSampler(operator.child)
+        started, returned = await create_all(api, names, concurrency, pools)
+        created_all = time.monotonic()
+        await watch.wait_count(names, within, STALL["seconds"])
+        peak = await sampler.stop()
+        last_job = max(watch.first_job[name] for name in names)
+        latencies = [watch.first_job[name] - returned[name] for name in names]
+        events = await api.get(f"/api/v1/namespaces/{NS}/events")
+        return {
+            "requests": requests,
+            "concurrency": concurrency,
+            "pools": dict(layout),
+            "latency_ms": {
+                "p50": 1000 * percentile(latencies, 0.50),
+                "p95": 1000 * percentile(latencies, 0.95),
+                "max": 1000 * max(latencies),
+                "min": 1000 * min(latencies),
+            },
+            "jobs_per_second": requests / (last_job - started),
+            "create_seconds": created_all - started,
+            "first_create_to_last_job_seconds": last_job - started,
+            "operator_cpu_seconds": operator.child.cpu_seconds() - cpu_op,
+            "emulator_cpu_seconds": emulator.cpu_seconds() - cpu_api,
+            "operator_rss_peak_mib": peak / MIB,
+            "events_in_namespace": len(events.get("items") or []),
+            "operator_log": log_summary(operator.child),
+        }
+    finally:
+        await watch.stop()
+        await api.close()
+        if operator is not None:
+            children.stop(operator.child)
+        children.stop(emulator)
+
+
+async def memory_ours(
+    children: Children, requests: int, concurrency: int, within: float
+) -> dict[str, Any]:
+    phase = "memory-ours"
+    emulator, url, kubeconfig = await start_emulator(children, LOGS, phase)
+    api = Api(url, concurrency)
+    operator: Operator | None = None
+    try:
+        await api.create(f"{GROUP_PATH}/runnerpools", runner_pool(0))
+        operator = start_ours(children, kubeconfig, phase)
+        await wait_healthy(api, operator, 60)
+        metrics_url = operator.metrics_url
+        assert metrics_url is not None
+
+        async def depth() -> float | None:
+            text = await api.text(metrics_url)
+            if text is None:
+                return None
+            value: float | None = metric_value(text, "permisos_queue_depth", 'pool="default"')
+            return value
+
+        await wait_for("the operator to report the pool", lambda: _not_none(depth), 60)
+        await asyncio.sleep(2)
+        idle = operator.child.rss()
+        sampler = RssSampler(operator.child)
+        started = time.monotonic()
+        names = [f"mem-{i:05d}" for i in range(requests)]
+        await create_all(api, names, concurrency)
+        created = time.monotonic() - started
+
+        try:
+            await wait_progress(
+                f"queue depth {requests} on /metrics", depth, requests, within, STALL["seconds"]
+            )
+        except BenchError as error:
+            text = await api.text(metrics_url) or ""
+            phases = {
+                phase: metric_value(text, "permisos_permitrequests", f'phase="{phase}"')
+                for phase in ("Pending", "Queued", "Running")
+            }
+            raise BenchError(f"{error}; operator's permitrequests by phase: {phases}") from None
+        seen = time.monotonic() - started
+        await asyncio.sleep(3)
+        rss = operator.child.rss()
+        peak = await sampler.stop()
+        pool = await api.get(f"{GROUP_PATH}/runnerpools/default")
+        return {
+            "requests": requests,
+            "state": f"all {requests} Queued (RunnerPool replicas=0), no Jobs",
+            "rss_idle_mib": idle / MIB,
+            "rss_mib": rss / MIB,
+            "rss_peak_mib": peak / MIB,
+            "create_seconds": created,
+            "all_seen_seconds": seen,
+            "pool_status_queued": (pool.get("status") or {}).get("queued"),
+            "operator_cpu_seconds": operator.child.cpu_seconds(),
+            "operator_log": log_summary(operator.child),
+        }
+    finally:
+        await api.close()
+        if operator is not None:
+            children.stop(operator.child)
+        children.stop(emulator)
+
+
+async def memory_baseline(
+    children: Children, requests: int, concurrency: int, within: float
+) -> dict[str, Any]:
+    phase = "memory-baseline"
+    emulator, url, kubeconfig = await start_emulator(children, LOGS, phase)
+    api = Api(url, concurrency)
+    watch = JobWatch(api)
+    operator: Operator | None = None
+    try:
+        await api.create(f"{GROUP_PATH}/runnerpools", runner_pool(0))
+        operator = start_baseline(children, kubeconfig, phase)
+        await wait_healthy(api, operator, 60)
+        await watch.start()
+        await asyncio.sleep(2)
+        idle = operator.child.rss()
+        sampler = RssSampler(operator.child)
+        started = time.monotonic()
+        names = [f"mem-{i:05d}" for i in range(requests)]
+        await create_all(api, names, concurrency)
+        created = time.monotonic() - started
+        await watch.wait_count(names, within, STALL["seconds"])
+        seen = time.monotonic() - started
+        await asyncio.sleep(3)
+        rss = operator.child.rss()
+        peak = await sampler.stop()
+        return {
+            "requests": requests,
+            "state": f"all {requests} handled: one Job created for each",
+            "rss_idle_mib": idle / MIB,
+            "rss_mib": rss / MIB,
+            "rss_peak_mib": peak / MIB,
+            "create_seconds": created,
+            "all_seen_seconds": seen,
+            "operator_cpu_seconds": operator.child.cpu_seconds(),
+            "operator_log": log_summary(operator.child),
+        }
+    finally:
+        await watch.stop()
+        await api.close()
+        if operator is not None:
+            children.stop(operator.child)
+        children.stop(emulator)
+
+
+async def _not_none(probe: Callable[[], Awaitable[Any]]) -> bool:
+    return await probe() is not None
+
+
+async def guarded(name: str, within: float, run: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """Runs one phase; a failure or a timeout is reported, and the next phase still runs."""
+    print(f"\n== {name} ...", flush=True)
+    began = time.monotonic()
+    try:
+        # The phase's own waits are bounded by `within`; this bounds the whole phase.
+        async with asyncio.timeout(within + 180):
+            result = await run
+    except (BenchError, TimeoutError, OSError) as error:
+        message = str(error) or f"phase exceeded {within + 180:.0f}s"
+        print(f"   FAILED: {message}", flush=True)
+        return {"error": message}
+    result["phase_seconds"] = time.monotonic() - began
+    print(f"   done in {result['phase_seconds']:.1f}s", flush=True)
+    return result
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def _get(result: dict[str, Any], *path: str) -> float | None:
+    value: Any = result
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(ours: float | None, base: float | None) -> float | None:
+    if ours is None or base is None or base == 0:
+        return None
+    return ours / base
+
+
+def table(title: str, rows: list[tuple[str, float | None, float | None, int]]) -> list[str]:
+    lines = [title, f"  {'':34} {'ours':>12} {'baseline':>12} {'ours/base':>10}"]
+    for label, ours, base, digits in rows:
+        ratio = _ratio(ours, base)
+        lines.append(
+            f"  {label:34} {_fmt(ours, digits):>12} {_fmt(base, digits):>12} {_fmt(ratio, 2):>10}"
+        )
+    return lines
+
+
+def report(results: dict[str, Any]) -> str:
+    ours, base = results["throughput"]["ours"], results["throughput"]["baseline"]
+    mem_ours, mem_base = results["memory"]["ours"], results["memory"]["baseline"]
+    n, m = results["config"]["requests"], results["config"]["memory_requests"]
+    lines = [
+        "",
+        "=" * 76,
+        f"Operator benchmark  ({results['machine']['cpus']} CPUs, Python "
+        f"{results['machine']['python']}, {results['machine']['platform']})",
+        "Where things ran: the API emulator, the operator under test and the benchmark client",
+        "(creates + Job watch) are three separate processes on this same machine; each phase",
+        "uses a fresh emulator process with the project's CRDs.",
+        "=" * 76,
+    ]
+    lines += table(
+        f"Creation -> first Job: {n} PermitRequests, {results['config']['concurrency']} creates"
+        " in flight",
+        [
+            (
+                "latency p50 (ms)",
+                _get(ours, "latency_ms", "p50"),
+                _get(base, "latency_ms", "p50"),
+                1,
+            ),
+            (
+                "latency p95 (ms)",
+                _get(ours, "latency_ms", "p95"),
+                _get(base, "latency_ms", "p95"),
+                1,
+            ),
+            (
+                "latency max (ms)",
+                _get(ours, "latency_ms", "max"),
+                _get(base, "latency_ms", "max"),
+                1,
+            ),
+            ("Jobs per second", _get(ours, "jobs_per_second"), _get(base, "jobs_per_second"), 1),
+            (
+                "first create -> last Job (s)",
+                _get(ours, "first_create_to_last_job_seconds"),
+                _get(base, "first_create_to_last_job_seconds"),
+                2,
+            ),
+            (
+                "all creates returned after (s)",
+                _get(ours, "create_seconds"),
+                _get(base, "create_seconds"),
+                2,
+            ),
+            (
+                "operator CPU (s)",
+                _get(ours, "operator_cpu_seconds"),
+                _get(base, "operator_cpu_seconds"),
+                2,
+            ),
+            (
+                "emulator CPU (s)",
+                _get(ours, "emulator_cpu_seconds"),
+                _get(base, "emulator_cpu_seconds"),
+                2,
+            ),
+            (
+                "operator RSS peak (MiB)",
+                _get(ours, "operator_rss_peak_mib"),
+                _get(base, "operator_rss_peak_mib"),
+                1,
+            ),
+            (
+                "Events in namespace afterwards",
+                _get(ours, "events_in_namespace"),
+                _get(base, "events_in_namespace"),
+                0,
+            ),
+        ],
+    )
+    lines.append("")
+    lines += table(
+        f"Resident memory (operator process + children) with {m} PermitRequests",
+        [
+            (
+                "RSS before creating (MiB)",
+                _get(mem_ours, "rss_idle_mib"),
+                _get(mem_base, "rss_idle_mib"),
+                1,
+            ),
+            (
+                f"RSS with {m} objects (MiB)",
+                _get(mem_ours, "rss_mib"),
+                _get(mem_base, "rss_mib"),
+                1,
+            ),
+            (
+                "RSS peak during the phase (MiB)",
+                _get(mem_ours, "rss_peak_mib"),
+                _get(mem_base, "rss_peak_mib"),
+                1,
+            ),
+            (
+                "creates -> all seen (s)",
+                _get(mem_ours, "all_seen_seconds"),
+                _get(mem_base, "all_seen_seconds"),
+                1,
+            ),
+            (
+                "operator CPU over the phase (s)",
+                _get(mem_ours, "operator_cpu_seconds"),
+                _get(mem_base, "operator_cpu_seconds"),
+                1,
+            ),
+        ],
+    )
+    lines.append(f"  ours:     {mem_ours.get('state', mem_ours.get('error'))}")
+    lines.append(f"  baseline: {mem_base.get('state', mem_base.get('error'))}")
+    lines.append("")
+    lines.append("Notes:")
+    lines.append(
+        "  latency = first Job seen on the client's batch/v1 watch - that request's create"
+    )
+    lines.append(
+        "  returning (client clock); Jobs/s = requests / (first create sent -> last first-Job)."
+    )
+    layout = pool_layout(n + 1)
+    pools = ", ".join(f"{name}={replicas}" for name, replicas in layout)
+    lines.append(f"  throughput phases: RunnerPools {pools} ({n + 1} runner slots = requests + 1")
+    if len(layout) > 1:
+        lines.append(
+            f"  warm-up; the CRD caps spec.replicas at {pool_maximum()}, so the requests are spread"
+        )
+        lines.append("  over several pools and admission never limits the measurement);")
+    else:
+        lines.append("  warm-up, so admission never limits the measurement);")
+    lines.append(
+        "  memory phases: RunnerPool default at replicas=0. Both operators log at WARNING;"
+    )
+    lines.append("  the baseline is Kopf with its defaults (it posts no Events at WARNING).")
+    for label, result in (
+        ("throughput/ours", ours),
+        ("throughput/baseline", base),
+        ("memory/ours", mem_ours),
+        ("memory/baseline", mem_base),
+    ):
+        if "error" in result:
+            lines.append(f"  {label}: FAILED - {result['error']}")
+            continue
+        log = result.get("operator_log") or {}
+        lines.append(
+            f"  {label}: {log.get('error_lines', 0)} error-looking log lines ({log.get('log')})"
+        )
+        for line in log.get("first") or []:
+            lines.append(f"      {line[:160]}")
+    return "\n".join(lines)
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    LOG_LEVEL["level"] = args.log_level.upper()
+    STALL["seconds"] = args.stall
+    children = Children()
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(terse=True),
+        },
+        "config": {
+            "requests": args.requests,
+            "memory_requests": args.memory_requests,
+            "concurrency": args.concurrency,
+            "timeout_seconds": args.timeout,
+            "stall_seconds": args.stall,
+        },
+        "placement": {
+            "emulator": "own process per phase (python -m permisos_sandbox.kubeapi)",
+            "operator": "own process (python -m permisos_operator | kopf run baseline)",
+            "client": "this process (aiohttp creates + batch/v1 Job watch)",
+        },
+        "throughput": {},
+        "memory": {},
+    }
+    n, m, c, t = args.requests, args.memory_requests, args.concurrency, args.timeout
+    try:
+        results["throughput"]["ours"] = await guarded(
+            "throughput: ours", t, throughput(children, "ours", start_ours, n, c, t)
+        )
+        results["throughput"]["baseline"] = await guarded(
+            "throughput: baseline", t, throughput(children, "baseline", start_baseline, n, c, t)
+        )
+        ours, base = results["throughput"]["ours"], results["throughput"]["baseline"]
+        results["throughput"]["ratios_ours_over_baseline"] = {
+            "p50": _ratio(_get(ours, "latency_ms", "p50"), _get(base, "latency_ms", "p50")),
+            "p95": _ratio(_get(ours, "latency_ms", "p95"), _get(base, "latency_ms", "p95")),
+            "jobs_per_second": _ratio(_get(ours, "jobs_per_second"), _get(base, "jobs_per_second")),
+        }
+        if m > 0:
+            results["memory"]["ours"] = await guarded(
+                "memory: ours", t, memory_ours(children, m, c, t)
+            )
+            results["memory"]["baseline"] = await guarded(
+                "memory: baseline", t, memory_baseline(children, m, c, t)
+            )
+        else:
+            results["memory"]["ours"] = results["memory"]["baseline"] = {"error": "skipped"}
+    finally:
+        children.stop_all()
+    return results
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=500, help="throughput phases")
+    parser.add_argument("--memory-requests", type=int, default=5000, help="0 skips memory")
+    parser.add_argument("--concurrency", type=int, default=32, help="creates in flight")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per phase")
+    parser.add_argument("--stall", type=float, default=120, help="seconds without progress")
+    parser.add_argument("--log-level", default="WARNING", help="of both operators (debugging)")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    figures = asyncio.run(main(arguments))
+    print(report(figures))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "operator_throughput.json"
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"\nfigures written to {out.relative_to(ROOT)}")
