@@ -397,8 +397,3 @@ class RunnerPoolStatus(Model):
     observed_generation: int | None = Field(
         None, ge=0, description="The .metadata.generation the operator last acted on."
     )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Ready: the operator is admitting work for this pool.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )

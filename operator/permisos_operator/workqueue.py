@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Hashable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
-
-from permisos_operator.timeutil import utcnow
 
 K = TypeVar("K", bound=Hashable)
 
@@ -35,7 +33,7 @@ class WorkQueue(Generic[K]):
             self._ready.put_nowait(key)
 
     def add_at(self, key: K, when: datetime) -> None:
-        delay = (when - utcnow()).total_seconds()
+        delay = (when - datetime.now(UTC)).total_seconds()
         if delay <= 0:
             self.add(key)
             return
