@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
+# The runner drives Debian's Chromium build; Playwright never downloads a browser here.
+CHROMIUM := /usr/lib/chromium/chromium-headless-shell
 
 .PHONY: run test lint typecheck check bench clean
 
@@ -17,6 +19,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 venv: $(VENV)/.installed
 
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium-headless-shell
+
 # Starts the Kubernetes API emulator with the CRDs, a default RunnerPool and the operator.
 run: $(VENV)/.installed
 	$(PY) -m permisos_sandbox.platform
@@ -29,7 +35,7 @@ typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy permisos operator/permisos_operator sandbox/permisos_sandbox
 
 # The whole suite: style and types are tests too.
-test: $(VENV)/.installed lint typecheck
+test: $(VENV)/.installed $(CHROMIUM) lint typecheck
 	$(VENV)/bin/pytest
 
 bench: $(VENV)/.installed
