@@ -32,7 +32,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy permisos operator/permisos_operator sandbox/permisos_sandbox
+	$(VENV)/bin/mypy permisos operator/permisos_operator sandbox/permisos_sandbox browser-runner/permisos_runner api/permisos_api
 
 # The whole suite: style and types are tests too.
 test: $(VENV)/.installed $(CHROMIUM) lint typecheck

@@ -38,6 +38,9 @@ async def serve_metrics(metrics: OperatorMetrics, host: str, port: int) -> web.A
 async def main() -> None:
     settings = OperatorSettings()
     configure_logs(settings.log_level, settings.log_format)
+    if settings.log_level != "DEBUG":
+        # Kopf logs every handler call; the controller logs what matters (the transitions).
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     metrics = OperatorMetrics()
     controller = Controller(Kube(AsyncClient(field_manager="permisos-operator")), settings, metrics)
     metrics.registry.register(StateCollector(controller.phase_tally, lambda: controller.snapshots))
@@ -53,7 +56,7 @@ async def main() -> None:
     standalone_task = None
     if settings.standalone:
         # No peers to defer to: the controller runs for the whole life of the process.
-        standalone_task = asyncio.create_task(controller.run())
+        standalone_task = asyncio.create_task(controller.run_forever())
     try:
         await kopf.operator(
             clusterwide=not settings.namespaces,

@@ -59,10 +59,6 @@ def _queue_order(request: Body) -> tuple[int, str, str]:
     )
 
 
-def _wire_status(status: PermitRequestStatus) -> Body:
-    return status.wire()
-
-
 class Controller:
     def __init__(self, kube: Kube, settings: OperatorSettings, metrics: OperatorMetrics) -> None:
         self.kube = kube
@@ -117,6 +113,25 @@ class Controller:
 
     # --- running while this replica is the active one -----------------------------------------
 
+    async def run_forever(self) -> None:
+        """Runs the controller until cancelled, starting it again after a failure.
+
+        A failure here is the API server failing the initial list; waiting and trying again is
+        all that can be done, and nothing is lost meanwhile: the objects hold the state.
+        """
+        delay = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                await self.run()
+            except Exception:
+                self.metrics.api_errors.labels("controller").inc()
+                log.exception("controller failed; starting again in %.0fs", delay)
+            if time.monotonic() - started > 60:
+                delay = 1.0
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
     async def run(self) -> None:
         """Works until cancelled (shutdown, or a higher-priority peer took over)."""
         self.queue = WorkQueue[Key]()
@@ -139,6 +154,7 @@ class Controller:
             if self.queue is not None:
                 self.queue.clear()
             self._events = None
+            self._pool_status_written.clear()
             self.queue = None
             self.cache.clear()
             self.snapshots.clear()
@@ -307,7 +323,7 @@ class Controller:
         namespace, name = key_of(body)
         meta = body["metadata"]
         updated = await self.kube.write_status(
-            namespace, name, meta["resourceVersion"], body.get("status") or {}, _wire_status(new)
+            namespace, name, meta["resourceVersion"], body.get("status") or {}, new.wire()
         )
         self.cache.put_request(updated)
         self.metrics.transitions.labels(change.new).inc()

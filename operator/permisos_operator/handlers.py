@@ -64,12 +64,12 @@ def _is_own_peering(name: str, memo: Any, **_: Any) -> bool:
 
 @kopf.daemon("kopf.dev", "v1", "kopfpeerings", when=_is_own_peering, cancellation_timeout=10)
 async def run_while_active(memo: Any, **_: Any) -> None:
-    await _controller(memo).run()
+    await _controller(memo).run_forever()
 
 
 @kopf.daemon("kopf.dev", "v1", "clusterkopfpeerings", when=_is_own_peering, cancellation_timeout=10)
 async def run_while_active_clusterwide(memo: Any, **_: Any) -> None:
-    await _controller(memo).run()
+    await _controller(memo).run_forever()
 
 
 @kopf.on.probe(id="controller")

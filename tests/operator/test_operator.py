@@ -15,16 +15,21 @@ import pytest
 from lightkube import ApiError, AsyncClient
 from lightkube.types import PatchType
 from permisos_operator.controller import FINALIZER
+from permisos_sandbox.kubeapi import KubeApiServer
 
 from tests.cluster import (
+    CRDS,
     NS,
+    ClusterKopfPeering,
     Kubelet,
     OperatorProcess,
     PermitRequest,
     RunnerPool,
     as_dict,
+    client,
     events_for,
     eventually,
+    free_port,
     permit_request,
     runner_pool,
 )
@@ -148,7 +153,10 @@ async def _events(kube: AsyncClient, name: str, at_least: int) -> list[dict[str,
 async def test_retryable_failure_backs_off_then_succeeds(
     kube: AsyncClient, kubelet: Kubelet, start_operator: Any
 ) -> None:
-    await kube.create(runner_pool(retryPolicy=FAST_RETRIES))
+    # A backoff long enough that the Retrying phase is there to be seen.
+    await kube.create(
+        runner_pool(retryPolicy={**FAST_RETRIES, "backoffSeconds": 3, "maxBackoffSeconds": 4})
+    )
     await kube.create(permit_request("req-retry"))
     start_operator()
     await until_job(kubelet, "req-retry-a1")
@@ -429,8 +437,6 @@ async def test_killed_mid_work_and_restarted_makes_no_duplicate_job(
 async def test_two_replicas_one_active_and_the_standby_takes_over(
     kube: AsyncClient, kubelet: Kubelet, start_operator: Any
 ) -> None:
-    from tests.cluster import ClusterKopfPeering
-
     await kube.create(
         ClusterKopfPeering.from_dict(
             {
@@ -499,3 +505,30 @@ async def test_metrics_and_liveness(
     for sink in (text, operator.logs(), events, pr):
         assert "GODE561231HDFRRN09" not in sink
     assert "req-m1" not in text
+
+
+async def test_an_operator_started_before_the_api_server_catches_up(tmp_path: Any) -> None:
+    """The API server is down when the operator starts; once it is up, work proceeds."""
+    port = free_port()
+    server = KubeApiServer(crd_paths=[CRDS])
+    kubeconfig = tmp_path / "kubeconfig"
+    await server.start(host="127.0.0.1", port=port)
+    server.write_kubeconfig(kubeconfig)
+    await server.stop()  # the kubeconfig stays, the server is gone
+
+    operator = OperatorProcess(kubeconfig, tmp_path / "operator.log")
+    try:
+        await asyncio.sleep(3)
+        server = KubeApiServer(crd_paths=[CRDS])
+        await server.start(host="127.0.0.1", port=port)
+        kube = client(kubeconfig)
+        try:
+            await kube.create(runner_pool())
+            await kube.create(permit_request("req-late"))
+            await until_job(Kubelet(kube), "req-late-a1", timeout=60)
+        finally:
+            await kube.close()
+            await server.stop()
+    finally:
+        operator.kill()
+    assert "controller failed" in operator.logs()
