@@ -1,0 +1,41 @@
+"""Fault decisions drawn from one seeded random stream, so a run with a `seed` repeats itself."""
+
+from __future__ import annotations
+
+import random
+
+from .config import PortalConfig
+
+
+class Faults:
+    def __init__(self, config: PortalConfig) -> None:
+        self.config = config
+        self._seed: int | None = None
+        self._random = random.Random()  # noqa: S311 - fault injection, not security
+        self.reseed()
+
+    def reseed(self) -> None:
+        self._seed = self.config.seed
+        self._random = random.Random(self._seed)  # noqa: S311
+
+    def _roll(self, rate: float) -> bool:
+        # Follows `seed` whether it was changed through the control API or on `sim.config`.
+        if self.config.seed != self._seed:
+            self.reseed()
+        if rate <= 0:
+            return False
+        return rate >= 1 or self._random.random() < rate
+
+    def server_error(self) -> int | None:
+        """The status of an injected failure for this request, if any."""
+        return self.config.error_status if self._roll(self.config.error_rate) else None
+
+    def show_modal(self) -> bool:
+        return self._roll(self.config.modal_rate)
+
+    def take_rejection(self) -> str | None:
+        """`reject_next` applies to exactly one confirmed submission."""
+        reason = self.config.reject_next
+        if reason:
+            self.config.reject_next = None
+        return reason or None
