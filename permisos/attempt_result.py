@@ -29,6 +29,8 @@ class AttemptResult(BaseModel):
     folio: str | None = Field(None, min_length=1, max_length=64)
     artifacts: list[Artifact] = Field(default_factory=list, max_length=8)
     timings: dict[str, float] = Field(default_factory=dict)
+    # Object keys of what a failed attempt left for the engineer (screenshot, HTML, trace).
+    evidence: list[str] = Field(default_factory=list, max_length=8)
 
     @model_validator(mode="after")
     def _succeeded_has_documents(self) -> AttemptResult:

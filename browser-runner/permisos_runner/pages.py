@@ -1,0 +1,358 @@
+"""Page objects: one per portal page, each waiting for what its page shows.
+
+The element ids and names are the contract in `sandbox/permisos_sandbox/portal/PAGES.md`.
+Every navigation goes through `PortalPage._navigated`, which turns what the portal answered
+(maintenance, 5xx, an expired session, a rejected form token) into a classified failure, so the
+steps themselves only deal with their own page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+from playwright.async_api import Download, Locator, Page, Response
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+
+from permisos.applicant import Applicant
+from permisos.resources import Vehicle
+from permisos_runner.errors import Permanent, Retryable
+from permisos_runner.settings import RunnerSettings
+
+log = logging.getLogger(__name__)
+
+NOTICE = "div#aviso.modal"
+MAINTENANCE_HEADING = "mantenimiento"
+
+
+async def install_notice_handler(page: Page) -> None:
+    """Dismisses the portal's notice modal whenever it covers the page before an action."""
+    dismiss = page.locator("button#cerrar-aviso")
+
+    async def close() -> None:
+        await dismiss.click()
+
+    await page.add_locator_handler(page.locator(NOTICE), close)
+
+
+@dataclass(frozen=True)
+class StatusOutcome:
+    state: str  # listo | rechazado
+    folio: str | None
+    reason: str
+
+
+class PortalPage:
+    """What every page object shares: the page, the settings, and reading the portal's answer."""
+
+    def __init__(self, page: Page, settings: RunnerSettings) -> None:
+        self.page = page
+        self.settings = settings
+
+    def _url(self, path: str) -> str:
+        return f"{self.settings.portal_base}{path}"
+
+    @property
+    def _timeout_ms(self) -> float:
+        return self.settings.portal_timeout_seconds * 1000
+
+    async def _goto(self, url: str, *, login_page: bool = False) -> None:
+        response = await self.page.goto(url)
+        await self._navigated(response, login_page=login_page)
+
+    async def _follow(self, action: Locator, *, login_page: bool = False, press: str = "") -> None:
+        """Clicks (or presses a key in) `action` and waits for the navigation it causes."""
+        async with self.page.expect_navigation() as navigation:
+            if press:
+                await action.press(press)
+            else:
+                await action.click()
+        await self._navigated(await navigation.value, login_page=login_page)
+
+    async def _heading(self) -> str:
+        heading = self.page.locator("h1").first
+        if await heading.count() == 0:
+            return ""
+        return (await heading.inner_text()).strip()
+
+    async def _navigated(self, response: Response | None, *, login_page: bool = False) -> None:
+        """Raises the classified failure for a page that is not the one the flow expects."""
+        status = response.status if response is not None else 200
+        heading = await self._heading()
+        if MAINTENANCE_HEADING in heading.lower():
+            raise Retryable("PortalMaintenance", f"El portal está en mantenimiento: {heading}")
+        if status >= 500:
+            raise Retryable("PortalUnavailable", f"HTTP {status}: {heading}".strip(": "))
+        if not login_page and urlsplit(self.page.url).path == "/login":
+            raise Retryable("SessionExpired", "La sesión del portal expiró a mitad del trámite")
+        if status == 429:
+            raise Retryable("PortalThrottled", f"HTTP 429: {heading}")
+        if status >= 400:
+            # 403 is the portal refusing a stale form token; a fresh session fixes it.
+            raise Retryable("PortalHttpError", f"HTTP {status}: {heading}")
+
+    async def _field_errors(self) -> list[str]:
+        """The portal's validation messages next to the fields (`.campo-error`)."""
+        errors = []
+        for item in await self.page.locator(".campo-error").all():
+            text = (await item.inner_text()).strip()
+            if text:
+                errors.append(text)
+                log.info("portal rejected field %s", await item.get_attribute("data-campo"))
+        return errors
+
+    async def _raise_field_errors(self) -> None:
+        errors = await self._field_errors()
+        if errors:
+            raise Permanent("PortalRejected", "; ".join(errors))
+
+    async def explain_stall(self) -> None:
+        """After a timeout: raises a more precise failure if the page shows why."""
+        try:
+            await self._navigated(None)
+        except PlaywrightError:
+            return
+
+
+class LoginPage(PortalPage):
+    async def open(self) -> LoginPage:
+        await self._goto(self._url("/login"), login_page=True)
+        await self.page.locator("form#login").wait_for()
+        return self
+
+    async def sign_in(self, username: str, password: str) -> HomePage:
+        form = self.page.locator("form#login")
+        await form.locator("input[name=usuario]").fill(username)
+        await form.locator("input[name=contrasena]").fill(password)
+        await self._follow(form.locator("button[type=submit]"), login_page=True)
+        if urlsplit(self.page.url).path == "/login":
+            alert = self.page.locator(".alerta-error")
+            text = (await alert.first.inner_text()).strip() if await alert.count() else ""
+            # The pool's account is wrong or locked: not the applicant's data, so retryable
+            # (the operator's attempt limit bounds it) while an engineer fixes the Secret.
+            raise Retryable("PortalLoginFailed", text or "El portal no aceptó la cuenta")
+        return await HomePage(self.page, self.settings).ready()
+
+
+class HomePage(PortalPage):
+    async def ready(self) -> HomePage:
+        await self.page.locator("a#nuevo-tramite").wait_for()
+        return self
+
+    async def open(self) -> HomePage:
+        await self._goto(self._url("/tramites"))
+        return await self.ready()
+
+    async def consulta(self) -> ConsultaPage:
+        await self._follow(self.page.locator("a#consulta"))
+        return await ConsultaPage(self.page, self.settings).ready()
+
+    async def new_application(self) -> ApplicantStep:
+        await self._follow(self.page.locator("a#nuevo-tramite"))
+        return await ApplicantStep(self.page, self.settings).ready()
+
+
+class ConsultaPage(PortalPage):
+    async def ready(self) -> ConsultaPage:
+        await self.page.locator("form#consulta").wait_for()
+        return self
+
+    async def find(self, reference: str) -> str | None:
+        """The status page URL of an earlier submission with this reference, if any."""
+        field = self.page.locator("form#consulta input[name=referencia]")
+        await field.fill(reference)
+        await self._follow(field, press="Enter")
+        found = self.page.locator("table#resultado")
+        await found.or_(self.page.locator("#sin-resultados")).first.wait_for()
+        if not await found.is_visible():
+            return None
+        links = await found.locator("a.ver-tramite").all()
+        if not links:
+            return None
+        if len(links) > 1:
+            log.warning("the portal lists %d submissions for this reference", len(links))
+        # The most recent row is the one still worth following.
+        href = await links[-1].get_attribute("href")
+        if not href:
+            return None
+        return urljoin(self.page.url, href)
+
+
+class ApplicantStep(PortalPage):
+    async def ready(self) -> ApplicantStep:
+        await self.page.locator("form#solicitante").wait_for()
+        return self
+
+    async def submit(self, reference: str, applicant: Applicant) -> VehicleStep:
+        form = self.page.locator("form#solicitante")
+        values = {
+            "referencia": reference,
+            "nombre": applicant.first_name,
+            "primer_apellido": applicant.last_name,
+            "segundo_apellido": applicant.maternal_surname,
+            "curp": applicant.curp,
+            "correo": applicant.email,
+            "telefono": applicant.phone,
+        }
+        for name, value in values.items():
+            await form.locator(f"[name={name}]").fill(value)
+        await self._follow(form.locator("[type=submit]").first)
+        await self._raise_field_errors()
+        return await VehicleStep(self.page, self.settings).ready()
+
+
+class VehicleStep(PortalPage):
+    async def ready(self) -> VehicleStep:
+        await self.page.locator("form#vehiculo").wait_for()
+        return self
+
+    async def submit(self, vehicle: Vehicle) -> ReviewPage:
+        form = self.page.locator("form#vehiculo")
+        make = form.locator("select[name=marca]")
+        line = form.locator("select[name=linea]")
+        make_value = await _option_value(make, vehicle.make, "marca")
+
+        # The page's script loads the lines by XHR when the make changes; watch that call.
+        async with self.page.expect_response(lambda r: "/catalogos/lineas" in r.url) as lines:
+            await make.select_option(value=make_value)
+        response = await lines.value
+        if response.status >= 500:
+            raise Retryable("PortalUnavailable", f"HTTP {response.status} del catálogo de líneas")
+        if 300 <= response.status < 400 or response.status == 401:
+            raise Retryable("SessionExpired", "La sesión del portal expiró a mitad del trámite")
+        # The script reloads the page (to the login form) when the session has expired.
+        loaded = line.locator("option:not([value=''])").first
+        await loaded.or_(self.page.locator("form#login")).first.wait_for(state="attached")
+        if not await loaded.count():
+            await self._navigated(None)
+        await line.select_option(value=await _option_value(line, vehicle.line, "línea"))
+
+        service = form.locator("select[name=tipo_servicio]")
+        await service.select_option(
+            value=await _option_value(service, vehicle.service_type, "tipo")
+        )
+        year = form.locator("select[name=ano_modelo]")
+        await year.select_option(value=await _option_value(year, str(vehicle.model_year), "año"))
+        await form.locator("input[name=placas]").fill(vehicle.plates)
+
+        await self._follow(form.locator("[type=submit]").first)
+        await self._raise_field_errors()
+        return await ReviewPage(self.page, self.settings).ready()
+
+
+class ReviewPage(PortalPage):
+    async def ready(self) -> ReviewPage:
+        await self.page.locator("dl#resumen").wait_for()
+        return self
+
+    async def confirm(self) -> StatusPage:
+        """Submits the application: from here on the portal holds it under our reference."""
+        await self._follow(self.page.locator("button#confirmar-envio"))
+        await self._raise_field_errors()
+        return await StatusPage(self.page, self.settings).ready()
+
+
+class StatusPage(PortalPage):
+    async def ready(self) -> StatusPage:
+        await self.page.locator("#estado").wait_for(state="attached")
+        return self
+
+    async def open(self, url: str) -> StatusPage:
+        await self._goto(url)
+        return await self.ready()
+
+    async def wait_until_done(self) -> StatusOutcome:
+        """Waits for `listo` or `rechazado`; the page polls and reloads itself meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.processing_timeout_seconds
+        done = self.page.locator("#estado[data-estado=listo], #estado[data-estado=rechazado]")
+        # Leaving the status page (expired session, maintenance) ends the wait at once.
+        left = self.page.locator("form#login").or_(
+            self.page.locator("h1", has_text=MAINTENANCE_HEADING)
+        )
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise Retryable("ProcessingTimeout", "El portal no terminó de procesar el trámite")
+            window = min(self.settings.status_reload_seconds, remaining)
+            try:
+                await done.or_(left).first.wait_for(state="attached", timeout=window * 1000)
+            except PlaywrightTimeoutError:
+                # The page's own polling may have stopped (an error, a lost request): reload.
+                await self._goto(self.page.url)
+                continue
+            if await done.count():
+                break
+            await self._navigated(None)
+            raise Retryable("PortalInconsistent", "El portal salió de la página de estado")
+        state = await done.get_attribute("data-estado") or ""
+        if state == "rechazado":
+            reason = self.page.locator("#motivo")
+            text = (await reason.inner_text()).strip() if await reason.count() else ""
+            return StatusOutcome(state, None, text or "El portal rechazó el trámite")
+        folio = (await self.page.locator("#folio").inner_text()).strip()
+        if not folio:
+            raise Retryable("PortalInconsistent", "El trámite está listo pero sin folio")
+        return StatusOutcome(state, folio, "")
+
+    async def download(self, tipo: str, directory: Path) -> Path:
+        """Downloads one document through the browser, as a person would, and saves it."""
+        link = self.page.locator(f"a.documento[data-tipo={tipo}]")
+        timeout = self.settings.download_timeout_seconds
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with self.page.expect_download(timeout=timeout * 1000) as info:
+                await link.click()
+            download = await info.value
+        except PlaywrightTimeoutError:
+            await self.explain_stall()
+            raise Retryable(
+                "DownloadTimeout", f"La descarga de {tipo} no comenzó a tiempo"
+            ) from None
+        remaining = max(timeout - (loop.time() - started), 0.1)
+        target = directory / f"{tipo}.pdf"
+        try:
+            await asyncio.wait_for(_save(download, target), remaining)
+        except TimeoutError:
+            await download.cancel()
+            raise Retryable(
+                "DownloadTimeout", f"La descarga de {tipo} no terminó a tiempo"
+            ) from None
+        return target
+
+
+async def _save(download: Download, target: Path) -> None:
+    try:
+        await download.save_as(target)
+    except PlaywrightError as error:
+        failure = await download.failure()
+        raise Retryable(
+            "DownloadFailed", f"La descarga se interrumpió: {failure or _first_line(error)}"
+        ) from None
+    failure = await download.failure()
+    if failure:
+        raise Retryable("DownloadFailed", f"La descarga se interrumpió: {failure}")
+
+
+async def _option_value(select: Locator, wanted: str, what: str) -> str:
+    """The value of the option whose visible name (or value) matches, case-insensitively."""
+    options: list[list[str]] = await select.evaluate(
+        "s => Array.from(s.options).map(o => [o.value, (o.textContent || '').trim()])"
+    )
+    key = wanted.strip().casefold()
+    real = [(value, label) for value, label in options if value]
+    for value, label in real:
+        if label.casefold() == key or value.casefold() == key:
+            return value
+    if not real:
+        raise Retryable("PortalInconsistent", f"El catálogo de {what} llegó vacío")
+    raise Permanent("VehicleNotInCatalog", f"El catálogo del portal no tiene {what} {wanted!r}")
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

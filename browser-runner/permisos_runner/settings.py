@@ -1,0 +1,85 @@
+"""The runner's settings: environment variables with the prefix `PERMISOS_RUNNER_`.
+
+The operator's Job manifest (`permisos_operator.jobs`) sets most of them; the names here must
+match it exactly. The applicant's personal data is not a setting: it comes from the mounted
+Secret's files (`SECRET_DIR`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from permisos.resources import Vehicle
+
+DEFAULT_CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
+
+
+class RunnerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PERMISOS_RUNNER_", extra="ignore")
+
+    # Which attempt of which request this process is.
+    permit_request: str = Field(min_length=1)
+    application_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+    attempt: int = Field(1, ge=1)
+
+    secret_dir: Path = Path("/var/run/secrets/permisos/applicant")
+    termination_log: Path = Path("/dev/termination-log")
+
+    # The portal and its operator account (from the pool's credentials Secret).
+    portal_url: str = Field(min_length=1)
+    portal_username: SecretStr
+    portal_password: SecretStr
+    portal_timeout_seconds: float = Field(30.0, gt=0, description="Each navigation or action.")
+    processing_timeout_seconds: float = Field(
+        300.0, gt=0, description="How long the status page may stay `procesando`."
+    )
+    status_reload_seconds: float = Field(
+        15.0, gt=0, description="Reload the status page if its own polling has not moved on."
+    )
+    download_timeout_seconds: float = Field(60.0, gt=0, description="Each PDF download.")
+    max_pdf_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+
+    # The vehicle, from the PermitRequest spec; only needed when the runner has to fill the form.
+    vehicle_plates: str | None = None
+    vehicle_make: str | None = None
+    vehicle_line: str | None = None
+    vehicle_model_year: int | None = None
+    vehicle_service_type: Literal["particular", "publico", "carga"] | None = None
+
+    # Object storage; credentials come from boto3's own chain (AWS_* variables).
+    s3_bucket: str = Field(min_length=1)
+    s3_region: str = "us-east-1"
+    s3_endpoint_url: str | None = None
+    evidence_timeout_seconds: float = Field(10.0, gt=0, description="Screenshot and HTML capture.")
+
+    chromium_path: str = DEFAULT_CHROMIUM
+    trace: bool = Field(True, description="Record a Playwright trace; uploaded on failure.")
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    def vehicle(self) -> Vehicle | None:
+        """The vehicle, or None when the spec did not carry one."""
+        values = (
+            self.vehicle_plates,
+            self.vehicle_make,
+            self.vehicle_line,
+            self.vehicle_model_year,
+            self.vehicle_service_type,
+        )
+        if any(v is None for v in values):
+            return None
+        return Vehicle(
+            plates=self.vehicle_plates,
+            make=self.vehicle_make,
+            line=self.vehicle_line,
+            model_year=self.vehicle_model_year,
+            service_type=self.vehicle_service_type,
+        )
+
+    @property
+    def portal_base(self) -> str:
+        return self.portal_url.rstrip("/")
