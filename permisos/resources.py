@@ -205,6 +205,12 @@ class AttemptRecord(Model):
     reason: str = Field(description="Why it ended so, CamelCase (e.g. PortalTimeout).")
     message: str = Field("", description="Detail, for example the portal's own rejection text.")
     finished_at: datetime = Field(description="When the operator observed the end.")
+    evidence: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Object keys of what a failed attempt left for the engineer: screenshot, "
+        "page HTML, Playwright trace (under evidence/<application>/<attempt>/).",
+    )
 
 
 class PermitRequestStatus(Model):

@@ -251,6 +251,7 @@ def finish(
         reason=verdict.reason,
         message=verdict.message,
         finished_at=now,
+        evidence=verdict.result.evidence if verdict.result is not None else [],
     )
     if verdict.outcome == "succeeded" and verdict.result is not None:
         new, change = transition(

@@ -132,12 +132,18 @@ def test_attempts_exhausted_fails_for_good() -> None:
 
 
 def test_permanent_failure_stops_at_once_with_the_portal_reason() -> None:
-    message = result("permanent", "PortalRejected", message="Las placas ya tienen un permiso")
+    message = result(
+        "permanent",
+        "PortalRejected",
+        message="Las placas ya tienen un permiso",
+        evidence=["evidence/app-1/1/screenshot.png"],
+    )
     step = decide("app-1", 1, SPEC, running(1), job(message=message, exit_code=4), POOL, NOW)
     assert step.status is not None and step.status.phase == "Failed"
     assert step.transition is not None and step.transition.reason == "PortalRejected"
     assert step.status.last_attempt is not None
     assert step.status.last_attempt.message == "Las placas ya tienen un permiso"
+    assert step.status.last_attempt.evidence == ["evidence/app-1/1/screenshot.png"]
 
 
 def test_unreadable_or_contradictory_results_are_retryable_invalid_result() -> None:
