@@ -40,12 +40,11 @@ from playwright.async_api import Browser, async_playwright
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from permisos.applicant import Applicant  # noqa: E402
 from permisos_runner.runner import launch_and_run, run_attempt  # noqa: E402
 from permisos_runner.settings import RunnerSettings  # noqa: E402
 from permisos_sandbox.portal.validation import curp_check_digit  # noqa: E402
 from permisos_sandbox.s3 import S3Server  # noqa: E402
-
-from permisos.applicant import Applicant  # noqa: E402
 
 CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
 BUCKET = "permisos-bench"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 from lightkube import AsyncClient
-from permisos_sandbox.kubeapi import KubeApiServer
 
+from permisos_sandbox.kubeapi import KubeApiServer
 from tests.cluster import CRDS, Kubelet, OperatorProcess, client
 
 

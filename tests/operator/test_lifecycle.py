@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from permisos_operator.lifecycle import admit, decide
-from permisos_operator.observe import JobObservation
-
 from permisos.attempt_result import AttemptResult
 from permisos.resources import PermitRequestSpec, PermitRequestStatus, RunnerPoolSpec
+from permisos_operator.lifecycle import admit, decide
+from permisos_operator.observe import JobObservation
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SPEC = PermitRequestSpec(application_id="app-1", secret_name="app-1-pii")

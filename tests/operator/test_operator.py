@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from lightkube import ApiError, AsyncClient
 from lightkube.types import PatchType
+
 from permisos_operator.controller import FINALIZER
 from permisos_sandbox.kubeapi import KubeApiServer
-
 from tests.cluster import (
     CRDS,
     NS,

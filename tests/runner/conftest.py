@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from permisos_sandbox.portal import PortalConfig, PortalSimulator
-from permisos_sandbox.portal.validation import curp_check_digit
-from permisos_sandbox.s3 import S3Server
 
 from permisos.applicant import Applicant
 from permisos.attempt_result import AttemptResult
+from permisos_sandbox.portal import PortalConfig, PortalSimulator
+from permisos_sandbox.portal.validation import curp_check_digit
+from permisos_sandbox.s3 import S3Server
 
 BUCKET = "permisos-runner-test"
 CURP17 = "GODE561231HDFRRN0"

@@ -13,11 +13,11 @@ import signal
 import time
 
 import pytest
-from permisos_sandbox.portal import PortalSimulator
-from permisos_sandbox.s3 import S3Server
 from pypdf import PdfReader
 
 from permisos.attempt_result import AttemptResult
+from permisos_sandbox.portal import PortalSimulator
+from permisos_sandbox.s3 import S3Server
 from tests.runner.conftest import (
     APPLICANT,
     BUCKET,

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from permisos_sandbox.kubeapi import KubeApiServer
 
 ROOT = Path(__file__).resolve().parents[2]

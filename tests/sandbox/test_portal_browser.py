@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from permisos_sandbox.portal import PortalSimulator
 from playwright.async_api import Browser, Page, async_playwright, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from pypdf import PdfReader
+
+from permisos_sandbox.portal import PortalSimulator
 
 from .conftest import VALID_CURP
 

@@ -8,8 +8,9 @@ import time
 
 import aiohttp
 import pytest
-from permisos_sandbox.portal import PortalSimulator
 from pypdf import PdfReader
+
+from permisos_sandbox.portal import PortalSimulator
 
 from .conftest import PortalClient
 

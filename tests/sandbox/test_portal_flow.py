@@ -8,8 +8,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from permisos_sandbox.portal import PortalSimulator
 from pypdf import PdfReader
+
+from permisos_sandbox.portal import PortalSimulator
 
 from .conftest import VALID_CURP, Doc, PortalClient, applicant_form, vehicle_form
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from permisos_sandbox.portal import catalog
 from permisos_sandbox.portal.validation import (
     curp_check_digit,
