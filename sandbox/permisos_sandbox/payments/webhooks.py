@@ -1,0 +1,194 @@
+"""Webhook endpoints: Stripe's signature scheme and delivery with exponential-backoff retries.
+
+`Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<payload>" keyed by the whsec_ secret>`.
+Each attempt is signed afresh with the time it is sent, as Stripe does. Deliveries run as tasks,
+never inside the API request that caused them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import aiohttp
+
+from .store import Json, new_id, public
+
+log = logging.getLogger("permisos_sandbox.payments.webhooks")
+
+
+def sign(payload: str, secret: str, timestamp: int | None = None) -> str:
+    """The `Stripe-Signature` header value for a payload."""
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+@dataclass
+class Endpoint:
+    url: str
+    secret: str
+    id: str = field(default_factory=lambda: new_id("we"))
+
+
+@dataclass
+class Attempt:
+    """One POST of one event to one endpoint (GET /__control/deliveries)."""
+
+    event_id: str
+    event_type: str
+    endpoint: str
+    url: str
+    attempt: int
+    outcome: str  # succeeded | retrying | failed
+    status: int | None
+    error: str | None
+    at: float
+    duration_ms: float
+    next_retry_in: float | None = None
+
+
+class WebhookDispatcher:
+    def __init__(
+        self,
+        *,
+        retry_base: Callable[[], float],
+        max_attempts: Callable[[], int],
+        timeout: Callable[[], float],
+        on_settled: Callable[[str], None],
+    ) -> None:
+        self.endpoints: list[Endpoint] = []
+        self.attempts: list[Attempt] = []
+        self._retry_base = retry_base
+        self._max_attempts = max_attempts
+        self._timeout = timeout
+        self._on_settled = on_settled
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def configure(self, url: str | None, secret: str) -> None:
+        """Replace the endpoints with one (or none when url is empty)."""
+        self.endpoints = [Endpoint(url, secret)] if url else []
+
+    async def start(self) -> None:
+        # No proxies from the environment: receivers are on loopback.
+        self._session = aiohttp.ClientSession(trust_env=False)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def publish(self, event: Json) -> None:
+        """Deliver a new event to every endpoint, in the background."""
+        for endpoint in self.endpoints:
+            self._spawn(endpoint, event)
+
+    def resend(self, event: Json) -> int:
+        for endpoint in self.endpoints:
+            self._spawn(endpoint, event, settle=False)
+        return len(self.endpoints)
+
+    def _spawn(self, endpoint: Endpoint, event: Json, settle: bool = True) -> None:
+        if self._session is None:
+            log.warning("webhook dispatcher not started; event %s not delivered", event["id"])
+            return
+        task = asyncio.get_running_loop().create_task(self._deliver(endpoint, event, settle))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def idle(self, within: float = 10.0) -> None:
+        """Wait until no delivery (or retry) is outstanding."""
+        deadline = time.monotonic() + within
+        while self._tasks:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("webhook deliveries still outstanding")
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+
+    async def _deliver(self, endpoint: Endpoint, event: Json, settle: bool) -> None:
+        # One payload for every attempt, as Stripe sends the same event body on retries.
+        payload = json.dumps(public(event), indent=2)
+        attempts = self._max_attempts()
+        try:
+            for number in range(1, attempts + 1):
+                ok = await self._attempt(endpoint, event, payload, number, attempts)
+                if ok:
+                    return
+                if number < attempts:
+                    await asyncio.sleep(self._retry_base() * 2 ** (number - 1))
+        finally:
+            if settle:
+                self._on_settled(event["id"])
+
+    async def _attempt(
+        self, endpoint: Endpoint, event: Json, payload: str, number: int, attempts: int
+    ) -> bool:
+        assert self._session is not None
+        started = time.monotonic()
+        status: int | None = None
+        error: str | None = None
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            "Stripe-Signature": sign(payload, endpoint.secret),
+        }
+        try:
+            async with self._session.post(
+                endpoint.url,
+                data=payload.encode(),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout()),
+                allow_redirects=False,
+            ) as resp:
+                status = resp.status
+                await resp.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            error = type(exc).__name__
+        ok = status is not None and 200 <= status < 300
+        retry_in = None if ok or number >= attempts else self._retry_base() * 2 ** (number - 1)
+        outcome = "succeeded" if ok else ("retrying" if retry_in is not None else "failed")
+        self.attempts.append(
+            Attempt(
+                event_id=event["id"],
+                event_type=event["type"],
+                endpoint=endpoint.id,
+                url=endpoint.url,
+                attempt=number,
+                outcome=outcome,
+                status=status,
+                error=error,
+                at=time.time(),
+                duration_ms=round((time.monotonic() - started) * 1000, 1),
+                next_retry_in=retry_in,
+            )
+        )
+        log.info(
+            "webhook %s attempt %d: %s (%s)",
+            event["type"],
+            number,
+            outcome,
+            status if status is not None else error,
+        )
+        return ok
+
+    def deliveries(self, event_id: str | None = None) -> list[dict[str, Any]]:
+        return [asdict(a) for a in self.attempts if event_id is None or a.event_id == event_id]
+
+    def clear(self) -> None:
+        self.attempts.clear()
+        with contextlib.suppress(RuntimeError):
+            for task in list(self._tasks):
+                task.cancel()
