@@ -1,4 +1,20 @@
-"""A Stripe-compatible payments simulator: PaymentIntents for card and OXXO, signed webhooks."""
+"""A Stripe-compatible payments simulator: PaymentIntents for card and OXXO, signed webhooks.
+
+Where it differs from Stripe on purpose:
+- OXXO vouchers default to 3 days (the platform's setting; Stripe's page says 5), and ordinary
+  test vouchers never pay themselves (Stripe's test mode pays them after minutes): they wait for
+  `/__control/oxxo/<pi>/pay` or `/expire`, so demos and tests are predictable. The emails
+  `succeed_immediately@…` and `expire_immediately@…` act after a short delay, as in Stripe.
+- Voucher numbers have 14 digits; refusing an OXXO refund uses `charge_not_refundable` (Stripe's
+  exact wording was not found).
+- Amount and payment method cannot change during `requires_action`, so an outstanding voucher or
+  challenge is never silently repriced; OXXO billing names need first and last name.
+- `payment_intent.processing` happens only through `/__control/payment_intents/<pi>/processing`.
+- Raw card numbers are accepted from the server (Stripe refuses them without special access).
+- One webhook endpoint, replaced through `/__control/webhooks`.
+Missing: charge.succeeded/failed events, manual capture, Customers, Checkout, SetupIntents,
+publishable-key access, enabled_events filtering, bodies other than form-encoded.
+"""
 
 from .config import PaymentsConfig, PaymentsSettings
 from .server import PaymentsSimulator
