@@ -12,7 +12,20 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-FIELDS = ("permitrequest", "attempt", "phase", "reason", "pool", "request_id", "job")
+FIELDS = (
+    "permitrequest",
+    "attempt",
+    "phase",
+    "reason",
+    "pool",
+    "job",
+    # An HTTP request's shape: the route template, never the path with its ids.
+    "request_id",
+    "method",
+    "route",
+    "status",
+    "duration_ms",
+)
 
 
 class JsonFormatter(logging.Formatter):

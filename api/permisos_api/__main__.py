@@ -1,0 +1,29 @@
+"""`python -m permisos_api`: serve the API with uvicorn on the configured host and port."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from permisos.logs import configure as configure_logging
+
+from .app import create_app
+from .settings import ApiSettings
+
+
+def main() -> None:
+    settings = ApiSettings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        access_log=False,  # the app logs each request itself, by route template
+        log_config=None,  # keep the JSON handler configured above
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

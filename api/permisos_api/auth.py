@@ -1,0 +1,166 @@
+"""Server-side sessions and who may do what: the dependencies endpoints declare.
+
+A session token is 32 random bytes; the database keeps only its SHA-256, so a leaked table does
+not leak logins. Browsers carry it in an HttpOnly cookie and must echo the session's CSRF token in
+`X-CSRF-Token` on unsafe requests (the cookie `permisos_csrf` holds it for the page's script);
+API clients send it as a Bearer token, which no other site can make a browser attach, so they
+need no CSRF token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request, Response
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .context import get_db
+from .db import utcnow
+from .models import AuthSession, Role, User
+from .problems import ProblemError
+from .settings import ApiSettings
+
+SESSION_COOKIE = "permisos_session"
+CSRF_COOKIE = "permisos_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def open_session(
+    db: Session, user: User, request: Request, settings: ApiSettings
+) -> tuple[AuthSession, str]:
+    """Creates a session row; returns it and the token, which exists only in this response."""
+    token = secrets.token_urlsafe(32)
+    row = AuthSession(
+        token_sha256=token_digest(token),
+        user_id=user.id,
+        csrf_token=secrets.token_urlsafe(32),
+        created_at=utcnow(),
+        expires_at=utcnow() + timedelta(seconds=settings.session_ttl_seconds),
+        client_address=client_address(request)[:64],
+        user_agent=(request.headers.get("user-agent") or "")[:256] or None,
+    )
+    db.add(row)
+    return row, token
+
+
+def set_session_cookies(
+    response: Response, token: str, csrf: str, expires_at: datetime, settings: ApiSettings
+) -> None:
+    max_age = max(0, int((expires_at - utcnow()).total_seconds()))
+    for name, value, http_only in ((SESSION_COOKIE, token, True), (CSRF_COOKIE, csrf, False)):
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path="/",
+            domain=settings.cookie_domain,
+            secure=settings.cookie_secure,
+            httponly=http_only,
+            samesite="lax",
+        )
+
+
+def clear_session_cookies(response: Response, settings: ApiSettings) -> None:
+    for name in (SESSION_COOKIE, CSRF_COOKIE):
+        response.delete_cookie(
+            name,
+            path="/",
+            domain=settings.cookie_domain,
+            secure=settings.cookie_secure,
+            samesite="lax",
+        )
+
+
+def revoke_all(db: Session, user_id: object, *, except_id: object | None = None) -> None:
+    stmt = (
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    if except_id is not None:
+        stmt = stmt.where(AuthSession.id != except_id)
+    db.execute(stmt)
+
+
+@dataclass
+class Principal:
+    user: User
+    session: AuthSession
+    via: Literal["cookie", "bearer"]
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user.role in (Role.admin, Role.superadmin)
+
+
+def _presented_token(request: Request) -> tuple[str, Literal["cookie", "bearer"]] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip(), "bearer"
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return cookie, "cookie"
+    return None
+
+
+def _unauthenticated(detail: str) -> ProblemError:
+    return ProblemError(
+        "authentication-required", detail, headers={"WWW-Authenticate": 'Bearer realm="permisos"'}
+    )
+
+
+def current_principal(request: Request, db: Annotated[Session, Depends(get_db)]) -> Principal:
+    presented = _presented_token(request)
+    if presented is None:
+        raise _unauthenticated("Log in first.")
+    token, via = presented
+    now = utcnow()
+    row = db.execute(
+        select(AuthSession, User)
+        .join(User, User.id == AuthSession.user_id)
+        .where(AuthSession.token_sha256 == token_digest(token))
+    ).first()
+    if row is None:
+        raise _unauthenticated("The session is not valid.")
+    session, user = row
+    if session.revoked_at is not None or session.expires_at <= now:
+        raise _unauthenticated("The session has ended; log in again.")
+    if user.disabled_at is not None:
+        raise ProblemError("account-disabled")
+    if via == "cookie" and request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+            raise ProblemError("csrf-failed", f"Send the session's CSRF token in {CSRF_HEADER}.")
+    return Principal(user=user, session=session, via=via)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency admitting only these roles (403 for the others)."""
+    allowed = frozenset(role.value for role in roles)
+
+    def dependency(principal: CurrentPrincipal) -> Principal:
+        if principal.user.role not in allowed:
+            raise ProblemError("forbidden", "Your role does not allow this.")
+        return principal
+
+    return dependency

@@ -1,0 +1,43 @@
+"""What each request can reach on `app.state`, typed, as dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .mail import Mailer
+from .metrics import Metrics
+from .passwords import Hasher
+from .ratelimit import RateLimiter
+from .settings import ApiSettings
+
+
+@dataclass
+class Services:
+    settings: ApiSettings
+    engine: Engine
+    hasher: Hasher
+    mailer: Mailer
+    limiter: RateLimiter
+    metrics: Metrics
+
+
+def services(request: Request) -> Services:
+    found = request.app.state.services
+    assert isinstance(found, Services)
+    return found
+
+
+Svc = Annotated[Services, Depends(services)]
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One ORM session per request; endpoints commit explicitly."""
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    with factory() as session:
+        yield session

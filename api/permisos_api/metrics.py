@@ -1,0 +1,32 @@
+"""Prometheus metrics, one registry per app (so several apps in one process do not collide).
+
+Labels are route templates, methods, statuses and service types only: never an id or a person.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "permisos_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "permisos_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route template.",
+            ["method", "route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.applications_created = Counter(
+            "permisos_applications_created",
+            "Applications created, by service type.",
+            ["service_type"],
+            registry=self.registry,
+        )

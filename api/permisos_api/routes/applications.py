@@ -1,0 +1,168 @@
+"""/v1/applications: an applicant's permit applications, before payment.
+
+Someone else's application answers 404, exactly like a missing one, so ids cannot be probed.
+Admins may read any application; only the owner edits or cancels.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, status
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .. import fields
+from ..auth import CurrentPrincipal, Principal
+from ..context import Svc, get_db
+from ..db import utcnow
+from ..models import CANCELLABLE_STATUSES, EDITABLE_STATUSES, Application, ApplicationStatus
+from ..problems import FieldError, ProblemError, problem_responses, validation_problem
+from ..schemas import ApplicationIn, ApplicationOut, ApplicationPage, ApplicationPatch
+
+router = APIRouter(prefix="/v1/applications", tags=["applications"])
+Db = Annotated[Session, Depends(get_db)]
+
+
+def _load(db: Session, application_id: uuid.UUID, principal: Principal) -> Application:
+    app = db.get(Application, application_id)
+    if app is None or (app.owner_id != principal.user.id and not principal.is_admin):
+        raise ProblemError("not-found", "No such application.")
+    return app
+
+
+def _load_own(db: Session, application_id: uuid.UUID, principal: Principal) -> Application:
+    app = _load(db, application_id, principal)
+    if app.owner_id != principal.user.id:
+        raise ProblemError("forbidden", "Only the applicant can change an application.")
+    return app
+
+
+def _canonical_line(make: str, line: str) -> str:
+    found = fields.line_of_make(make, line)
+    if found is None:
+        raise validation_problem(
+            [FieldError(field="line", rule="line_of_make", detail=f"Not a line of {make}")]
+        )
+    return found
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApplicationOut,
+    summary="Create an application (draft)",
+    description="Validates the applicant and the vehicle against the catalog and prices it "
+    "by service type (integer centavos, MXN).",
+    responses=problem_responses(401, 403, 422),
+)
+def create_application(
+    body: ApplicationIn, principal: CurrentPrincipal, db: Db, svc: Svc
+) -> Application:
+    values: dict[str, Any] = body.model_dump()
+    values["line"] = _canonical_line(values["make"], values["line"])
+    app = Application(
+        **values,
+        owner_id=principal.user.id,
+        status=ApplicationStatus.draft.value,
+        amount_centavos=svc.settings.price_centavos(body.service_type),
+        currency="MXN",
+    )
+    db.add(app)
+    db.commit()
+    svc.metrics.applications_created.labels(body.service_type).inc()
+    return app
+
+
+@router.get(
+    "",
+    response_model=ApplicationPage,
+    summary="List my applications",
+    description="Newest first; only the caller's own.",
+    responses=problem_responses(401, 403, 422),
+)
+def list_applications(
+    principal: CurrentPrincipal,
+    db: Db,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ApplicationPage:
+    own = Application.owner_id == principal.user.id
+    total = db.scalar(select(func.count()).select_from(Application).where(own)) or 0
+    rows = db.scalars(
+        select(Application)
+        .where(own)
+        .order_by(Application.created_at.desc(), Application.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return ApplicationPage(
+        items=[ApplicationOut.model_validate(row) for row in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get(
+    "/{application_id}",
+    response_model=ApplicationOut,
+    summary="Get an application",
+    description="The owner or an admin; anyone else gets 404.",
+    responses=problem_responses(401, 403, 404, 422),
+)
+def get_application(application_id: uuid.UUID, principal: CurrentPrincipal, db: Db) -> Application:
+    return _load(db, application_id, principal)
+
+
+@router.patch(
+    "/{application_id}",
+    response_model=ApplicationOut,
+    summary="Edit an application before payment",
+    description="Only while `draft` or `awaiting_payment`. Changing the service type reprices it.",
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+def patch_application(
+    application_id: uuid.UUID, body: ApplicationPatch, principal: CurrentPrincipal, db: Db, svc: Svc
+) -> Application:
+    app = _load_own(db, application_id, principal)
+    if app.status not in EDITABLE_STATUSES:
+        raise ProblemError("invalid-state", f"An application in status {app.status} is final.")
+    changes = body.model_dump(exclude_unset=True)
+    for name, value in changes.items():
+        if value is None and name != "vin":
+            raise validation_problem(
+                [FieldError(field=name, rule="required", detail="Must not be null")]
+            )
+    make = changes.get("make", app.make)
+    if "make" in changes or "line" in changes:
+        changes["line"] = _canonical_line(make, changes.get("line", app.line))
+    for name, value in changes.items():
+        setattr(app, name, value)
+    app.amount_centavos = svc.settings.price_centavos(app.service_type)
+    app.updated_at = utcnow()
+    db.commit()
+    return app
+
+
+@router.post(
+    "/{application_id}/cancel",
+    response_model=ApplicationOut,
+    summary="Cancel an application",
+    description="Only before payment. Cancelling twice is fine.",
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+def cancel_application(
+    application_id: uuid.UUID, principal: CurrentPrincipal, db: Db
+) -> Application:
+    app = _load_own(db, application_id, principal)
+    if app.status == ApplicationStatus.cancelled:
+        return app
+    if app.status not in CANCELLABLE_STATUSES:
+        raise ProblemError("invalid-state", f"An application in status {app.status} is final.")
+    app.status = ApplicationStatus.cancelled.value
+    app.cancelled_at = utcnow()
+    app.updated_at = app.cancelled_at
+    db.commit()
+    return app

@@ -1,0 +1,61 @@
+"""Liveness, readiness and metrics: what Kubernetes probes and Prometheus scrapes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine, text
+
+from ..context import Svc
+from ..schemas import Check, Liveness, Readiness
+
+router = APIRouter(tags=["operations"])
+
+
+def database_check(engine: Engine) -> Check:
+    started = time.perf_counter()
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure means "not ready", with its kind for the engineer
+        return Check(
+            status="failed",
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            detail=type(exc).__name__,
+        )
+    return Check(status="ok", latency_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+@router.get("/healthz", response_model=Liveness, summary="Liveness: the process answers")
+def healthz() -> Liveness:
+    return Liveness()
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Readiness: each dependency with its status and latency",
+    description="503 when any check fails. Today: the database; the Kubernetes API and S3 "
+    "join when the API starts using them.",
+    responses={503: {"model": Readiness, "description": "A dependency failed"}},
+)
+def readyz(svc: Svc) -> Response:
+    checks: dict[str, Callable[[], Check]] = {"database": lambda: database_check(svc.engine)}
+    results = {name: run() for name, run in checks.items()}
+    ok = all(c.status == "ok" for c in results.values())
+    body = Readiness(status="ok" if ok else "failed", checks=results)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if ok else 503)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Text exposition"}},
+)
+def metrics(svc: Svc) -> Response:
+    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

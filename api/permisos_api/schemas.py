@@ -1,0 +1,265 @@
+"""Request and response bodies, with the examples the OpenAPI document shows."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import fields
+
+ServiceType = Literal["particular", "publico", "carga"]
+
+_EMAIL = "juana.gomez@example.com"
+_PASSWORD = "Correcto-caballo-42"  # noqa: S105 (an example, not a credential)
+
+
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+
+class RegisterIn(BaseModel):
+    model_config = _examples({"email": _EMAIL, "password": _PASSWORD})
+
+    email: fields.Email = Field(max_length=254)
+    password: str = Field(
+        max_length=1024,
+        description="At least 12 characters mixing two classes; not the email; not common.",
+    )
+
+
+class Accepted(BaseModel):
+    model_config = _examples(
+        {"status": "accepted", "detail": "If the address can be used, a message is on its way."}
+    )
+
+    status: Literal["accepted"] = "accepted"
+    detail: str
+
+
+class VerifyIn(BaseModel):
+    model_config = _examples({"token": "eyJzIjoi...Q.3q2-7wE..."})
+
+    token: str = Field(min_length=1, max_length=1024)
+
+
+class Verified(BaseModel):
+    model_config = _examples({"status": "verified"})
+
+    status: Literal["verified"] = "verified"
+
+
+class LoginIn(BaseModel):
+    model_config = _examples(
+        {"email": _EMAIL, "password": _PASSWORD},
+        {"email": _EMAIL, "password": _PASSWORD, "issue_bearer": True},
+    )
+
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=1024)
+    issue_bearer: bool = Field(
+        default=False,
+        description="For API clients: return the session token in the body (use it as "
+        "`Authorization: Bearer`) instead of setting cookies.",
+    )
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    role: Literal["client", "admin", "superadmin"]
+    email_verified_at: datetime | None
+
+
+class SessionOut(BaseModel):
+    id: uuid.UUID
+    created_at: datetime
+    expires_at: datetime
+    client_address: str | None = None
+    user_agent: str | None = None
+    current: bool = False
+
+
+_USER: dict[str, Any] = {
+    "id": "0b8a3c1e-6f0e-4b8f-9b7d-2f1d7f1c9a11",
+    "email": _EMAIL,
+    "role": "client",
+    "email_verified_at": "2026-01-15T17:02:11Z",
+}
+_SESSION: dict[str, Any] = {
+    "id": "5d2c7a54-3c1f-4e7a-8a52-0e9b0f6d7c21",
+    "created_at": "2026-01-15T17:05:00Z",
+    "expires_at": "2026-01-16T05:05:00Z",
+    "client_address": "203.0.113.7",
+    "user_agent": "Mozilla/5.0",
+    "current": True,
+}
+
+
+class LoginOut(BaseModel):
+    model_config = _examples(
+        {"user": _USER, "session": _SESSION, "csrf_token": "kq3x...", "token": None}
+    )
+
+    user: UserOut
+    session: SessionOut
+    csrf_token: str = Field(description="Send as `X-CSRF-Token` on unsafe cookie requests.")
+    token: str | None = Field(default=None, description="Only when `issue_bearer` was true.")
+
+
+class WhoAmI(BaseModel):
+    model_config = _examples(
+        {"user": _USER, "session": _SESSION, "authenticated_by": "cookie", "csrf_token": "kq3x..."}
+    )
+
+    user: UserOut
+    session: SessionOut
+    authenticated_by: Literal["cookie", "bearer"]
+    csrf_token: str | None = Field(default=None, description="Only for cookie sessions.")
+
+
+class SessionList(BaseModel):
+    model_config = _examples({"items": [_SESSION]})
+
+    items: list[SessionOut]
+
+
+class ResetRequestIn(BaseModel):
+    model_config = _examples({"email": _EMAIL})
+
+    email: str = Field(min_length=3, max_length=254)
+
+
+class ResetConfirmIn(BaseModel):
+    model_config = _examples({"token": "eyJzIjoi...Q.3q2-7wE...", "password": _PASSWORD})
+
+    token: str = Field(min_length=1, max_length=1024)
+    password: str = Field(max_length=1024)
+
+
+# --- applications ---------------------------------------------------------------------------
+
+_APPLICATION_IN: dict[str, Any] = {
+    "first_name": "Juana",
+    "last_name": "Gómez",
+    "maternal_surname": "Díaz",
+    "curp": "GODE561231HDFRRN00",
+    "email": _EMAIL,
+    "phone": "55 1234 5678",
+    "plates": "jkl-4821",
+    "make": "Nissan",
+    "line": "Versa",
+    "service_type": "particular",
+    "model_year": 2022,
+    "vin": "1HGCM82633A004352",
+}
+
+
+class ApplicationIn(BaseModel):
+    model_config = _examples(_APPLICATION_IN)
+
+    first_name: fields.Name
+    last_name: fields.Name = Field(description="Paternal surname (primer apellido).")
+    maternal_surname: fields.OptionalName = ""
+    curp: fields.Curp = Field(description="18 characters; the check digit is verified.")
+    email: fields.Email
+    phone: fields.Phone = Field(description="10 digits; spaces, dashes and +52 are dropped.")
+    plates: fields.Plates = Field(description="Upper-cased; spaces and dashes are dropped.")
+    make: fields.Make = Field(description="A make of the catalog (name or clave).")
+    line: fields.Line = Field(description="A line of that make (name or clave).")
+    service_type: ServiceType
+    model_year: fields.ModelYear = Field(description="From 30 years ago to next year.")
+    vin: fields.Vin = Field(
+        default=None, description="Optional; check digit verified for North-American VINs."
+    )
+
+
+class ApplicationPatch(BaseModel):
+    model_config = _examples({"phone": "5587654321", "plates": "ABC1234"})
+
+    first_name: fields.Name | None = None
+    last_name: fields.Name | None = None
+    maternal_surname: fields.OptionalName | None = None
+    curp: fields.Curp | None = None
+    email: fields.Email | None = None
+    phone: fields.Phone | None = None
+    plates: fields.Plates | None = None
+    make: fields.Make | None = None
+    line: fields.Line | None = None
+    service_type: ServiceType | None = None
+    model_year: fields.ModelYear | None = None
+    vin: fields.Vin = None
+
+
+_APPLICATION_OUT: dict[str, Any] = {
+    "id": "9f1c2b7e-2d4a-4c55-9a0e-6b0f3f1a2c77",
+    "status": "draft",
+    **_APPLICATION_IN,
+    "phone": "5512345678",
+    "plates": "JKL4821",
+    "amount_centavos": 150000,
+    "currency": "MXN",
+    "created_at": "2026-01-15T17:10:00Z",
+    "updated_at": "2026-01-15T17:10:00Z",
+}
+
+
+class ApplicationOut(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [_APPLICATION_OUT]}
+    )
+
+    id: uuid.UUID
+    status: str = Field(description="draft, awaiting_payment, cancelled (more states to come).")
+    first_name: str
+    last_name: str
+    maternal_surname: str
+    curp: str
+    email: str
+    phone: str
+    plates: str
+    make: str
+    line: str
+    service_type: ServiceType
+    model_year: int
+    vin: str | None
+    amount_centavos: int = Field(description="Price in centavos (1/100 MXN).")
+    currency: Literal["MXN"]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ApplicationPage(BaseModel):
+    model_config = _examples({"items": [_APPLICATION_OUT], "total": 1, "limit": 20, "offset": 0})
+
+    items: list[ApplicationOut]
+    total: int
+    limit: int
+    offset: int
+
+
+# --- operations -----------------------------------------------------------------------------
+
+
+class Check(BaseModel):
+    status: Literal["ok", "failed"]
+    latency_ms: float
+    detail: str | None = None
+
+
+class Readiness(BaseModel):
+    model_config = _examples(
+        {"status": "ok", "checks": {"database": {"status": "ok", "latency_ms": 1.4}}}
+    )
+
+    status: Literal["ok", "failed"]
+    checks: dict[str, Check]
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"

@@ -1,0 +1,84 @@
+"""The API's configuration: environment variables prefixed `PERMISOS_API_` (see api/README.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Named so that nobody mistakes it for a real secret; production refuses to start with it.
+DEV_SIGNING_SECRET = "dev-only-insecure-signing-secret"  # noqa: S105
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PERMISOS_API_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Addresses whose X-Forwarded-For uvicorn trusts (the ingress), comma-separated.
+    forwarded_allow_ips: str = "127.0.0.1"
+    log_level: str = "INFO"
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/permisos"
+    database_pool_size: int = 10
+    database_connect_timeout_seconds: int = 3
+
+    public_base_url: str = "http://127.0.0.1:8000"
+    signing_secret: SecretStr = SecretStr(DEV_SIGNING_SECRET)
+    email_verification_ttl_seconds: int = 48 * 3600
+    password_reset_ttl_seconds: int = 3600
+
+    session_ttl_seconds: int = 12 * 3600
+    cookie_secure: bool = True
+    cookie_domain: str | None = None
+
+    # Argon2id cost; changing these rehashes each password at its owner's next login.
+    argon2_time_cost: int = 3
+    argon2_memory_cost_kib: int = 64 * 1024
+    argon2_parallelism: int = 4
+
+    # Prices per service type, integer centavos (MXN).
+    price_particular_centavos: int = Field(default=150_000, gt=0)
+    price_publico_centavos: int = Field(default=220_000, gt=0)
+    price_carga_centavos: int = Field(default=280_000, gt=0)
+
+    mail_outbox_dir: Path = Path("var/mail")
+    mail_from: str = "Permisos Digitales <no-reply@permisosdigitales.mx>"
+    # An empty host writes each message to mail_outbox_dir instead of sending it.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = True
+
+    # Fixed-window rate limits: at most N requests per window, per client address and per account.
+    rate_limit_window_seconds: int = 900
+    login_limit_per_address: int = 50
+    login_limit_per_account: int = 20
+    register_limit_per_address: int = 10
+    password_reset_limit_per_address: int = 10
+    password_reset_limit_per_account: int = 3
+
+    # Lockout: this many consecutive wrong passwords lock the account for the given minutes.
+    lockout_threshold: int = 5
+    lockout_minutes: int = 15
+
+    @model_validator(mode="after")
+    def _production_is_safe(self) -> ApiSettings:
+        if self.environment == "production":
+            if self.signing_secret.get_secret_value() in ("", DEV_SIGNING_SECRET):
+                raise ValueError("PERMISOS_API_SIGNING_SECRET must be set in production")
+            if not self.cookie_secure:
+                raise ValueError("PERMISOS_API_COOKIE_SECURE cannot be false in production")
+        return self
+
+    def price_centavos(self, service_type: str) -> int:
+        prices = {
+            "particular": self.price_particular_centavos,
+            "publico": self.price_publico_centavos,
+            "carga": self.price_carga_centavos,
+        }
+        return prices[service_type]
