@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,13 +11,16 @@ from fastapi import FastAPI
 
 from .context import Services
 from .db import make_engine, make_sessionmaker
+from .dispatcher import Dispatcher, DispatcherMetrics
+from .kube import ReadinessProbe
 from .mail import Mailer
 from .metrics import Metrics
 from .observability import ObservabilityMiddleware
 from .passwords import Hasher
+from .payments.stripe_client import make_stripe_client
 from .problems import PROBLEM_BASE, install
 from .ratelimit import RateLimiter
-from .routes import applications, auth, ops
+from .routes import applications, auth, ops, payments, webhooks
 from .settings import ApiSettings
 
 DESCRIPTION = f"""
@@ -27,6 +32,10 @@ Applicants register, verify their email, log in and file permit applications.
 
 **Errors** are RFC 9457 problem documents (`application/problem+json`); `type` is a URI under
 `{PROBLEM_BASE}`, and validation problems list each field and rule in `errors`.
+
+**Payments** go through Stripe: a card PaymentIntent the client confirms with Stripe.js (3-D
+Secure included), or an OXXO voucher. Stripe's signed webhooks (`POST /v1/webhooks/stripe`) are
+the source of truth for the outcome.
 """
 
 
@@ -35,10 +44,30 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     engine = make_engine(settings)
     metrics = Metrics()
 
+    dispatcher = Dispatcher(settings, engine, DispatcherMetrics(metrics.registry))
+    # The Kubernetes API joins /readyz when this process has a cluster configuration.
+    kube_probe = (
+        ReadinessProbe(settings.kubernetes_namespace, settings.kubernetes_timeout_seconds)
+        if settings.dispatcher_enabled and ReadinessProbe.configured()
+        else None
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        engine.dispose()
+        task = (
+            asyncio.create_task(dispatcher.run_forever()) if settings.dispatcher_enabled else None
+        )
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await dispatcher.close()
+            if kube_probe is not None:
+                kube_probe.close()
+            engine.dispose()
 
     app = FastAPI(
         title="Permisos Digitales API",
@@ -47,6 +76,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.dispatcher = dispatcher
+    app.state.kube_probe = kube_probe
     app.state.services = Services(
         settings=settings,
         engine=engine,
@@ -54,10 +85,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         mailer=Mailer(settings),
         limiter=RateLimiter(engine, settings.rate_limit_window_seconds),
         metrics=metrics,
+        stripe=make_stripe_client(settings),
     )
     install(app)
     app.include_router(auth.router)
     app.include_router(applications.router)
+    app.include_router(payments.router)
+    app.include_router(webhooks.router)
     app.include_router(ops.router)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app

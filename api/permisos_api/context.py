@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import stripe
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +26,7 @@ class Services:
     mailer: Mailer
     limiter: RateLimiter
     metrics: Metrics
+    stripe: stripe.StripeClient
 
 
 def services(request: Request) -> Services:

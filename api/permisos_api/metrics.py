@@ -30,3 +30,22 @@ class Metrics:
             ["service_type"],
             registry=self.registry,
         )
+        self.payments = Counter(
+            "permisos_payments",
+            "Payment outcomes, by method (card, oxxo) and outcome (initiated, requires_action, "
+            "succeeded, declined, expired, canceled, rejected_mismatch, error).",
+            ["method", "outcome"],
+            registry=self.registry,
+        )
+        self.webhook_events = Counter(
+            "permisos_webhook_events",
+            "Stripe webhook events received, by type and outcome (applied, ignored_stale, "
+            "ignored_unknown, rejected_mismatch, duplicate).",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
+        self.webhook_signature_failures = Counter(
+            "permisos_webhook_signature_failures",
+            "Stripe webhook requests refused for a bad signature or a stale timestamp.",
+            registry=self.registry,
+        )

@@ -5,16 +5,22 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
     Integer,
     PrimaryKeyConstraint,
     String,
+    UniqueConstraint,
     Uuid,
+    false,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -32,7 +38,18 @@ class ApplicationStatus(enum.StrEnum):
 
     draft = "draft"
     awaiting_payment = "awaiting_payment"
+    payment_pending = "payment_pending"  # OXXO voucher issued, or card requires_action/processing
+    paid = "paid"  # payment confirmed; permit in progress
+    permit_ready = "permit_ready"
+    permit_failed = "permit_failed"
     cancelled = "cancelled"
+    expired = "expired"
+    refunded = "refunded"
+
+
+class PaymentMethod(enum.StrEnum):
+    card = "card"
+    oxxo = "oxxo"
 
 
 EDITABLE_STATUSES = frozenset({ApplicationStatus.draft, ApplicationStatus.awaiting_payment})
@@ -112,6 +129,127 @@ class Application(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Payment (written by the webhook's state machine).
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    payment_method: Mapped[str | None] = mapped_column(String(8))
+    # Permit (the PermitRequest is named str(id); its phase is mirrored by the operator side).
+    permit_request: Mapped[str | None] = mapped_column(String(63))
+    permit_phase: Mapped[str | None] = mapped_column(String(16))
+    permit_reason: Mapped[str | None] = mapped_column(String(64))
+    permit_message: Mapped[str | None] = mapped_column(String(1024))
+    permit_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    permit_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    folio: Mapped[str | None] = mapped_column(String(64))
+    permit_artifacts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+
+
+Index("ix_applications_status_updated", Application.status, Application.updated_at)
+
+
+class Payment(Base):
+    """One Stripe PaymentIntent of an application (an application may have several attempts)."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    application_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("applications.id", ondelete="RESTRICT"), index=True
+    )
+    method: Mapped[str] = mapped_column(String(8))
+    stripe_payment_intent_id: Mapped[str] = mapped_column(String(64), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    # The Stripe intent status, plus "expired" for an OXXO voucher that ran out.
+    status: Mapped[str] = mapped_column(String(32))
+    amount_centavos: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="MXN", server_default=text("'MXN'"))
+    voucher_number: Mapped[str | None] = mapped_column(String(32))
+    voucher_url: Mapped[str | None] = mapped_column(String(512))
+    voucher_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Stripe's `created` of the last applied event: the out-of-order guard.
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Stripe's last_payment_error.code (e.g. card_declined) and decline_code; no card data.
+    last_error_code: Mapped[str | None] = mapped_column(String(64))
+    decline_code: Mapped[str | None] = mapped_column(String(64))
+    succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refund_id: Mapped[str | None] = mapped_column(String(64))
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    manual_refund_required: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+Index("ix_payments_status_updated", Payment.status, Payment.updated_at)
+
+
+class PaymentEvent(Base):
+    """Every Stripe event received, for audit; the primary key deduplicates redeliveries.
+
+    `detail` is trimmed to the intent's id, status, amount, currency, metadata and error code:
+    never billing names or emails.
+    """
+
+    __tablename__ = "payment_events"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # Stripe event id
+    application_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("applications.id"), index=True
+    )
+    payment_intent_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str | None] = mapped_column(String(32))
+    amount_centavos: Mapped[int | None] = mapped_column(Integer)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    stripe_created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+    # applied | ignored_stale | ignored_unknown | rejected_mismatch
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Outbox(Base):
+    """Transactional outbox: written with the payment, read by the dispatcher. No personal data."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("application_id", "kind"),
+        Index("ix_outbox_dispatched_at_next_attempt_at", "dispatched_at", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("applications.id"))
+    kind: Mapped[str] = mapped_column(String(32))  # "permit_request"
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(512))
+
+
+class PermitHistory(Base):
+    """The mirror's append-only log of PermitRequest phases; idempotent by its unique key."""
+
+    __tablename__ = "permit_history"
+    __table_args__ = (UniqueConstraint("application_id", "phase", "attempt", "transitioned_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("applications.id"), index=True)
+    phase: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str | None] = mapped_column(String(1024))
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    transitioned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
 
 
 class RateLimitBucket(Base):

@@ -39,8 +39,11 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "invalid-state": (409, "The resource is not in a state that allows this"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "rate-limited": (429, "Too many requests"),
+    "payment-declined": (402, "The payment was declined"),
+    "invalid-signature": (400, "The webhook signature is missing, wrong or too old"),
     "account-locked": (429, "Too many failed logins; the account is locked for a while"),
     "internal-error": (500, "Internal error"),
+    "payment-provider-error": (502, "The payment provider failed; try again"),
     "service-unavailable": (503, "Service temporarily unavailable"),
 }
 

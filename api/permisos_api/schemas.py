@@ -215,7 +215,11 @@ class ApplicationOut(BaseModel):
     )
 
     id: uuid.UUID
-    status: str = Field(description="draft, awaiting_payment, cancelled (more states to come).")
+    status: str = Field(
+        description="draft, awaiting_payment, payment_pending (OXXO voucher issued or card "
+        "awaiting 3-D Secure), paid (permit in progress), permit_ready, permit_failed, "
+        "cancelled, expired, refunded."
+    )
     first_name: str
     last_name: str
     maternal_surname: str
@@ -232,6 +236,8 @@ class ApplicationOut(BaseModel):
     currency: Literal["MXN"]
     created_at: datetime
     updated_at: datetime
+    paid_at: datetime | None = None
+    payment_method: Literal["card", "oxxo"] | None = None
 
 
 class ApplicationPage(BaseModel):
@@ -241,6 +247,103 @@ class ApplicationPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+# --- payments -------------------------------------------------------------------------------
+
+
+class PaymentIn(BaseModel):
+    model_config = _examples(
+        {"method": "oxxo"},
+        {"method": "card"},
+        {"method": "card", "payment_method": "pm_card_visa"},
+    )
+
+    method: Literal["card", "oxxo"]
+    payment_method: str | None = Field(
+        default=None,
+        max_length=255,
+        pattern=r"^pm_[A-Za-z0-9_]+$",
+        description="Card only, for tests and demos: a (test) PaymentMethod id the API confirms "
+        "server-side. Browsers leave it out and confirm with Stripe.js and `client_secret`.",
+    )
+
+
+class NextAction(BaseModel):
+    type: str = Field(description="e.g. `use_stripe_sdk` (3-D Secure) or `oxxo_display_details`.")
+
+
+class VoucherOut(BaseModel):
+    number: str | None
+    hosted_voucher_url: str | None
+    expires_at: datetime | None
+
+
+_PAYMENT_CREATED = {
+    "payment_id": "6f0b6a3e-4c1b-4f53-9c55-2d8e0f6b1a77",
+    "intent_id": "pi_3Q0a1b2c3d4e5f6g7h8i9j0k",
+    "method": "oxxo",
+    "status": "requires_action",
+    "amount_centavos": 150000,
+    "currency": "MXN",
+    "application_status": "payment_pending",
+    "client_secret": "pi_3Q..._secret_...",
+    "next_action": {"type": "oxxo_display_details"},
+    "voucher": {
+        "number": "12345678901234",
+        "hosted_voucher_url": "https://payments.stripe.com/oxxo/voucher/...",
+        "expires_at": "2026-11-29T23:59:59Z",
+    },
+}
+
+
+class PaymentCreated(BaseModel):
+    model_config = _examples(_PAYMENT_CREATED)
+
+    payment_id: uuid.UUID
+    intent_id: str = Field(description="The Stripe PaymentIntent.")
+    method: Literal["card", "oxxo"]
+    status: str = Field(description="Stripe's PaymentIntent status, e.g. requires_action.")
+    amount_centavos: int
+    currency: Literal["MXN"]
+    application_status: str
+    client_secret: str | None = Field(description="For Stripe.js (card confirmation, 3-D Secure).")
+    next_action: NextAction | None = None
+    voucher: VoucherOut | None = Field(default=None, description="OXXO only.")
+
+
+class PaymentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    intent_id: str = Field(
+        validation_alias="stripe_payment_intent_id", description="The Stripe PaymentIntent."
+    )
+    method: Literal["card", "oxxo"]
+    status: str = Field(description="Stripe's PaymentIntent status, or `expired` (OXXO).")
+    amount_centavos: int
+    currency: Literal["MXN"]
+    voucher_number: str | None
+    voucher_url: str | None
+    voucher_expires_at: datetime | None
+    last_error_code: str | None = Field(description="e.g. card_declined; no card data.")
+    decline_code: str | None
+    succeeded_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PaymentList(BaseModel):
+    items: list[PaymentOut]
+
+
+class WebhookAck(BaseModel):
+    model_config = _examples({"received": True, "outcome": "applied"})
+
+    received: Literal[True] = True
+    outcome: str = Field(
+        description="applied, ignored_stale, ignored_unknown, rejected_mismatch or duplicate."
+    )
 
 
 # --- operations -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Named so that nobody mistakes it for a real secret; production refuses to start with it.
@@ -66,6 +66,38 @@ class ApiSettings(BaseSettings):
     lockout_threshold: int = 5
     lockout_minutes: int = 15
 
+    # The outbox dispatcher: turns paid applications into PermitRequests (+ applicant Secrets).
+    dispatcher_enabled: bool = True
+    dispatcher_interval_seconds: float = Field(default=2.0, gt=0)
+    dispatcher_batch_size: int = Field(default=20, gt=0)
+    # Failed deliveries wait base x 2^(attempts-1) seconds, at most the cap.
+    dispatcher_backoff_seconds: float = Field(default=5.0, ge=0)
+    dispatcher_max_backoff_seconds: float = Field(default=300.0, ge=0)
+    # A claimed row is not picked by another replica for this long (a crash releases it then).
+    dispatcher_lease_seconds: float = Field(default=60.0, gt=0)
+    kubernetes_namespace: str = "default"
+    kubernetes_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    # Stripe, through the official SDK. An empty API base is Stripe itself; the sandbox's payments
+    # simulator is used by pointing it at the simulator's address.
+    stripe_secret_key: SecretStr = SecretStr("")
+    stripe_api_base: AnyHttpUrl | None = None
+    stripe_webhook_secret: SecretStr = SecretStr("")
+    stripe_timeout_seconds: float = Field(default=20.0, gt=0)
+    # A webhook whose signature timestamp is older than this is refused (replay protection).
+    stripe_webhook_tolerance_seconds: int = Field(default=300, gt=0)
+    # OXXO: the voucher's validity; then the application waits for another payment this many
+    # days before it becomes `expired`.
+    oxxo_expires_after_days: int = Field(default=3, ge=1, le=7)
+    oxxo_expired_application_grace_days: int = Field(default=7, ge=0)
+    # Where the dispatcher creates PermitRequests (their spec.pool).
+    permit_pool: str = "default"
+
+    @field_validator("stripe_api_base", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _production_is_safe(self) -> ApiSettings:
         if self.environment == "production":
@@ -73,6 +105,8 @@ class ApiSettings(BaseSettings):
                 raise ValueError("PERMISOS_API_SIGNING_SECRET must be set in production")
             if not self.cookie_secure:
                 raise ValueError("PERMISOS_API_COOKIE_SECURE cannot be false in production")
+            if not self.stripe_webhook_secret.get_secret_value():
+                raise ValueError("PERMISOS_API_STRIPE_WEBHOOK_SECRET must be set in production")
         return self
 
     def price_centavos(self, service_type: str) -> int:

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import Counter as Tally
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from lightkube import ApiError
 from pydantic import ValidationError
@@ -33,6 +34,9 @@ from permisos_operator.observe import JobObservation, observe_job
 from permisos_operator.settings import OperatorSettings
 from permisos_operator.timeutil import parse_time, utcnow
 from permisos_operator.workqueue import WorkQueue
+
+if TYPE_CHECKING:
+    from permisos_operator.mirror import Mirror, Snapshot
 
 FINALIZER = "permisosdigitales.mx/record-outcome"
 # Admissions written at once; bounded so a burst does not flood the API server.
@@ -73,6 +77,23 @@ class Controller:
         self._touched: set[tuple[str, Key]] | None = None
         self._events: asyncio.Queue[tuple[Body, str, str, str]] | None = None
         self.running = False
+        # The phase mirror (off without a database): per request, what was last written and
+        # what still has to be, so a database outage is repaired when it ends.
+        self.mirror: Mirror | None = None
+        if settings.database_url:
+            # Imported only when mirroring: SQLAlchemy would slow every operator's start.
+            from permisos_operator.mirror import Mirror
+
+            self.mirror = Mirror(
+                settings.database_url,
+                settings.database_pool_size,
+                settings.database_connect_timeout_seconds,
+            )
+        self._mirrored: dict[Key, Snapshot] = {}
+        self._mirror_pending: dict[Key, list[Snapshot]] = {}
+        self._mirror_due: set[Key] = set()
+        self._mirror_wake = asyncio.Event()
+        self._mirror_locks: dict[Key, asyncio.Lock] = {}
 
     # --- what the watches report -------------------------------------------------------------
 
@@ -148,6 +169,8 @@ class Controller:
                 # One poster, so Events keep the order of the transitions they tell.
                 tasks.create_task(self._event_poster(self._events))
                 tasks.create_task(self._resync_loop())
+                if self.mirror is not None:
+                    tasks.create_task(self._mirror_loop())
         finally:
             # A paused replica must not act later on what it saw while active.
             self.running = False
@@ -158,6 +181,10 @@ class Controller:
             self.queue = None
             self.cache.clear()
             self.snapshots.clear()
+            # Whichever replica runs next re-mirrors what it finds (idempotently).
+            self._mirrored.clear()
+            self._mirror_pending.clear()
+            self._mirror_due.clear()
             log.info("controller stopped")
 
     async def resync(self) -> None:
@@ -253,6 +280,7 @@ class Controller:
             return
         namespace, name = key
         meta = body["metadata"]
+        self._mirror_note(body)
         if meta.get("deletionTimestamp"):
             await self._finalize(body)
             return
@@ -326,6 +354,7 @@ class Controller:
             namespace, name, meta["resourceVersion"], body.get("status") or {}, new.wire()
         )
         self.cache.put_request(updated)
+        self._mirror_note(updated)
         self.metrics.transitions.labels(change.new).inc()
         log.info(
             "phase %s -> %s (%s)",
@@ -392,6 +421,10 @@ class Controller:
         finalizers = meta.get("finalizers") or []
         if FINALIZER not in finalizers:
             return
+        # The final state reaches the database before the object may go; if the database is
+        # down, the finalizer stays and the request is looked at again (that is what it is for).
+        if not await self._mirror_flush((namespace, name)):
+            return
         phase = _phase(body) or "Pending"
         log.info("deleted in phase %s", phase, extra={"permitrequest": name, "phase": phase})
         # Posted before the finalizer goes: the Event must name an object that still exists.
@@ -410,6 +443,71 @@ class Controller:
             return
         if updated.get("metadata", {}).get("deletionTimestamp") and not remaining:
             self.cache.drop_request((namespace, name))
+        self._mirror_forget((namespace, name))
+
+    # --- the phase mirror ----------------------------------------------------------------------
+
+    def _mirror_note(self, body: Body) -> None:
+        """Level-triggered: queues the request's current state if it is not mirrored yet."""
+        if self.mirror is None:
+            return
+        from permisos_operator.mirror import snapshot_of
+
+        snap = snapshot_of(body)
+        if snap is None:
+            return
+        key = key_of(body)
+        pending = self._mirror_pending.setdefault(key, [])
+        last = pending[-1] if pending else self._mirrored.get(key)
+        if snap != last:
+            pending.append(snap)
+        if pending:
+            self._mirror_due.add(key)
+            self._mirror_wake.set()
+        else:
+            del self._mirror_pending[key]
+
+    async def _mirror_flush(self, key: Key) -> bool:
+        """Writes what is pending for one request; False (and a later retry) if it failed."""
+        if self.mirror is None:
+            return True
+        lock = self._mirror_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            pending = self._mirror_pending.get(key)
+            if not pending:
+                return True
+            batch = list(pending)
+            try:
+                await self.mirror.write(batch)
+            except Exception as error:
+                self.metrics.api_errors.labels("mirror").inc()
+                log.warning(
+                    "could not mirror phase %s: %s",
+                    batch[-1].phase,
+                    type(error).__name__,
+                    extra={"permitrequest": key[1], "phase": batch[-1].phase},
+                )
+                if self.queue is not None:
+                    self.queue.add_at(key, _later(self.settings.mirror_retry_seconds))
+                return False
+            del pending[: len(batch)]
+            self._mirrored[key] = batch[-1]
+            if not pending:
+                self._mirror_pending.pop(key, None)
+            return True
+
+    def _mirror_forget(self, key: Key) -> None:
+        self._mirrored.pop(key, None)
+        self._mirror_pending.pop(key, None)
+        self._mirror_due.discard(key)
+        self._mirror_locks.pop(key, None)
+
+    async def _mirror_loop(self) -> None:
+        while True:
+            await self._mirror_wake.wait()
+            self._mirror_wake.clear()
+            keys, self._mirror_due = self._mirror_due, set()
+            await asyncio.gather(*(self._mirror_flush(key) for key in keys))
 
     # --- admission -----------------------------------------------------------------------------
 

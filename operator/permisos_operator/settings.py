@@ -31,3 +31,9 @@ class OperatorSettings(BaseSettings):
     termination_message_path: str = "/dev/termination-log"
     log_format: str = "json"
     log_level: str = "INFO"
+    # The API's database, where each phase change is mirrored; empty turns the mirror off.
+    database_url: str = ""
+    database_pool_size: int = 2
+    database_connect_timeout_seconds: int = 3
+    # How long after a failed mirror write (the database down) the request is tried again.
+    mirror_retry_seconds: float = 5.0

@@ -220,3 +220,15 @@ def promote(database_url: str, address: str, role: str) -> None:
     dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("UPDATE users SET role = %s WHERE email = %s", (role, address))
+
+
+@pytest.fixture
+async def pay(api: Api) -> AsyncIterator[Any]:
+    """The payments simulator and the API on a loopback port (see payments_support)."""
+    from tests.api import payments_support
+
+    harness = await payments_support.start(api)
+    try:
+        yield harness
+    finally:
+        await payments_support.stop(harness)

@@ -20,7 +20,16 @@ from permisos_api.migrate import downgrade, upgrade
 from tests.api.conftest import Api, create_database, drop_database, login
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = {"users", "sessions", "applications", "rate_limit_buckets"}
+TABLES = {
+    "users",
+    "sessions",
+    "applications",
+    "rate_limit_buckets",
+    "payments",
+    "payment_events",
+    "outbox",
+    "permit_history",
+}
 
 
 def tables(url: str) -> set[str]:

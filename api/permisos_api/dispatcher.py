@@ -1,0 +1,426 @@
+"""The outbox dispatcher: paid applications become PermitRequests.
+
+The webhook that marks an application `paid` writes an `outbox` row in the same transaction. This
+loop picks due rows (`dispatched_at IS NULL AND next_attempt_at <= now`) with
+`FOR UPDATE SKIP LOCKED`, so any number of API replicas can run it, and leases them by moving
+`next_attempt_at` ahead: a replica that dies mid-delivery releases its rows when the lease ends.
+For each row, in this order:
+
+1. the applicant Secret `<application-id>-applicant` (the personal data; AlreadyExists is fine),
+   created first so that the runner's Job never starts without it;
+2. the PermitRequest named after the application (no personal data; 409 AlreadyExists is success:
+   the existing one is read for its uid, never a second one is made);
+3. the Secret's ownerReference to the PermitRequest, so it goes with it;
+4. the row is marked dispatched and the application records its PermitRequest's name.
+
+Any failure (the Kubernetes API down, a refusal) counts an attempt and schedules the next one with
+capped exponential backoff; `last_error` names the failure without personal data. Nothing is lost:
+the row stays until a delivery succeeds.
+
+`python -m permisos_api.dispatcher [--once]` runs it on its own; the API app runs it as a
+background task when `PERMISOS_API_DISPATCHER_ENABLED` is true.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Secret
+from lightkube.types import PatchType
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import ValidationError
+from sqlalchemy import Engine, func, select, update
+
+from permisos.applicant import Applicant
+from permisos.resources import GROUP, VERSION, PermitRequestSpec, Vehicle
+
+from .db import make_engine, utcnow
+from .kube import PermitRequest, as_dict, async_client
+from .models import Application, ApplicationStatus, Outbox
+from .settings import ApiSettings
+
+log = logging.getLogger("permisos.api.dispatcher")
+
+KIND = "permit_request"
+MANAGED_BY = "permisos-api"
+APPLICATION_LABEL = "permisosdigitales.mx/application"
+# Applications in these states are past their payment: their row is delivered without a request.
+SKIP_STATUSES = frozenset(
+    {
+        ApplicationStatus.cancelled.value,
+        ApplicationStatus.expired.value,
+        ApplicationStatus.refunded.value,
+    }
+)
+
+
+class DispatcherMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.pending = Gauge(
+            "permisos_outbox_pending",
+            "Outbox rows not yet delivered to Kubernetes.",
+            registry=registry,
+        )
+        self.dispatched = Counter(
+            "permisos_outbox_dispatched",
+            "Outbox rows delivered (PermitRequest and Secret created or found).",
+            registry=registry,
+        )
+        self.errors = Counter(
+            "permisos_outbox_errors",
+            "Failed deliveries of outbox rows (each one is retried later).",
+            registry=registry,
+        )
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One leased outbox row with what the delivery needs from its application."""
+
+    outbox_id: int
+    attempts: int
+    application_id: uuid.UUID
+    status: str
+    paid_at: datetime | None
+    created_at: datetime
+    applicant: dict[str, Any]
+    vehicle: dict[str, Any]
+
+
+class DispatchError(Exception):
+    """A delivery that failed; its message is safe to store (no personal data)."""
+
+
+def backoff(attempts: int, base: float, cap: float) -> timedelta:
+    """Capped exponential backoff: base, 2 x base, 4 x base, and so on up to the cap."""
+    return timedelta(seconds=min(cap, base * 2 ** max(0, attempts - 1)))
+
+
+def secret_name(application_id: uuid.UUID) -> str:
+    return f"{application_id}-applicant"
+
+
+def _time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _labels(application_id: uuid.UUID) -> dict[str, str]:
+    # An application id is not personal data; names, CURP, email and phone never go in labels.
+    return {"app.kubernetes.io/managed-by": MANAGED_BY, APPLICATION_LABEL: str(application_id)}
+
+
+def _describe(exc: BaseException) -> str:
+    """What went wrong, for `last_error` and the log: never a value from the application."""
+    if isinstance(exc, DispatchError):
+        return str(exc)[:512]
+    if isinstance(exc, ApiError):
+        reason = getattr(exc.status, "reason", None) or ""
+        return f"Kubernetes API {exc.status.code} {reason}".strip()[:512]
+    if isinstance(exc, ValidationError):
+        # Pydantic's own text echoes the input: keep only the failing fields.
+        fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
+        return f"invalid application data: {', '.join(fields)}"[:512]
+    return type(exc).__name__[:512]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        engine: Engine,
+        metrics: DispatcherMetrics,
+        client_factory: Callable[[], AsyncClient] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics = metrics
+        self.namespace = settings.kubernetes_namespace
+        self._client_factory = client_factory or (
+            lambda: async_client(settings.kubernetes_namespace, settings.kubernetes_timeout_seconds)
+        )
+        self._client: AsyncClient | None = None
+
+    async def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.close()
+            self._client = None
+
+    def _kube(self) -> AsyncClient:
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    # --- the database side (blocking; run in a thread) -------------------------------------------
+
+    def _claim(self, now: datetime) -> list[Claimed]:
+        lease = now + timedelta(seconds=self.settings.dispatcher_lease_seconds)
+        with self.engine.begin() as conn:
+            due = (
+                select(Outbox.id)
+                .where(
+                    Outbox.dispatched_at.is_(None),
+                    Outbox.next_attempt_at <= now,
+                    Outbox.kind == KIND,
+                )
+                .order_by(Outbox.next_attempt_at, Outbox.id)
+                .limit(self.settings.dispatcher_batch_size)
+                .with_for_update(skip_locked=True)
+            )
+            ids = list(conn.execute(due).scalars())
+            if not ids:
+                return []
+            conn.execute(update(Outbox).where(Outbox.id.in_(ids)).values(next_attempt_at=lease))
+            rows = conn.execute(
+                select(
+                    Outbox.id,
+                    Outbox.attempts,
+                    Outbox.created_at,
+                    Application.id.label("application_id"),
+                    Application.status,
+                    Application.paid_at,
+                    Application.first_name,
+                    Application.last_name,
+                    Application.maternal_surname,
+                    Application.curp,
+                    Application.email,
+                    Application.phone,
+                    Application.plates,
+                    Application.make,
+                    Application.line,
+                    Application.model_year,
+                    Application.service_type,
+                )
+                .join(Application, Application.id == Outbox.application_id)
+                .where(Outbox.id.in_(ids))
+                .order_by(Outbox.next_attempt_at, Outbox.id)
+            ).all()
+        return [
+            Claimed(
+                outbox_id=row.id,
+                attempts=row.attempts,
+                application_id=row.application_id,
+                status=row.status,
+                paid_at=row.paid_at,
+                created_at=row.created_at,
+                applicant={
+                    "first_name": row.first_name,
+                    "last_name": row.last_name,
+                    "maternal_surname": row.maternal_surname or "",
+                    "curp": row.curp,
+                    "email": row.email,
+                    "phone": row.phone or "",
+                },
+                vehicle={
+                    "plates": row.plates,
+                    "make": row.make,
+                    "line": row.line,
+                    "model_year": row.model_year,
+                    "service_type": row.service_type,
+                },
+            )
+            for row in rows
+        ]
+
+    def _succeeded(self, row: Claimed, permit_request: str | None, note: str | None) -> None:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(Outbox)
+                .where(Outbox.id == row.outbox_id)
+                .values(dispatched_at=now, attempts=row.attempts + 1, last_error=note)
+            )
+            if permit_request is not None:
+                conn.execute(
+                    update(Application)
+                    .where(Application.id == row.application_id)
+                    .values(permit_request=permit_request, updated_at=now)
+                )
+
+    def _failed(self, row: Claimed, error: str) -> None:
+        attempts = row.attempts + 1
+        due = utcnow() + backoff(
+            attempts,
+            self.settings.dispatcher_backoff_seconds,
+            self.settings.dispatcher_max_backoff_seconds,
+        )
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(Outbox)
+                .where(Outbox.id == row.outbox_id, Outbox.dispatched_at.is_(None))
+                .values(attempts=attempts, next_attempt_at=due, last_error=error[:512])
+            )
+
+    def _count_pending(self) -> int:
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                select(func.count()).select_from(Outbox).where(Outbox.dispatched_at.is_(None))
+            ).scalar_one()
+        return int(count)
+
+    # --- the Kubernetes side -------------------------------------------------------------------
+
+    def _manifests(self, row: Claimed) -> tuple[Secret, Any, Applicant]:
+        applicant = Applicant.model_validate(row.applicant)
+        name = str(row.application_id)
+        spec = PermitRequestSpec(
+            application_id=name,
+            secret_name=secret_name(row.application_id),
+            pool=self.settings.permit_pool,
+            priority=0,
+            paid_at=row.paid_at or row.created_at,
+            vehicle=Vehicle.model_validate(row.vehicle),
+        )
+        secret = Secret(
+            metadata=ObjectMeta(
+                name=secret_name(row.application_id),
+                namespace=self.namespace,
+                labels=_labels(row.application_id),
+            ),
+            type="Opaque",
+            stringData=applicant.secret_data(),
+        )
+        wire = spec.wire()
+        wire["paidAt"] = _time(spec.paid_at or row.created_at)
+        request = PermitRequest.from_dict(
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "PermitRequest",
+                "metadata": {
+                    "name": name,
+                    "namespace": self.namespace,
+                    "labels": _labels(row.application_id),
+                },
+                "spec": wire,
+            }
+        )
+        return secret, request, applicant
+
+    async def _deliver(self, row: Claimed) -> str:
+        """Creates (or finds) the Secret and the PermitRequest; returns the request's name."""
+        secret, request, _ = self._manifests(row)
+        kube = self._kube()
+        name = str(row.application_id)
+        try:
+            await kube.create(secret)
+        except ApiError as error:
+            if error.status.code != 409:
+                raise
+        try:
+            created = as_dict(await kube.create(request))
+        except ApiError as error:
+            if error.status.code != 409:
+                raise
+            created = as_dict(await kube.get(PermitRequest, name, namespace=self.namespace))
+        uid = (created.get("metadata") or {}).get("uid")
+        if not uid:
+            raise DispatchError("PermitRequest has no uid")
+        owner = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "PermitRequest",
+            "name": name,
+            "uid": uid,
+            "controller": False,
+            "blockOwnerDeletion": True,
+        }
+        current = as_dict(
+            await kube.get(Secret, secret_name(row.application_id), namespace=self.namespace)
+        )
+        refs = (current.get("metadata") or {}).get("ownerReferences") or []
+        if not any(ref.get("uid") == uid for ref in refs):
+            others = [ref for ref in refs if ref.get("uid") != uid]
+            await kube.patch(
+                Secret,
+                secret_name(row.application_id),
+                {"metadata": {"ownerReferences": [*others, owner]}},
+                namespace=self.namespace,
+                patch_type=PatchType.MERGE,
+            )
+        return name
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """Delivers the rows due now; returns how many were delivered."""
+        rows = await asyncio.to_thread(self._claim, now or utcnow())
+        delivered = 0
+        for row in rows:
+            extra = {"application": str(row.application_id), "attempt": row.attempts + 1}
+            if row.status in SKIP_STATUSES:
+                note = f"skipped: application is {row.status}"
+                await asyncio.to_thread(self._succeeded, row, None, note)
+                log.warning("outbox row skipped (%s)", row.status, extra=extra)
+                continue
+            try:
+                name = await self._deliver(row)
+            except Exception as exc:
+                error = _describe(exc)
+                self.metrics.errors.inc()
+                log.warning("outbox delivery failed: %s", error, extra=extra)
+                if not isinstance(exc, ApiError | ValidationError | DispatchError):
+                    await self.close()  # a fresh client next time, after the API comes back
+                await asyncio.to_thread(self._failed, row, error)
+                continue
+            await asyncio.to_thread(self._succeeded, row, name, None)
+            self.metrics.dispatched.inc()
+            delivered += 1
+            log.info("PermitRequest dispatched", extra={**extra, "permitrequest": name})
+        self.metrics.pending.set(await asyncio.to_thread(self._count_pending))
+        return delivered
+
+    async def run_forever(self) -> None:
+        """Runs until cancelled; a failed pass (the database down) is logged and tried again."""
+        while True:
+            delivered = 0
+            try:
+                delivered = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.errors.inc()
+                log.warning("outbox pass failed: %s", type(exc).__name__)
+            if delivered < self.settings.dispatcher_batch_size:
+                await asyncio.sleep(self.settings.dispatcher_interval_seconds)
+
+
+async def _main(once: bool) -> None:
+    settings = ApiSettings()
+    engine = make_engine(settings)
+    dispatcher = Dispatcher(settings, engine, DispatcherMetrics(CollectorRegistry()))
+    try:
+        if once:
+            delivered = await dispatcher.run_once()
+            log.info("delivered %d outbox rows", delivered)
+        else:
+            await dispatcher.run_forever()
+    finally:
+        await dispatcher.close()
+        engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from permisos.logs import configure as configure_logging
+
+    parser = argparse.ArgumentParser(
+        prog="python -m permisos_api.dispatcher",
+        description="Deliver paid applications from the outbox to Kubernetes as PermitRequests.",
+    )
+    parser.add_argument("--once", action="store_true", help="one pass over the due rows, then exit")
+    args = parser.parse_args(argv)
+    configure_logging(ApiSettings().log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main(args.once))
+
+
+if __name__ == "__main__":
+    main()

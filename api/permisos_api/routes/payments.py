@@ -1,0 +1,101 @@
+"""/v1/applications/{id}/payments: pay an application by card or OXXO, and list its payments.
+
+Only the applicant pays (admins may list); anyone else gets 404, as for the application itself.
+The answer reports what Stripe said at once; the webhook is the source of truth for the outcome.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..auth import CurrentPrincipal, Principal
+from ..context import Svc, get_db
+from ..models import Application, Payment
+from ..payments.service import PAYABLE, create_payment, deliver
+from ..problems import FieldError, ProblemError, problem_responses, validation_problem
+from ..schemas import NextAction, PaymentCreated, PaymentIn, PaymentList, PaymentOut, VoucherOut
+
+router = APIRouter(prefix="/v1/applications", tags=["payments"])
+Db = Annotated[Session, Depends(get_db)]
+
+
+def _visible(app: Application | None, principal: Principal) -> Application:
+    if app is None or (app.owner_id != principal.user.id and not principal.is_admin):
+        raise ProblemError("not-found", "No such application.")
+    return app
+
+
+@router.post(
+    "/{application_id}/payments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PaymentCreated,
+    summary="Pay an application (card or OXXO)",
+    description="Only the applicant, while `draft` or `awaiting_payment`. **card**: a "
+    "PaymentIntent; confirm it with Stripe.js and `client_secret` (3-D Secure shows as "
+    "`requires_action`), or pass a test `payment_method` to confirm it here. **oxxo**: a "
+    "voucher (number, hosted URL, expiry) payable at any OXXO store; 10.00 to 10,000.00 MXN. "
+    "A declined card answers 402 `payment-declined`.",
+    responses=problem_responses(401, 402, 403, 404, 409, 422, 502),
+)
+def pay(
+    application_id: uuid.UUID, body: PaymentIn, principal: CurrentPrincipal, db: Db, svc: Svc
+) -> PaymentCreated:
+    app = _visible(db.get(Application, application_id, with_for_update=True), principal)
+    if app.owner_id != principal.user.id:
+        raise ProblemError("forbidden", "Only the applicant can pay an application.")
+    if app.status not in PAYABLE:
+        raise ProblemError(
+            "invalid-state", f"An application in status {app.status} is not payable."
+        )
+    if body.method == "oxxo" and body.payment_method:
+        raise validation_problem(
+            [FieldError(field="payment_method", rule="card_only", detail="Only for cards")]
+        )
+    created = create_payment(db, svc.stripe, svc.settings, app, body.method, body.payment_method)
+    db.commit()
+    deliver(created.transition, svc.mailer, svc.metrics)
+    snap, payment = created.snapshot, created.payment
+    if created.declined:
+        code = snap.decline_code or snap.error_code or "declined"
+        raise ProblemError("payment-declined", f"The card was declined ({code}).")
+    voucher = None
+    if payment.method == "oxxo":
+        voucher = VoucherOut(
+            number=payment.voucher_number,
+            hosted_voucher_url=payment.voucher_url,
+            expires_at=payment.voucher_expires_at,
+        )
+    return PaymentCreated(
+        payment_id=payment.id,
+        intent_id=payment.stripe_payment_intent_id,
+        method=payment.method,
+        status=payment.status,
+        amount_centavos=payment.amount_centavos,
+        currency="MXN",
+        application_status=app.status,
+        client_secret=snap.client_secret,
+        next_action=NextAction(type=snap.next_action_type) if snap.next_action_type else None,
+        voucher=voucher,
+    )
+
+
+@router.get(
+    "/{application_id}/payments",
+    response_model=PaymentList,
+    summary="List an application's payments",
+    description="The applicant or an admin; newest first.",
+    responses=problem_responses(401, 403, 404, 422),
+)
+def list_payments(application_id: uuid.UUID, principal: CurrentPrincipal, db: Db) -> PaymentList:
+    _visible(db.get(Application, application_id), principal)
+    rows = db.scalars(
+        select(Payment)
+        .where(Payment.application_id == application_id)
+        .order_by(Payment.created_at.desc(), Payment.id.desc())
+    ).all()
+    return PaymentList(items=[PaymentOut.model_validate(row) for row in rows])

@@ -1,0 +1,57 @@
+"""POST /v1/webhooks/stripe: Stripe's signed events, answered fast.
+
+The signature is checked on the raw body; the work is one short database transaction in a worker
+thread (no network call); mail goes out after the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..context import Svc
+from ..payments.service import deliver
+from ..payments.webhooks import Processed, SignatureError, metric_type, process_event, verify
+from ..problems import ProblemError, problem_responses
+from ..schemas import WebhookAck
+
+log = logging.getLogger("permisos_api.webhooks")
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+def _process(factory: sessionmaker[Session], event: dict[str, object]) -> Processed:
+    with factory() as db:
+        return process_event(db, event)
+
+
+@router.post(
+    "/stripe",
+    response_model=WebhookAck,
+    summary="Stripe webhook endpoint",
+    description="Verifies `Stripe-Signature` on the raw body (400 `invalid-signature` when "
+    "missing, wrong or older than the tolerance), deduplicates by event id, and applies "
+    "payment_intent.succeeded, payment_failed, requires_action, processing and canceled.",
+    responses=problem_responses(400, 503),
+)
+async def stripe_webhook(request: Request, svc: Svc, background: BackgroundTasks) -> WebhookAck:
+    payload = await request.body()
+    settings = svc.settings
+    try:
+        event = verify(
+            payload,
+            request.headers.get("stripe-signature"),
+            settings.stripe_webhook_secret.get_secret_value(),
+            settings.stripe_webhook_tolerance_seconds,
+        )
+    except SignatureError as exc:
+        svc.metrics.webhook_signature_failures.inc()
+        log.warning("webhook refused: %s", exc)
+        raise ProblemError("invalid-signature") from None
+    processed = await run_in_threadpool(_process, request.app.state.sessionmaker, event)
+    svc.metrics.webhook_events.labels(metric_type(processed.event_type), processed.outcome).inc()
+    if processed.transition is not None:
+        background.add_task(deliver, processed.transition, svc.mailer, svc.metrics)
+    return WebhookAck(outcome=processed.outcome)

@@ -1,0 +1,306 @@
+"""The outbox dispatcher against real PostgreSQL and the Kubernetes API emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lightkube import ApiError, AsyncClient
+from lightkube.resources.core_v1 import Secret
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from permisos_api.db import make_engine, utcnow
+from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
+from permisos_api.models import Application, Outbox, User
+from permisos_api.settings import ApiSettings
+from permisos_sandbox.kubeapi import KubeApiServer
+from tests.cluster import CRDS, NS, PermitRequest, as_dict, client
+
+from .conftest import CURP
+
+PERSONAL = {
+    "first_name": "Juana",
+    "last_name": "Gómez",
+    "maternal_surname": "Díaz",
+    "curp": CURP,
+    "email": "juana.dispatch@example.com",
+    "phone": "5512345678",
+}
+
+
+@dataclass
+class Cluster:
+    server: KubeApiServer
+    kubeconfig: Path
+    port: int
+
+    async def restart(self) -> None:
+        """A new, empty API server on the same port (as after an outage)."""
+        self.server = KubeApiServer(crd_paths=[CRDS])
+        await self.server.start(host="127.0.0.1", port=self.port)
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
+    server = KubeApiServer(crd_paths=[CRDS])
+    await server.start(host="127.0.0.1", port=0)
+    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    holder = Cluster(server, kubeconfig, int(server.url.rsplit(":", 1)[1]))
+    try:
+        yield holder
+    finally:
+        await holder.server.stop()
+
+
+@pytest.fixture
+def engine(settings: ApiSettings) -> Iterator[Engine]:
+    eng = make_engine(settings)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+async def kube(cluster: Cluster) -> AsyncIterator[AsyncClient]:
+    c = client(cluster.kubeconfig)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+def dispatcher_settings(settings: ApiSettings) -> ApiSettings:
+    return settings.model_copy(
+        update={
+            "dispatcher_backoff_seconds": 1.0,
+            "dispatcher_max_backoff_seconds": 4.0,
+            "kubernetes_timeout_seconds": 2.0,
+            "permit_pool": "default",
+        }
+    )
+
+
+def paid_application(engine: Engine) -> uuid.UUID:
+    """What the webhook leaves behind: an application marked paid and its outbox row."""
+    now = utcnow()
+    with Session(engine) as session, session.begin():
+        user = User(email=f"dispatch.{uuid.uuid4().hex[:10]}@example.com", password_hash="x")
+        session.add(user)
+        session.flush()
+        app = Application(
+            owner_id=user.id,
+            status="paid",
+            plates="JKL4821",
+            make="nissan",
+            line="versa",
+            service_type="particular",
+            model_year=2022,
+            amount_centavos=150_000,
+            paid_at=now,
+            payment_method="card",
+            **PERSONAL,
+        )
+        session.add(app)
+        session.flush()
+        session.add(Outbox(application_id=app.id, kind="permit_request", next_attempt_at=now))
+        return app.id
+
+
+def outbox_row(engine: Engine, application_id: uuid.UUID) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(Outbox).where(Outbox.application_id == application_id)).one()
+
+
+def permit_request_of(engine: Engine, application_id: uuid.UUID) -> str | None:
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(Application.permit_request).where(Application.id == application_id)
+        ).scalar_one()
+    return str(value) if value is not None else None
+
+
+async def permit_requests(kube: AsyncClient, application_id: uuid.UUID) -> list[dict[str, Any]]:
+    found = [as_dict(p) async for p in kube.list(PermitRequest, namespace=NS)]
+    return [p for p in found if p["spec"]["applicationId"] == str(application_id)]
+
+
+def assert_no_personal_data(obj: Any) -> None:
+    text = json.dumps(obj, ensure_ascii=False).lower()
+    for value in PERSONAL.values():
+        assert value.lower() not in text, "personal data leaked"
+
+
+def new_dispatcher(settings: ApiSettings, engine: Engine) -> Dispatcher:
+    return Dispatcher(dispatcher_settings(settings), engine, DispatcherMetrics(CollectorRegistry()))
+
+
+async def test_dispatch_creates_one_permit_request_and_its_secret(
+    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
+) -> None:
+    app_id = paid_application(engine)
+    registry = CollectorRegistry()
+    dispatcher = Dispatcher(dispatcher_settings(settings), engine, DispatcherMetrics(registry))
+    try:
+        assert await dispatcher.run_once() >= 1
+    finally:
+        await dispatcher.close()
+
+    requests = await permit_requests(kube, app_id)
+    assert len(requests) == 1
+    request = requests[0]
+    assert request["metadata"]["name"] == str(app_id)
+    spec = request["spec"]
+    assert spec["applicationId"] == str(app_id)
+    assert spec["secretName"] == f"{app_id}-applicant"
+    assert spec["pool"] == "default" and spec["priority"] == 0
+    assert spec["paidAt"].endswith("Z")
+    assert spec["vehicle"] == {
+        "plates": "JKL4821",
+        "make": "nissan",
+        "line": "versa",
+        "modelYear": 2022,
+        "serviceType": "particular",
+    }
+    assert request["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "permisos-api"
+    assert_no_personal_data(request)
+
+    secret = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
+    assert secret["type"] == "Opaque"
+    labels = secret["metadata"]["labels"]
+    assert labels == {
+        "app.kubernetes.io/managed-by": "permisos-api",
+        "permisosdigitales.mx/application": str(app_id),
+    }
+    assert_no_personal_data(secret["metadata"])
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data == PERSONAL
+    (owner,) = secret["metadata"]["ownerReferences"]
+    assert owner["kind"] == "PermitRequest" and owner["name"] == str(app_id)
+    assert owner["uid"] == request["metadata"]["uid"]
+    assert owner["controller"] is False and owner["blockOwnerDeletion"] is True
+
+    row = outbox_row(engine, app_id)
+    assert row.dispatched_at is not None and row.last_error is None
+    assert permit_request_of(engine, app_id) == str(app_id)
+    assert (registry.get_sample_value("permisos_outbox_dispatched_total") or 0) >= 1
+    assert registry.get_sample_value("permisos_outbox_pending") is not None
+
+
+async def test_dispatching_twice_and_concurrently_makes_one_permit_request(
+    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
+) -> None:
+    app_id = paid_application(engine)
+    first, second = new_dispatcher(settings, engine), new_dispatcher(settings, engine)
+    try:
+        await asyncio.gather(first.run_once(), second.run_once())
+        uid = (await permit_requests(kube, app_id))[0]["metadata"]["uid"]
+        # The row delivered again (a replica that crashed before recording it): 409 is success.
+        for _ in range(2):
+            with engine.begin() as conn:
+                conn.execute(
+                    update(Outbox)
+                    .where(Outbox.application_id == app_id)
+                    .values(dispatched_at=None, next_attempt_at=utcnow())
+                )
+            await asyncio.gather(first.run_once(), second.run_once())
+    finally:
+        await first.close()
+        await second.close()
+
+    requests = await permit_requests(kube, app_id)
+    assert len(requests) == 1 and requests[0]["metadata"]["uid"] == uid
+    secret = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
+    assert [r["uid"] for r in secret["metadata"]["ownerReferences"]] == [uid]
+    row = outbox_row(engine, app_id)
+    assert row.dispatched_at is not None and row.last_error is None
+
+
+async def test_kubernetes_down_keeps_the_row_until_it_is_back(
+    settings: ApiSettings, engine: Engine, cluster: Cluster
+) -> None:
+    app_id = paid_application(engine)
+    dispatcher = new_dispatcher(settings, engine)
+    try:
+        await cluster.server.stop()
+        before = utcnow()
+        await dispatcher.run_once()
+        row = outbox_row(engine, app_id)
+        assert row.dispatched_at is None
+        assert row.attempts == 1 and row.last_error
+        assert row.next_attempt_at > before
+        for value in PERSONAL.values():
+            assert value.lower() not in row.last_error.lower()
+        assert permit_request_of(engine, app_id) is None
+
+        # Still down at the next attempt: the backoff grows.
+        await dispatcher.run_once(now=row.next_attempt_at + timedelta(seconds=1))
+        row2 = outbox_row(engine, app_id)
+        assert row2.dispatched_at is None and row2.attempts == 2
+        assert row2.next_attempt_at > row.next_attempt_at
+
+        # Not due yet: nothing is attempted.
+        await cluster.restart()
+        await dispatcher.run_once(now=utcnow() - timedelta(seconds=30))
+        assert outbox_row(engine, app_id).attempts == 2
+
+        await dispatcher.run_once(now=row2.next_attempt_at + timedelta(seconds=1))
+    finally:
+        await dispatcher.close()
+
+    row = outbox_row(engine, app_id)
+    assert row.dispatched_at is not None and row.last_error is None
+    assert permit_request_of(engine, app_id) == str(app_id)
+    kube = client(cluster.kubeconfig)
+    try:
+        assert len(await permit_requests(kube, app_id)) == 1
+        secret = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
+        assert secret["metadata"]["ownerReferences"][0]["name"] == str(app_id)
+    finally:
+        await kube.close()
+
+
+async def test_undeliverable_row_stays_pending_without_personal_data(
+    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
+) -> None:
+    """A request that cannot be built (here, a bad pool name) is retried, never half-made."""
+    app_id = paid_application(engine)
+    custom = dispatcher_settings(settings).model_copy(update={"permit_pool": "Not_A_Pool"})
+    dispatcher = Dispatcher(custom, engine, DispatcherMetrics(CollectorRegistry()))
+    try:
+        await dispatcher.run_once()
+    finally:
+        await dispatcher.close()
+    row = outbox_row(engine, app_id)
+    assert row.dispatched_at is None and row.attempts == 1
+    assert row.last_error == "invalid application data: pool"
+    with pytest.raises(ApiError):
+        await kube.get(PermitRequest, str(app_id), namespace=NS)
+
+
+async def test_readiness_reports_kubernetes_but_stays_ready_without_it(
+    cluster: Cluster, api: Any
+) -> None:
+    """The outbox rides out a Kubernetes outage, so it must not take the API out of service."""
+    client = api.client(api.app(dispatcher_enabled=True, kubernetes_timeout_seconds=2.0))
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["kubernetes"]["status"] == "ok"
+
+    await cluster.server.stop()
+    degraded = await client.get("/readyz")
+    assert degraded.status_code == 200
+    checks = degraded.json()["checks"]
+    assert checks["kubernetes"]["status"] == "failed"
+    assert checks["database"]["status"] == "ok"

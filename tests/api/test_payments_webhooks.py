@@ -1,0 +1,175 @@
+"""The webhook endpoint: replays and any order, forged and stale signatures, mismatches."""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tests.api.payments_support import UNREACHABLE, WEBHOOK_SECRET, Pay
+
+
+def final_state(pay: Pay, app_id: str) -> list[tuple[Any, ...]]:
+    return pay.sql(
+        "SELECT a.status, a.payment_method, p.status, p.succeeded_at IS NOT NULL, "
+        "(SELECT count(*) FROM outbox o WHERE o.application_id = a.id) "
+        "FROM applications a JOIN payments p ON p.application_id = a.id WHERE a.id = %s",
+        app_id,
+    )
+
+
+async def test_events_replayed_three_times_in_any_order_give_one_state_and_one_outbox_row(
+    pay: Pay, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    # Webhooks off: this test is the only sender, in the order it chooses.
+    pay.sim.configure_webhook(UNREACHABLE, WEBHOOK_SECRET)
+    apps = []
+    for pm in ("pm_card_threeDSecure2Required", None):
+        app_id = await pay.new_application(user)
+        body = {"method": "card", "payment_method": pm} if pm else {"method": "oxxo"}
+        r = await pay.pay(user, app_id, **body)
+        assert r.status_code == 201, r.text
+        intent_id = r.json()["intent_id"]
+        if pm:
+            pay.sim.complete_3ds(intent_id)
+        else:
+            pay.sim.mark_processing(intent_id)
+            pay.sim.pay_oxxo(intent_id)
+        apps.append((app_id, intent_id))
+    await pay.sim.wait_for_deliveries()
+
+    rng = random.Random(20261126)
+    for app_id, intent_id in apps:
+        events = pay.events_for(intent_id)
+        assert "payment_intent.succeeded" in {e["type"] for e in events}
+        # The succeeded event first (the worst order), then everything else three times shuffled.
+        deliveries = sorted(events, key=lambda e: e["type"] != "payment_intent.succeeded")
+        rest = events * 3
+        rng.shuffle(rest)
+        outcomes: dict[str, list[str]] = {}
+        for event in deliveries[:1] + rest:
+            r = await pay.post_event(event)
+            assert r.status_code == 200, r.text
+            outcomes.setdefault(event["id"], []).append(r.json()["outcome"])
+        for event_outcomes in outcomes.values():
+            assert event_outcomes[1:] == ["duplicate"] * (len(event_outcomes) - 1)
+        method = "card" if intent_id == apps[0][1] else "oxxo"
+        assert final_state(pay, app_id) == [("paid", method, "succeeded", True, 1)]
+
+        # New event ids for the same snapshots (Stripe re-emitting), shuffled: still nothing moves.
+        fresh = []
+        for n in range(3):
+            for event in events:
+                clone = copy.deepcopy(event)
+                clone["id"] = f"{event['id']}_again{n}"
+                fresh.append(clone)
+        rng.shuffle(fresh)
+        for event in fresh:
+            r = await pay.post_event(event)
+            assert r.status_code == 200 and r.json()["outcome"] != "duplicate", r.text
+            if event["type"] in ("payment_intent.requires_action", "payment_intent.processing"):
+                assert r.json()["outcome"] == "ignored_stale"
+        state = final_state(pay, app_id)
+        assert state[0][0] == "paid" and state[0][2] == "succeeded" and state[0][4] == 1
+        count = pay.sql(
+            "SELECT count(*) FROM payment_events WHERE payment_intent_id = %s", intent_id
+        )
+        assert count == [(len(events) * 4,)]
+
+
+async def test_failure_and_challenge_in_the_same_second_settle_on_the_failure(
+    pay: Pay, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    pay.sim.configure_webhook(UNREACHABLE, WEBHOOK_SECRET)
+    app_id = await pay.new_application(user)
+    r = await pay.pay(user, app_id, method="card", payment_method="pm_card_threeDSecure2Required")
+    intent_id = r.json()["intent_id"]
+    pay.sim.complete_3ds(intent_id, ok=False)
+    events = {e["type"]: e for e in pay.events_for(intent_id)}
+    failed = events["payment_intent.payment_failed"]
+    challenge = copy.deepcopy(events["payment_intent.requires_action"])
+    challenge["created"] = failed["created"]  # a tie: the failure still wins
+    assert (await pay.post_event(failed)).json()["outcome"] == "applied"
+    assert (await pay.post_event(challenge)).json()["outcome"] == "ignored_stale"
+    assert (await pay.application(user, app_id))["status"] == "awaiting_payment"
+
+
+async def test_forged_missing_and_stale_signatures_are_refused_and_counted(
+    pay: Pay, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    pay.sim.configure_webhook(UNREACHABLE, WEBHOOK_SECRET)
+    app_id = await pay.new_application(user)
+    r = await pay.pay(user, app_id, method="oxxo")
+    intent_id = r.json()["intent_id"]
+    pay.sim.pay_oxxo(intent_id)
+    succeeded = next(e for e in pay.events_for(intent_id) if e["type"].endswith(".succeeded"))
+
+    forged = await pay.post_event(succeeded, secret="whsec_someone_else")
+    stale = await pay.post_event(succeeded, timestamp=int(time.time()) - 3600)
+    for r in (forged, stale):
+        assert r.status_code == 400
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["type"].endswith("/invalid-signature")
+    r = await pay.api.client(pay.app).post("/v1/webhooks/stripe", content=b"{}")
+    assert r.status_code == 400
+    assert "permisos_webhook_signature_failures_total 3.0" in await pay.metrics()
+    assert pay.sql("SELECT count(*) FROM payment_events WHERE id = %s", succeeded["id"]) == [(0,)]
+    assert (await pay.application(user, app_id))["status"] == "payment_pending"
+    # The genuine one still works.
+    assert (await pay.post_event(succeeded)).json()["outcome"] == "applied"
+    assert (await pay.application(user, app_id))["status"] == "paid"
+
+
+async def test_an_amount_mismatch_is_recorded_and_never_paid(
+    pay: Pay, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    app_id = await pay.new_application(user)
+    r = await pay.pay(user, app_id, method="oxxo")
+    intent_id = r.json()["intent_id"]
+    await pay.sim.wait_for_deliveries()
+    # A signed event whose intent claims another amount (a tampered or buggy sender).
+    pay.sim.configure_webhook(UNREACHABLE, WEBHOOK_SECRET)
+    pay.sim.pay_oxxo(intent_id)
+    event = copy.deepcopy(
+        next(e for e in pay.events_for(intent_id) if e["type"].endswith(".succeeded"))
+    )
+    event["data"]["object"]["amount"] = 100
+    event["data"]["object"]["amount_received"] = 100
+    r = await pay.post_event(event)
+    assert r.status_code == 200 and r.json()["outcome"] == "rejected_mismatch"
+    assert (await pay.application(user, app_id))["status"] == "payment_pending"
+    assert pay.outbox_rows(app_id) == []
+    assert pay.sql("SELECT outcome FROM payment_events WHERE id = %s", event["id"]) == [
+        ("rejected_mismatch",)
+    ]
+
+    # An intent someone made for this application at another price, paid: not adopted.
+    other_app = await pay.new_application(user)
+    pay.sim.configure_webhook(pay.webhook_url, WEBHOOK_SECRET)
+    intent = await pay.sim_call(
+        pay.stripe.v1.payment_intents.create,
+        params={
+            "amount": 1_000,
+            "currency": "mxn",
+            "payment_method_types": ["card"],
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "metadata": {"application_id": other_app},
+        },
+    )
+    await pay.sim.wait_for_deliveries()
+    rows = pay.sql(
+        "SELECT type, outcome FROM payment_events WHERE payment_intent_id = %s AND type = %s",
+        intent.id,
+        "payment_intent.succeeded",
+    )
+    assert rows == [("payment_intent.succeeded", "rejected_mismatch")]
+    assert (await pay.application(user, other_app))["status"] == "draft"
+    assert pay.outbox_rows(other_app) == []
+    assert 'outcome="rejected_mismatch",type="payment_intent.succeeded"' in await pay.metrics()

@@ -1,0 +1,257 @@
+"""The phase mirror: PermitRequest transitions written into the API's PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from lightkube import ApiError, AsyncClient
+from sqlalchemy import Engine, create_engine, select
+from sqlalchemy.orm import Session
+
+from permisos_api.migrate import upgrade
+from permisos_api.models import Application, PermitHistory, User
+from permisos_operator.mirror import Mirror, Snapshot
+from tests.api.conftest import CURP, create_database, drop_database
+from tests.api.test_operations import Proxy
+from tests.cluster import (
+    NS,
+    Kubelet,
+    PermitRequest,
+    as_dict,
+    eventually,
+    permit_request,
+    runner_pool,
+)
+
+FAST_RETRIES = {"maxAttempts": 3, "backoffSeconds": 1, "maxBackoffSeconds": 2}
+
+
+@pytest.fixture(scope="module")
+def database_url() -> Iterator[str]:
+    name = f"permisos_mirror_{uuid.uuid4().hex[:12]}"
+    url = create_database(name)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = create_engine(database_url)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+def paid_application(engine: Engine) -> str:
+    with Session(engine) as session, session.begin():
+        user = User(email=f"mirror.{uuid.uuid4().hex[:10]}@example.com", password_hash="x")
+        session.add(user)
+        session.flush()
+        app = Application(
+            owner_id=user.id,
+            status="paid",
+            first_name="Juana",
+            last_name="Gómez",
+            maternal_surname="Díaz",
+            curp=CURP,
+            email="juana.mirror@example.com",
+            phone="5512345678",
+            plates="JKL4821",
+            make="nissan",
+            line="versa",
+            service_type="particular",
+            model_year=2022,
+            amount_centavos=150_000,
+            paid_at=datetime.now(UTC),
+            payment_method="card",
+        )
+        session.add(app)
+        session.flush()
+        return str(app.id)
+
+
+def application(engine: Engine, app_id: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(Application).where(Application.id == uuid.UUID(app_id))).one()
+
+
+def history(engine: Engine, app_id: str) -> list[tuple[str, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(PermitHistory.phase, PermitHistory.attempt)
+            .where(PermitHistory.application_id == uuid.UUID(app_id))
+            .order_by(PermitHistory.transitioned_at, PermitHistory.id)
+        ).all()
+    return [(r.phase, r.attempt) for r in rows]
+
+
+async def until_row(engine: Engine, app_id: str, phase: str, timeout: float = 20) -> Any:
+    async def probe() -> Any:
+        row = application(engine, app_id)
+        return row if row.permit_phase == phase else None
+
+    return await eventually(probe, timeout)
+
+
+async def until_job(kubelet: Kubelet, name: str) -> dict[str, Any]:
+    return await eventually(lambda: kubelet.job(name), 20)
+
+
+def mirror_env(url: str) -> dict[str, str]:
+    return {
+        "PERMISOS_OPERATOR_DATABASE_URL": url,
+        "PERMISOS_OPERATOR_MIRROR_RETRY_SECONDS": "0.5",
+        "PERMISOS_OPERATOR_DATABASE_CONNECT_TIMEOUT_SECONDS": "1",
+    }
+
+
+async def test_phases_are_mirrored_into_the_application(
+    kube: AsyncClient, kubelet: Kubelet, start_operator: Any, engine: Engine, database_url: str
+) -> None:
+    await kube.create(runner_pool(replicas=2, retryPolicy=FAST_RETRIES))
+    start_operator(extra_env=mirror_env(database_url))
+    ok, retried = paid_application(engine), paid_application(engine)
+    await kube.create(permit_request(ok))
+    await kube.create(permit_request(retried))
+
+    await until_job(kubelet, f"{ok}-a1")
+    await until_row(engine, ok, "Running")
+    await kubelet.start(f"{ok}-a1")
+    await kubelet.succeed(f"{ok}-a1", folio="F-7")
+    row = await until_row(engine, ok, "Succeeded")
+    assert row.status == "permit_ready"
+    assert row.folio == "F-7" and row.permit_reason == "PermitIssued"
+    assert row.permit_attempts == 1 and row.permit_updated_at is not None
+    assert [a["kind"] for a in row.permit_artifacts] == ["permit", "certificate", "placard"]
+    assert row.permit_artifacts[0]["key"] == f"permits/{ok}/permit-F-7.pdf"
+    assert history(engine, ok) == [("Queued", 0), ("Running", 1), ("Succeeded", 1)]
+
+    # A retryable failure, then success: Retrying is in the history, each transition once.
+    await until_job(kubelet, f"{retried}-a1")
+    await kubelet.fail(f"{retried}-a1", "retryable", "PortalTimeout", "portal took too long")
+    await until_job(kubelet, f"{retried}-a2")
+    await kubelet.succeed(f"{retried}-a2", folio="F-8")
+    row = await until_row(engine, retried, "Succeeded")
+    assert row.status == "permit_ready" and row.folio == "F-8" and row.permit_attempts == 2
+    assert history(engine, retried) == [
+        ("Queued", 0),
+        ("Running", 1),
+        ("Retrying", 1),
+        ("Queued", 1),
+        ("Running", 2),
+        ("Succeeded", 2),
+    ]
+
+
+async def test_database_outage_catches_up_and_deletion_waits_for_the_final_state(
+    kube: AsyncClient, kubelet: Kubelet, start_operator: Any, engine: Engine, database_url: str
+) -> None:
+    proxy = Proxy()
+    await proxy.start()
+    url = database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    await kube.create(runner_pool(replicas=2, retryPolicy=FAST_RETRIES))
+    operator = start_operator(extra_env=mirror_env(url))
+    app_id = paid_application(engine)
+    other = paid_application(engine)
+    try:
+        await kube.create(permit_request(app_id))
+        await until_row(engine, app_id, "Running")
+
+        await proxy.stop()  # the database is unreachable from here on
+        await kubelet.succeed(f"{app_id}-a1", folio="F-9")
+
+        async def succeeded() -> bool:
+            pr = as_dict(await kube.get(PermitRequest, app_id, namespace=NS))
+            return pr.get("status", {}).get("phase") == "Succeeded"
+
+        await eventually(succeeded)
+        # A second request runs and is deleted while the database is still down: it stays.
+        await kube.create(permit_request(other))
+        await until_job(kubelet, f"{other}-a1")
+        await kubelet.fail(f"{other}-a1", "permanent", "PortalRejected", "placas con permiso")
+
+        async def failed() -> bool:
+            pr = as_dict(await kube.get(PermitRequest, other, namespace=NS))
+            return pr.get("status", {}).get("phase") == "Failed"
+
+        await eventually(failed)
+        await kube.delete(PermitRequest, other, namespace=NS)
+        await eventually(lambda: _terminating(kube, other))
+        assert application(engine, app_id).permit_phase == "Running"
+        assert application(engine, other).permit_phase is None
+        await asyncio.sleep(2)  # several retries fail meanwhile; the finalizer holds
+        assert await _terminating(kube, other)
+
+        await proxy.start()  # same port: the database is back
+        row = await until_row(engine, app_id, "Succeeded")
+        assert row.status == "permit_ready" and row.folio == "F-9"
+        assert history(engine, app_id) == [("Queued", 0), ("Running", 1), ("Succeeded", 1)]
+
+        async def gone() -> bool:
+            try:
+                await kube.get(PermitRequest, other, namespace=NS)
+            except ApiError as error:
+                return error.status.code == 404
+            return False
+
+        await eventually(gone)
+        row = application(engine, other)
+        assert row.permit_phase == "Failed" and row.status == "permit_failed"
+        assert row.permit_reason == "PortalRejected"
+        assert history(engine, other) == [("Queued", 0), ("Running", 1), ("Failed", 1)]
+        assert "mirror" in operator.logs()
+        for secret in ("Juana", "Gómez", CURP, "juana.mirror@example.com"):
+            assert secret not in operator.logs()
+    finally:
+        if proxy.server is not None:
+            await proxy.stop()
+
+
+async def _terminating(kube: AsyncClient, name: str) -> bool:
+    try:
+        pr = as_dict(await kube.get(PermitRequest, name, namespace=NS))
+    except ApiError:
+        return False
+    return bool(pr["metadata"].get("deletionTimestamp"))
+
+
+def test_an_older_transition_never_overwrites_a_newer_one(
+    engine: Engine, database_url: str
+) -> None:
+    app_id = uuid.UUID(paid_application(engine))
+    mirror = Mirror(database_url)
+    t0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def snap(phase: str, attempt: int, at: datetime, **extra: Any) -> Snapshot:
+        return Snapshot(app_id, phase, phase, f"{phase} message", attempt, at, **extra)
+
+    try:
+        assert mirror.record(snap("Running", 1, t0 + timedelta(seconds=10)))
+        assert mirror.record(snap("Queued", 0, t0))  # late, older: history only
+        row = application(engine, str(app_id))
+        assert row.permit_phase == "Running" and row.permit_attempts == 1
+        assert row.status == "paid"
+
+        done = snap("Failed", 1, t0 + timedelta(seconds=20), folio=None, artifacts=None)
+        assert mirror.record(done)
+        assert mirror.record(done)  # replayed: idempotent
+        # Terminal is final, even for something that claims to be newer.
+        assert mirror.record(snap("Retrying", 1, t0 + timedelta(seconds=30)))
+        row = application(engine, str(app_id))
+        assert row.permit_phase == "Failed" and row.status == "permit_failed"
+        assert sorted(history(engine, str(app_id))) == sorted(
+            [("Queued", 0), ("Running", 1), ("Failed", 1), ("Retrying", 1)]
+        )
+        # An application that is not in the database (or not a UUID) is not mirrored.
+        assert not mirror.record(Snapshot(uuid.uuid4(), "Queued", "Queued", None, 0, t0))
+    finally:
+        mirror.close()
