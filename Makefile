@@ -41,6 +41,7 @@ test: $(VENV)/.installed $(CHROMIUM) lint typecheck
 bench: $(VENV)/.installed
 	$(PY) bench/operator_throughput.py
 	$(PY) bench/runner_throughput.py
+	$(PY) bench/api_throughput.py
 
 # Regenerates crds/*.yaml from the Python models in permisos/.
 crds: $(VENV)/.installed
