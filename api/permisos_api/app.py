@@ -20,8 +20,9 @@ from .passwords import Hasher
 from .payments.stripe_client import make_stripe_client
 from .problems import PROBLEM_BASE, install
 from .ratelimit import RateLimiter
-from .routes import applications, auth, ops, payments, webhooks
+from .routes import account, applications, auth, ops, payments, permits, webhooks
 from .settings import ApiSettings
+from .storage import PermitStorage
 
 DESCRIPTION = f"""
 Applicants register, verify their email, log in and file permit applications.
@@ -86,10 +87,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         limiter=RateLimiter(engine, settings.rate_limit_window_seconds),
         metrics=metrics,
         stripe=make_stripe_client(settings),
+        storage=PermitStorage(settings),
     )
     install(app)
     app.include_router(auth.router)
     app.include_router(applications.router)
+    app.include_router(permits.router)
+    app.include_router(account.router)
     app.include_router(payments.router)
     app.include_router(webhooks.router)
     app.include_router(ops.router)

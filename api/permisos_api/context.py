@@ -16,6 +16,7 @@ from .metrics import Metrics
 from .passwords import Hasher
 from .ratelimit import RateLimiter
 from .settings import ApiSettings
+from .storage import PermitStorage
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Services:
     limiter: RateLimiter
     metrics: Metrics
     stripe: stripe.StripeClient
+    storage: PermitStorage
 
 
 def services(request: Request) -> Services:

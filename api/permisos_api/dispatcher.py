@@ -46,7 +46,9 @@ from permisos.resources import GROUP, VERSION, PermitRequestSpec, Vehicle
 
 from .db import make_engine, utcnow
 from .kube import PermitRequest, as_dict, async_client
+from .mail import Mailer
 from .models import Application, ApplicationStatus, Outbox
+from .notices import send_permit_notices
 from .settings import ApiSettings
 
 log = logging.getLogger("permisos.api.dispatcher")
@@ -149,6 +151,7 @@ class Dispatcher:
             lambda: async_client(settings.kubernetes_namespace, settings.kubernetes_timeout_seconds)
         )
         self._client: AsyncClient | None = None
+        self._mailer = Mailer(settings)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -376,7 +379,15 @@ class Dispatcher:
             delivered += 1
             log.info("PermitRequest dispatched", extra={**extra, "permitrequest": name})
         self.metrics.pending.set(await asyncio.to_thread(self._count_pending))
+        await self._send_notices()
         return delivered
+
+    async def _send_notices(self) -> None:
+        """The permit ready / failed mails (see notices.py); a failure waits for the next pass."""
+        try:
+            await asyncio.to_thread(send_permit_notices, self.engine, self.settings, self._mailer)
+        except Exception as exc:
+            log.warning("permit notices failed: %s", type(exc).__name__)
 
     async def run_forever(self) -> None:
         """Runs until cancelled; a failed pass (the database down) is logged and tried again."""

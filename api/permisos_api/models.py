@@ -68,6 +68,8 @@ class User(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the owner deleted the account (ARCO): the row stays, anonymized.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -142,6 +144,10 @@ class Application(Base):
     permit_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     folio: Mapped[str | None] = mapped_column(String(64))
     permit_artifacts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # When the "permit ready" / "permit failed" mail went out (the notices loop sets it once).
+    permit_notice_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the owner's account deletion replaced the personal data with placeholders.
+    anonymized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 Index("ix_applications_status_updated", Application.status, Application.updated_at)
@@ -250,6 +256,21 @@ class PermitHistory(Base):
     recorded_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=func.now()
     )
+
+
+class PermitDownload(Base):
+    """One presigned download URL handed out: who, which artifact, when, from where."""
+
+    __tablename__ = "permit_downloads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("applications.id"), index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    downloaded_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+    client_address: Mapped[str | None] = mapped_column(String(64))
 
 
 class RateLimitBucket(Base):

@@ -93,7 +93,14 @@ class ApiSettings(BaseSettings):
     # Where the dispatcher creates PermitRequests (their spec.pool).
     permit_pool: str = "default"
 
-    @field_validator("stripe_api_base", mode="before")
+    # Permit downloads: the bucket the runner uploads to; an empty endpoint is AWS S3 itself.
+    s3_bucket: str = "permisos-permits"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    # How long a presigned download URL stays valid.
+    permit_url_ttl_seconds: int = Field(default=300, gt=0, le=3600)
+
+    @field_validator("stripe_api_base", "s3_endpoint_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

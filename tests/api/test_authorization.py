@@ -49,6 +49,28 @@ MATRIX: list[tuple[str, str, Any, dict[str, int]]] = [
         {"anon": 401, "other": 404, "admin": 404, "owner": 204},
     ),
     ("POST", "/v1/auth/logout", None, {"anon": 401, "owner": 204, "other": 204, "admin": 204}),
+    (
+        "GET",
+        "/v1/applications/{app}/payments",
+        None,
+        {"anon": 401, "owner": 200, "other": 404, "admin": 200},
+    ),
+    # Not paid yet: the owner and an admin learn the permit is not ready; others learn nothing.
+    (
+        "GET",
+        "/v1/applications/{app}/permits",
+        None,
+        {"anon": 401, "owner": 409, "other": 404, "admin": 409},
+    ),
+    (
+        "GET",
+        "/v1/applications/{app}/permits/permit",
+        None,
+        {"anon": 401, "owner": 409, "other": 404, "admin": 409},
+    ),
+    ("GET", "/v1/me/export", None, {"anon": 401, "owner": 200, "other": 200, "admin": 200}),
+    # Without the password nobody's account goes (the real deletion is in test_privacy).
+    ("DELETE", "/v1/me", None, {"anon": 401, "owner": 422, "other": 422, "admin": 422}),
 ]
 
 PUBLIC = [

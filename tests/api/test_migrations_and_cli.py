@@ -27,6 +27,7 @@ TABLES = {
     "rate_limit_buckets",
     "payments",
     "payment_events",
+    "permit_downloads",
     "outbox",
     "permit_history",
 }

@@ -1,0 +1,89 @@
+"""Permit notices: one mail per application when its permit is ready or has failed for good.
+
+The dispatcher's loop calls `send_permit_notices` on every pass. Each application is claimed with
+`FOR UPDATE SKIP LOCKED` and `permit_notice_sent_at` is set in that same transaction, after the
+mail went out: any number of replicas can run it and each notice goes once (a crash between the
+mail and the commit is the only way to send it twice; a failed mail is tried on the next pass).
+A retry of a failed permit must clear `permit_notice_sent_at` for the outcome to be mailed again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from .db import utcnow
+from .mail import Mailer
+from .models import Application, ApplicationStatus
+from .settings import ApiSettings
+
+log = logging.getLogger("permisos_api.notices")
+
+NOTICE_STATUSES = (ApplicationStatus.permit_ready.value, ApplicationStatus.permit_failed.value)
+
+
+def ready_mail(settings: ApiSettings, app: Application) -> tuple[str, str]:
+    link = f"{settings.public_base_url.rstrip('/')}/v1/applications/{app.id}/permits"
+    body = (
+        f"Hola {app.first_name}:\n\n"
+        f"Su permiso para el vehículo con placas {app.plates} está listo"
+        + (f" (folio {app.folio})" if app.folio else "")
+        + ".\n\n"
+        f"Descárguelo aquí (inicie sesión primero):\n{link}\n\n"
+        "Permisos Digitales\n"
+    )
+    return "Su permiso está listo", body
+
+
+def failed_mail(app: Application) -> tuple[str, str]:
+    reason = app.permit_message or app.permit_reason or "El portal no indicó el motivo."
+    body = (
+        f"Hola {app.first_name}:\n\n"
+        f"No fue posible obtener su permiso para el vehículo con placas {app.plates}.\n\n"
+        f"Motivo indicado por el portal: {reason}\n\n"
+        "Procesaremos el reembolso de su pago; le avisaremos cuando se haya realizado.\n\n"
+        "Permisos Digitales\n"
+    )
+    return "No fue posible obtener su permiso", body
+
+
+def _send_one(engine: Engine, settings: ApiSettings, mailer: Mailer) -> bool:
+    """Claims, mails and marks one application; False when none is waiting."""
+    with Session(engine) as db, db.begin():
+        app = db.scalars(
+            select(Application)
+            .where(
+                Application.status.in_(NOTICE_STATUSES),
+                Application.permit_notice_sent_at.is_(None),
+                Application.anonymized_at.is_(None),
+            )
+            .order_by(Application.permit_updated_at, Application.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if app is None:
+            return False
+        if app.status == ApplicationStatus.permit_ready:
+            subject, body = ready_mail(settings, app)
+            kind = "permit_ready"
+        else:
+            subject, body = failed_mail(app)
+            kind = "permit_failed"
+        mailer.send(app.email, subject, body, kind=kind)
+        app.permit_notice_sent_at = utcnow()
+        log.info("permit notice sent", extra={"application": str(app.id), "notice": kind})
+        return True
+
+
+def send_permit_notices(
+    engine: Engine, settings: ApiSettings, mailer: Mailer, limit: int | None = None
+) -> int:
+    """Sends the pending notices (at most `limit`, default the dispatcher's batch size)."""
+    sent = 0
+    for _ in range(limit or settings.dispatcher_batch_size):
+        if not _send_one(engine, settings, mailer):
+            break
+        sent += 1
+    return sent
