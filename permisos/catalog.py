@@ -2,7 +2,8 @@
 
 It mirrors the government portal's catalog (the sandbox simulator keeps its own copy in
 `permisos_sandbox/portal/catalog.py`, which production must never import): an application the API
-accepts must be one the portal accepts, or a paid permit would fail for good. Keep both in step.
+accepts must be one the portal accepts, or a paid permit would fail for good; a test
+(tests/test_shared.py) keeps the two in step.
 """
 
 from __future__ import annotations

@@ -52,3 +52,19 @@ def test_plates_and_folios_survive() -> None:
     assert redact("placas ABC1234 ya tienen el folio F-2026-000123") == (
         "placas ABC1234 ya tienen el folio F-2026-000123"
     )
+
+
+def test_the_api_catalog_matches_the_portal_simulators() -> None:
+    """The API's catalog is its copy of the portal's (an external system, simulated here); an
+    application the API accepts must be one the portal accepts, so the two must agree."""
+    from permisos import catalog
+    from permisos_sandbox.portal import catalog as portal
+
+    ours = {(m.clave, m.name, tuple((ln.clave, ln.name) for ln in m.lines)) for m in catalog.MAKES}
+    theirs = {
+        (m.clave, m.nombre, tuple((ln.clave, ln.nombre) for ln in m.lineas)) for m in portal.MAKES
+    }
+    assert ours == theirs
+    assert tuple(entry.clave for entry in portal.SERVICE_TYPES) == catalog.SERVICE_TYPES
+    low, high = catalog.model_year_range()
+    assert (low, high) == (min(portal.model_years()), max(portal.model_years()))
