@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from pathlib import Path
+
+from permisos_sandbox.serving import serve_until_signalled
 
 from .server import KubeApiServer
 from .store import DEFAULT_HISTORY
@@ -28,15 +29,7 @@ async def serve(args: argparse.Namespace) -> None:
     await server.start(host=args.host, port=args.port)
     if args.kubeconfig:
         server.write_kubeconfig(args.kubeconfig)
-    print(f"kubeapi listening on {server.url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
+    await serve_until_signalled("kubeapi", server.url, server.stop)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 from permisos.logs import configure
+from permisos_sandbox.serving import serve_until_signalled
 
 from .config import PaymentsSettings
 from .server import PaymentsSimulator
@@ -37,15 +37,7 @@ async def serve(settings: PaymentsSettings, args: argparse.Namespace) -> None:
     config.public_url = args.public_url or None
     sim = PaymentsSimulator(config)
     await sim.start(host=args.host, port=args.port)
-    print(f"payments listening on {sim.url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await sim.stop()
+    await serve_until_signalled("payments", sim.url, sim.stop)
 
 
 def main(argv: list[str] | None = None) -> None:
