@@ -20,7 +20,7 @@ from .passwords import Hasher
 from .payments.stripe_client import make_stripe_client
 from .problems import PROBLEM_BASE, install
 from .ratelimit import RateLimiter
-from .routes import account, applications, auth, ops, payments, permits, webhooks
+from .routes import account, admin, applications, auth, ops, payments, permits, webhooks
 from .settings import ApiSettings
 from .storage import PermitStorage
 
@@ -96,6 +96,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(account.router)
     app.include_router(payments.router)
     app.include_router(webhooks.router)
+    app.include_router(admin.router)
     app.include_router(ops.router)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app

@@ -1,0 +1,225 @@
+"""/v1/admin: search, detail, refunds (card through the simulator, OXXO by hand), user accounts."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import APPLICATION, CURP, PASSWORD, Api, login, unique_email
+from tests.api.payments_support import Pay
+
+
+def _failed(pay: Pay, app_id: str) -> None:
+    """What the operator-side mirror writes when the permit fails for good."""
+    pay.sql(
+        "UPDATE applications SET status = 'permit_failed', permit_phase = 'Failed', "
+        "permit_reason = 'PortalRejected' WHERE id = %s RETURNING id",
+        app_id,
+    )
+    pay.sql(
+        "INSERT INTO permit_history (application_id, phase, reason, attempt, transitioned_at) "
+        "VALUES (%s, 'Failed', 'PortalRejected', 1, now()) RETURNING id",
+        app_id,
+    )
+
+
+async def test_search_and_detail(
+    api: Api, make_user: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    owner = await make_user()
+    admin = await make_user("admin")
+    email = unique_email("Buscado")
+    r = await owner.client.post(
+        "/v1/applications",
+        json={**APPLICATION, "email": email, "plates": "xyz-9876"},
+        headers=owner.bearer(),
+    )
+    assert r.status_code == 201, r.text
+    app_id = r.json()["id"]
+    h = admin.bearer()
+
+    caplog.set_level(logging.INFO, logger="permisos_api.admin")
+    r = await admin.client.get("/v1/admin/applications", params={"email": email.upper()}, headers=h)
+    assert r.status_code == 200, r.text
+    assert [a["id"] for a in r.json()["items"]] == [app_id] and r.json()["total"] == 1
+    r = await admin.client.get(
+        "/v1/admin/applications",
+        params={"plates": "XYZ 9876", "curp": CURP.lower(), "status": "draft"},
+        headers=h,
+    )
+    assert app_id in [a["id"] for a in r.json()["items"]]
+    r = await admin.client.get(
+        "/v1/admin/applications", params={"plates": "XYZ9876", "status": "paid"}, headers=h
+    )
+    assert app_id not in [a["id"] for a in r.json()["items"]]
+    r = await admin.client.get("/v1/admin/applications", params={"limit": 1}, headers=h)
+    assert r.status_code == 200 and len(r.json()["items"]) == 1 and r.json()["limit"] == 1
+
+    r = await admin.client.get(f"/v1/admin/applications/{app_id}", headers=h)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["application"]["id"] == app_id and body["application"]["owner_id"] == owner.id
+    assert body["payments"] == [] and body["payment_events"] == []
+    assert body["permit_history"] == []
+    r = await admin.client.get(f"/v1/admin/applications/{uuid.uuid4()}", headers=h)
+    assert r.status_code == 404
+
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "permisos_api.admin"]
+    assert any(f"admin={admin.id} action=view_application" in line for line in lines)
+    assert not any(email.lower() in line.lower() or CURP in line for line in lines)
+
+
+async def test_card_refund_after_failed_permit(pay: Pay, make_user: Callable[..., Any]) -> None:
+    user = await make_user()
+    admin = await make_user("admin")
+    app_id = await pay.new_application(user)
+    r = await pay.pay(user, app_id, method="card", payment_method="pm_card_visa")
+    assert r.status_code == 201, r.text
+    payment_id, intent_id = r.json()["payment_id"], r.json()["intent_id"]
+    await pay.sim.wait_for_deliveries()
+
+    # Paid but the permit has not failed: refusing.
+    url = f"/v1/admin/applications/{app_id}/refund"
+    r = await admin.client.post(url, headers=admin.bearer())
+    assert r.status_code == 409 and r.json()["type"].endswith("/invalid-state")
+
+    _failed(pay, app_id)
+    r = await admin.client.post(url, headers=admin.bearer())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["outcome"] == "refunded" and body["payment_id"] == payment_id
+    refund = await pay.sim_call(pay.stripe.v1.refunds.retrieve, body["refund_id"])
+    assert refund.payment_intent == intent_id and refund.amount == 150_000
+    assert refund.status == "succeeded"
+    rows = pay.sql(
+        "SELECT refund_id, refunded_at IS NOT NULL FROM payments WHERE id = %s", payment_id
+    )
+    assert rows == [(body["refund_id"], True)]
+    assert (await pay.application(user, app_id))["status"] == "refunded"
+
+    # Refunded: a second refund is refused.
+    r = await admin.client.post(url, headers=admin.bearer())
+    assert r.status_code == 409
+
+    detail = await admin.client.get(f"/v1/admin/applications/{app_id}", headers=admin.bearer())
+    d = detail.json()
+    assert d["payments"][0]["refund_id"] == body["refund_id"]
+    assert d["permit_history"][0]["phase"] == "Failed"
+    assert any(e["type"] == "payment_intent.succeeded" for e in d["payment_events"])
+    assert all("detail" not in e for e in d["payment_events"])
+    assert "juana" not in str(d["payment_events"]).lower()
+
+
+async def test_oxxo_refund_is_manual(pay: Pay, make_user: Callable[..., Any]) -> None:
+    user = await make_user()
+    admin = await make_user("superadmin")
+    app_id = await pay.new_application(user)
+    r = await pay.pay(user, app_id, method="oxxo")
+    assert r.status_code == 201, r.text
+    payment_id, intent_id = r.json()["payment_id"], r.json()["intent_id"]
+    pay.sim.pay_oxxo(intent_id)
+    await pay.status_becomes(user, app_id, "paid")
+    await pay.sim.wait_for_deliveries()
+    _failed(pay, app_id)
+
+    r = await admin.client.post(f"/v1/admin/applications/{app_id}/refund", headers=admin.bearer())
+    assert r.status_code == 202, r.text
+    assert r.json()["outcome"] == "manual_refund_required" and r.json()["refund_id"] is None
+    assert (await pay.application(user, app_id))["status"] == "permit_failed"
+
+    r = await admin.client.get("/v1/admin/refunds/manual", headers=admin.bearer())
+    assert r.status_code == 200
+    assert payment_id in [p["id"] for p in r.json()["items"]]
+
+    mark = f"/v1/admin/payments/{payment_id}/manual-refund"
+    r = await admin.client.post(mark, headers=admin.bearer())
+    assert r.status_code == 200, r.text
+    assert r.json()["refunded_at"] and r.json()["manual_refund_required"]
+    assert (await pay.application(user, app_id))["status"] == "refunded"
+    r = await admin.client.get("/v1/admin/refunds/manual", headers=admin.bearer())
+    assert payment_id not in [p["id"] for p in r.json()["items"]]
+    r = await admin.client.post(mark, headers=admin.bearer())
+    assert r.status_code == 409
+    r = await admin.client.post(
+        f"/v1/admin/payments/{uuid.uuid4()}/manual-refund", headers=admin.bearer()
+    )
+    assert r.status_code == 404
+
+
+async def test_refund_refused_in_other_states(api: Api, make_user: Callable[..., Any]) -> None:
+    user = await make_user()
+    admin = await make_user("admin")
+    r = await user.client.post("/v1/applications", json=APPLICATION, headers=user.bearer())
+    app_id = r.json()["id"]
+    r = await admin.client.post(f"/v1/admin/applications/{app_id}/refund", headers=admin.bearer())
+    assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
+    r = await admin.client.post(
+        f"/v1/admin/applications/{uuid.uuid4()}/refund", headers=admin.bearer()
+    )
+    assert r.status_code == 404
+
+
+async def test_disable_and_enable(api: Api, make_user: Callable[..., Any]) -> None:
+    user = await make_user()
+    admin = await make_user("admin")
+    superadmin = await make_user("superadmin")
+    r = await admin.client.post(f"/v1/admin/users/{user.id}/disable", headers=admin.bearer())
+    assert r.status_code == 200, r.text
+    assert r.json()["disabled_at"] and r.json()["id"] == user.id
+    # Every session revoked; no new login.
+    r = await user.client.get("/v1/auth/session", headers=user.bearer())
+    assert r.status_code == 401
+    r = await login(api.client(), user.email)
+    assert r.status_code == 403 and r.json()["type"].endswith("/account-disabled")
+
+    r = await admin.client.post(f"/v1/admin/users/{user.id}/enable", headers=admin.bearer())
+    assert r.status_code == 200 and r.json()["disabled_at"] is None
+    r = await api.client().post("/v1/auth/login", json={"email": user.email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+
+    # An admin cannot disable a superadmin (nor themselves); a superadmin can.
+    r = await admin.client.post(f"/v1/admin/users/{superadmin.id}/disable", headers=admin.bearer())
+    assert r.status_code == 403
+    r = await admin.client.post(f"/v1/admin/users/{admin.id}/disable", headers=admin.bearer())
+    assert r.status_code == 409
+    r = await superadmin.client.post(
+        f"/v1/admin/users/{admin.id}/disable", headers=superadmin.bearer()
+    )
+    assert r.status_code == 200
+    r = await admin.client.get("/v1/admin/refunds/manual", headers=admin.bearer())
+    assert r.status_code == 401
+    r = await superadmin.client.post(
+        f"/v1/admin/users/{uuid.uuid4()}/disable", headers=superadmin.bearer()
+    )
+    assert r.status_code == 404
+
+
+ADMIN_ENDPOINTS = [
+    ("GET", "/v1/admin/applications"),
+    ("GET", "/v1/admin/applications/{id}"),
+    ("POST", "/v1/admin/applications/{id}/refund"),
+    ("GET", "/v1/admin/refunds/manual"),
+    ("POST", "/v1/admin/payments/{id}/manual-refund"),
+    ("POST", "/v1/admin/users/{id}/disable"),
+    ("POST", "/v1/admin/users/{id}/enable"),
+]
+
+
+async def test_admin_endpoints_need_an_admin(api: Api, make_user: Callable[..., Any]) -> None:
+    client_user = await make_user()
+    anonymous = api.client()
+    for method, template in ADMIN_ENDPOINTS:
+        path = template.format(id=uuid.uuid4())
+        r = await anonymous.request(method, path)
+        assert r.status_code == 401, (method, path, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        r = await client_user.client.request(method, path, headers=client_user.bearer())
+        assert r.status_code == 403, (method, path, r.text)
+        assert r.json()["type"].endswith("/forbidden")
+    # The client's own account is untouched by its attempt.
+    r = await client_user.client.get("/v1/auth/session", headers=client_user.bearer())
+    assert r.status_code == 200
