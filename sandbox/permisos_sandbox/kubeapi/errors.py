@@ -101,44 +101,51 @@ class ApiError(Exception):
         return body
 
 
+def _qualified(resource: str, group: str) -> str:
+    return f"{resource}.{group}" if group else resource
+
+
+def _details(resource: str, group: str, name: str) -> dict[str, Any]:
+    """Status details as kube fills them: the group only for non-core resources."""
+    return (
+        {"name": name, "group": group, "kind": resource}
+        if group
+        else {"name": name, "kind": resource}
+    )
+
+
 def not_found(resource: str, group: str, name: str) -> ApiError:
-    qualified = f"{resource}.{group}" if group else resource
+    qualified = _qualified(resource, group)
     return ApiError(
         404,
         f'{qualified} "{name}" not found',
         "NotFound",
-        {"name": name, "group": group, "kind": resource}
-        if group
-        else {"name": name, "kind": resource},
+        _details(resource, group, name),
     )
 
 
 def already_exists(resource: str, group: str, name: str) -> ApiError:
-    qualified = f"{resource}.{group}" if group else resource
+    qualified = _qualified(resource, group)
     return ApiError(
         409,
         f'{qualified} "{name}" already exists',
         "AlreadyExists",
-        {"name": name, "group": group, "kind": resource}
-        if group
-        else {"name": name, "kind": resource},
+        _details(resource, group, name),
     )
 
 
 def conflict(resource: str, group: str, name: str, why: str) -> ApiError:
-    qualified = f"{resource}.{group}" if group else resource
+    qualified = _qualified(resource, group)
     return ApiError(
         409,
         f'Operation cannot be fulfilled on {qualified} "{name}": {why}',
         "Conflict",
-        {"name": name, "group": group, "kind": resource}
-        if group
-        else {"name": name, "kind": resource},
+        _details(resource, group, name),
     )
 
 
 def invalid(kind: str, group: str, name: str, errors: list[FieldError]) -> ApiError:
-    qualified = f"{kind}.{group}" if group else kind
+    qualified = _qualified(kind, group)
     joined = ", ".join(str(e) for e in errors)
     summary = joined if len(errors) == 1 else f"[{joined}]"
     causes = [{"reason": e.reason, "message": e.body(), "field": e.field} for e in errors]
