@@ -6,12 +6,16 @@ loop picks due rows (`dispatched_at IS NULL AND next_attempt_at <= now`) with
 `next_attempt_at` ahead: a replica that dies mid-delivery releases its rows when the lease ends.
 For each row, in this order:
 
-1. the applicant Secret `<application-id>-applicant` (the personal data; AlreadyExists is fine),
-   created first so that the runner's Job never starts without it;
-2. the PermitRequest named after the application (no personal data; 409 AlreadyExists is success:
-   the existing one is read for its uid, never a second one is made);
+1. the applicant Secret `<name>-applicant` (the personal data; AlreadyExists is fine), created
+   first so that the runner's Job never starts without it;
+2. the PermitRequest (no personal data; 409 AlreadyExists is success: the existing one is read for
+   its uid, never a second one is made);
 3. the Secret's ownerReference to the PermitRequest, so it goes with it;
 4. the row is marked dispatched and the application records its PermitRequest's name.
+
+The row's kind names the PermitRequest: `permit_request` is the first one, named after the
+application (`<application-id>`); `permit_request_r<N>` is an admin's N-th retry of a failed
+permit (`<application-id>-r<N>`), a new PermitRequest because terminal phases never change again.
 
 Any failure (the Kubernetes API down, a refusal) counts an attempt and schedules the next one with
 capped exponential backoff; `last_error` names the failure without personal data. Nothing is lost:
@@ -39,7 +43,7 @@ from lightkube.resources.core_v1 import Secret
 from lightkube.types import PatchType
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, or_, select, update
 
 from permisos.applicant import Applicant
 from permisos.resources import GROUP, VERSION, PermitRequestSpec, Vehicle
@@ -54,6 +58,7 @@ from .settings import ApiSettings
 log = logging.getLogger("permisos.api.dispatcher")
 
 KIND = "permit_request"
+RETRY_KIND_PREFIX = "permit_request_r"
 MANAGED_BY = "permisos-api"
 APPLICATION_LABEL = "permisosdigitales.mx/application"
 # Applications in these states are past their payment: their row is delivered without a request.
@@ -91,6 +96,7 @@ class Claimed:
 
     outbox_id: int
     attempts: int
+    kind: str
     application_id: uuid.UUID
     status: str
     paid_at: datetime | None
@@ -108,8 +114,30 @@ def backoff(attempts: int, base: float, cap: float) -> timedelta:
     return timedelta(seconds=min(cap, base * 2 ** max(0, attempts - 1)))
 
 
-def secret_name(application_id: uuid.UUID) -> str:
-    return f"{application_id}-applicant"
+def retry_kind(retry: int) -> str:
+    """The outbox kind of an application's N-th permit retry (N >= 1)."""
+    return f"{RETRY_KIND_PREFIX}{retry}"
+
+
+def retry_of(kind: str) -> int | None:
+    """0 for `permit_request`, N for `permit_request_r<N>`, None for any other kind."""
+    if kind == KIND:
+        return 0
+    suffix = kind.removeprefix(RETRY_KIND_PREFIX)
+    if kind.startswith(RETRY_KIND_PREFIX) and suffix.isascii() and suffix.isdigit():
+        retry = int(suffix)
+        return retry if retry >= 1 and str(retry) == suffix else None
+    return None
+
+
+def request_name(application_id: uuid.UUID, retry: int = 0) -> str:
+    """The PermitRequest's name: the application's id, with `-r<N>` for its N-th retry."""
+    return str(application_id) if retry == 0 else f"{application_id}-r{retry}"
+
+
+def secret_name(name: str | uuid.UUID) -> str:
+    """The applicant Secret of the PermitRequest `name`."""
+    return f"{name}-applicant"
 
 
 def _time(moment: datetime) -> str:
@@ -174,7 +202,10 @@ class Dispatcher:
                 .where(
                     Outbox.dispatched_at.is_(None),
                     Outbox.next_attempt_at <= now,
-                    Outbox.kind == KIND,
+                    or_(
+                        Outbox.kind == KIND,
+                        Outbox.kind.startswith(RETRY_KIND_PREFIX, autoescape=True),
+                    ),
                 )
                 .order_by(Outbox.next_attempt_at, Outbox.id)
                 .limit(self.settings.dispatcher_batch_size)
@@ -188,6 +219,7 @@ class Dispatcher:
                 select(
                     Outbox.id,
                     Outbox.attempts,
+                    Outbox.kind,
                     Outbox.created_at,
                     Application.id.label("application_id"),
                     Application.status,
@@ -212,6 +244,7 @@ class Dispatcher:
             Claimed(
                 outbox_id=row.id,
                 attempts=row.attempts,
+                kind=row.kind,
                 application_id=row.application_id,
                 status=row.status,
                 paid_at=row.paid_at,
@@ -244,9 +277,14 @@ class Dispatcher:
                 .values(dispatched_at=now, attempts=row.attempts + 1, last_error=note)
             )
             if permit_request is not None:
+                # Only the application's current attempt names its PermitRequest: a late delivery
+                # of an older row never takes the mirror away from a retry.
                 conn.execute(
                     update(Application)
-                    .where(Application.id == row.application_id)
+                    .where(
+                        Application.id == row.application_id,
+                        Application.permit_retries == (retry_of(row.kind) or 0),
+                    )
                     .values(permit_request=permit_request, updated_at=now)
                 )
 
@@ -273,12 +311,18 @@ class Dispatcher:
 
     # --- the Kubernetes side -------------------------------------------------------------------
 
+    def _name(self, row: Claimed) -> str:
+        retry = retry_of(row.kind)
+        if retry is None:
+            raise DispatchError(f"unknown outbox kind {row.kind[:32]}")
+        return request_name(row.application_id, retry)
+
     def _manifests(self, row: Claimed) -> tuple[Secret, Any, Applicant]:
         applicant = Applicant.model_validate(row.applicant)
-        name = str(row.application_id)
+        name = self._name(row)
         spec = PermitRequestSpec(
-            application_id=name,
-            secret_name=secret_name(row.application_id),
+            application_id=str(row.application_id),
+            secret_name=secret_name(name),
             pool=self.settings.permit_pool,
             priority=0,
             paid_at=row.paid_at or row.created_at,
@@ -286,7 +330,7 @@ class Dispatcher:
         )
         secret = Secret(
             metadata=ObjectMeta(
-                name=secret_name(row.application_id),
+                name=secret_name(name),
                 namespace=self.namespace,
                 labels=_labels(row.application_id),
             ),
@@ -313,7 +357,7 @@ class Dispatcher:
         """Creates (or finds) the Secret and the PermitRequest; returns the request's name."""
         secret, request, _ = self._manifests(row)
         kube = self._kube()
-        name = str(row.application_id)
+        name = self._name(row)
         try:
             await kube.create(secret)
         except ApiError as error:
@@ -336,15 +380,13 @@ class Dispatcher:
             "controller": False,
             "blockOwnerDeletion": True,
         }
-        current = as_dict(
-            await kube.get(Secret, secret_name(row.application_id), namespace=self.namespace)
-        )
+        current = as_dict(await kube.get(Secret, secret_name(name), namespace=self.namespace))
         refs = (current.get("metadata") or {}).get("ownerReferences") or []
         if not any(ref.get("uid") == uid for ref in refs):
             others = [ref for ref in refs if ref.get("uid") != uid]
             await kube.patch(
                 Secret,
-                secret_name(row.application_id),
+                secret_name(name),
                 {"metadata": {"ownerReferences": [*others, owner]}},
                 namespace=self.namespace,
                 patch_type=PatchType.MERGE,

@@ -135,8 +135,11 @@ class Application(Base):
     # Payment (written by the webhook's state machine).
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     payment_method: Mapped[str | None] = mapped_column(String(8))
-    # Permit (the PermitRequest is named str(id); its phase is mirrored by the operator side).
+    # Permit (the PermitRequest is named str(id), a retry's `<id>-r<N>`; its phase is mirrored by
+    # the operator side, from the PermitRequest named here only).
     permit_request: Mapped[str | None] = mapped_column(String(63))
+    # How many times an admin re-queued a failed permit (each retry is a new PermitRequest).
+    permit_retries: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     permit_phase: Mapped[str | None] = mapped_column(String(16))
     permit_reason: Mapped[str | None] = mapped_column(String(64))
     permit_message: Mapped[str | None] = mapped_column(String(1024))
@@ -228,7 +231,7 @@ class Outbox(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     application_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("applications.id"))
-    kind: Mapped[str] = mapped_column(String(32))  # "permit_request"
+    kind: Mapped[str] = mapped_column(String(32))  # "permit_request", "permit_request_r<N>"
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=func.now()
     )
@@ -252,6 +255,8 @@ class PermitHistory(Base):
     reason: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(String(1024))
     attempt: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # The PermitRequest the transition belongs to (NULL in rows written before retries existed).
+    permit_request: Mapped[str | None] = mapped_column(String(63))
     transitioned_at: Mapped[datetime] = mapped_column(UTCDateTime)
     recorded_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=func.now()

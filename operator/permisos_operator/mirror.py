@@ -9,7 +9,11 @@ is always safe:
 
 - `permit_history` gets one row per transition, deduplicated by its unique key
   (application, phase, attempt, transitioned_at) with ON CONFLICT DO NOTHING;
-- the application's permit columns change only if the stored `permit_updated_at` is NULL or not
+- the application's permit columns change only for the PermitRequest it names
+  (`applications.permit_request`, or any while that is NULL): after an admin's retry, a new
+  PermitRequest `<application-id>-r<N>`, the old failed one can never overwrite the retry's
+  progress (its transitions still go to the history, each with its PermitRequest's name);
+- and only if the stored `permit_updated_at` is NULL or not
   newer than the transition (ties are broken by the attempt count, which never decreases), and
   the stored phase is not terminal. Succeeded makes the application `permit_ready`, Failed
   `permit_failed`; other phases leave its status alone.
@@ -43,6 +47,7 @@ from sqlalchemy import (
     create_engine,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -56,6 +61,7 @@ applications = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("status", String(32)),
+    Column("permit_request", String(63)),
     Column("permit_phase", String(16)),
     Column("permit_reason", String(64)),
     Column("permit_message", String(1024)),
@@ -75,6 +81,7 @@ permit_history = Table(
     Column("reason", String(64)),
     Column("message", String(1024)),
     Column("attempt", Integer),
+    Column("permit_request", String(63)),
     Column("transitioned_at", DateTime(timezone=True)),
     Column("recorded_at", DateTime(timezone=True)),
 )
@@ -100,6 +107,8 @@ class Snapshot:
     transitioned_at: datetime
     folio: str | None = None
     artifacts: tuple[tuple[tuple[str, Any], ...], ...] | None = None
+    # The PermitRequest's name; None (tests, old callers) skips the name check.
+    name: str | None = None
 
     def artifact_list(self) -> list[dict[str, Any]] | None:
         if self.artifacts is None:
@@ -159,6 +168,7 @@ def snapshot_of(body: Body) -> Snapshot | None:
         artifacts = tuple(
             tuple(sorted(a.model_dump(mode="json").items())) for a in status.result.artifacts
         )
+    name = (body.get("metadata") or {}).get("name")
     return Snapshot(
         application_id=application_id,
         phase=status.phase,
@@ -168,6 +178,7 @@ def snapshot_of(body: Body) -> Snapshot | None:
         transitioned_at=when.astimezone(UTC),
         folio=folio,
         artifacts=artifacts,
+        name=str(name)[:63] if name else None,
     )
 
 
@@ -221,6 +232,7 @@ class Mirror:
                     reason=snap.reason,
                     message=snap.message,
                     attempt=snap.attempt,
+                    permit_request=snap.name,
                     transitioned_at=snap.transitioned_at,
                     recorded_at=now,
                 )
@@ -245,10 +257,16 @@ class Mirror:
                 values["status"] = case(
                     (app.status.in_(PERMIT_STATUSES), new_status), else_=app.status
                 )
+            current = (
+                or_(app.permit_request.is_(None), app.permit_request == snap.name)
+                if snap.name is not None
+                else true()
+            )
             conn.execute(
                 update(applications)
                 .where(
                     app.id == snap.application_id,
+                    current,
                     or_(
                         app.permit_updated_at.is_(None),
                         app.permit_updated_at < snap.transitioned_at,

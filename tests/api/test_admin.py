@@ -114,6 +114,75 @@ async def test_card_refund_after_failed_permit(pay: Pay, make_user: Callable[...
     assert "juana" not in str(d["payment_events"]).lower()
 
 
+async def test_retry_a_failed_permit(
+    pay: Pay, make_user: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    user = await make_user()
+    admin = await make_user("admin")
+    app_id = await pay.new_application(user)
+    r = await pay.pay(user, app_id, method="card", payment_method="pm_card_visa")
+    assert r.status_code == 201, r.text
+    await pay.sim.wait_for_deliveries()
+    url = f"/v1/admin/applications/{app_id}/retry-permit"
+
+    # Paid, the permit not failed: nothing to retry.
+    r = await admin.client.post(url, headers=admin.bearer())
+    assert r.status_code == 409 and r.json()["type"].endswith("/invalid-state")
+    _failed(pay, app_id)
+    pay.sql(
+        "UPDATE applications SET permit_request = %s, folio = 'F-1', permit_message = 'no', "
+        "permit_updated_at = now(), permit_artifacts = '[]', permit_notice_sent_at = now() "
+        "WHERE id = %s RETURNING id",
+        app_id,
+        app_id,
+    )
+    r = await user.client.post(url, headers=user.bearer())
+    assert r.status_code == 403
+
+    caplog.set_level(logging.INFO, logger="permisos_api.admin")
+    r = await admin.client.post(url, headers=admin.bearer())
+    assert r.status_code == 202, r.text
+    assert r.json() == {
+        "application_id": app_id,
+        "retry": 1,
+        "permit_request": f"{app_id}-r1",
+        "status": "paid",
+    }
+    rows = pay.sql(
+        "SELECT status, permit_retries, permit_request, permit_phase, permit_reason, "
+        "permit_message, permit_updated_at, folio, permit_artifacts, permit_notice_sent_at "
+        "FROM applications WHERE id = %s",
+        app_id,
+    )
+    assert rows == [("paid", 1, f"{app_id}-r1", None, None, None, None, None, None, None)]
+    kinds = pay.sql(
+        "SELECT kind, dispatched_at IS NULL FROM outbox WHERE application_id = %s ORDER BY id",
+        app_id,
+    )
+    assert ("permit_request_r1", True) in kinds
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "permisos_api.admin"]
+    assert any(f"admin={admin.id} action=retry_permit" in line for line in lines)
+
+    # Not failed any more: a second retry is refused, and nothing more is queued.
+    r = await admin.client.post(url, headers=admin.bearer())
+    assert r.status_code == 409
+    count = pay.sql("SELECT count(*) FROM outbox WHERE application_id = %s", app_id)
+    assert count == [(len(kinds),)]
+    detail = await admin.client.get(f"/v1/admin/applications/{app_id}", headers=admin.bearer())
+    assert detail.json()["application"]["permit_retries"] == 1
+
+    # Failed again and refunded: no retry.
+    _failed(pay, app_id)
+    r = await admin.client.post(f"/v1/admin/applications/{app_id}/refund", headers=admin.bearer())
+    assert r.status_code == 200, r.text
+    r = await admin.client.post(url, headers=admin.bearer())
+    assert r.status_code == 409
+    r = await admin.client.post(
+        f"/v1/admin/applications/{uuid.uuid4()}/retry-permit", headers=admin.bearer()
+    )
+    assert r.status_code == 404
+
+
 async def test_oxxo_refund_is_manual(pay: Pay, make_user: Callable[..., Any]) -> None:
     user = await make_user()
     admin = await make_user("superadmin")
@@ -202,6 +271,7 @@ ADMIN_ENDPOINTS = [
     ("GET", "/v1/admin/applications"),
     ("GET", "/v1/admin/applications/{id}"),
     ("POST", "/v1/admin/applications/{id}/refund"),
+    ("POST", "/v1/admin/applications/{id}/retry-permit"),
     ("GET", "/v1/admin/refunds/manual"),
     ("POST", "/v1/admin/payments/{id}/manual-refund"),
     ("POST", "/v1/admin/users/{id}/disable"),

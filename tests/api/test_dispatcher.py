@@ -304,3 +304,45 @@ async def test_readiness_reports_kubernetes_but_stays_ready_without_it(
     checks = degraded.json()["checks"]
     assert checks["kubernetes"]["status"] == "failed"
     assert checks["database"]["status"] == "ok"
+
+
+async def test_a_retry_row_creates_a_new_permit_request(
+    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
+) -> None:
+    app_id = paid_application(engine)
+    dispatcher = new_dispatcher(settings, engine)
+    try:
+        assert await dispatcher.run_once() >= 1
+        # What POST /v1/admin/applications/{id}/retry-permit leaves behind (the name is left to
+        # the dispatcher here).
+        with Session(engine) as session, session.begin():
+            session.execute(
+                update(Application)
+                .where(Application.id == app_id)
+                .values(status="paid", permit_retries=1)
+            )
+            session.add(
+                Outbox(application_id=app_id, kind="permit_request_r1", next_attempt_at=utcnow())
+            )
+        assert await dispatcher.run_once() >= 1
+    finally:
+        await dispatcher.close()
+
+    retry = f"{app_id}-r1"
+    requests = {p["metadata"]["name"]: p for p in await permit_requests(kube, app_id)}
+    assert sorted(requests) == sorted([str(app_id), retry])
+    spec = requests[retry]["spec"]
+    assert spec["applicationId"] == str(app_id) and spec["secretName"] == f"{retry}-applicant"
+    secret = as_dict(await kube.get(Secret, f"{retry}-applicant", namespace=NS))
+    (owner,) = secret["metadata"]["ownerReferences"]
+    assert owner["name"] == retry and owner["uid"] == requests[retry]["metadata"]["uid"]
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data == PERSONAL
+    assert permit_request_of(engine, app_id) == retry
+    with engine.connect() as conn:
+        kinds = conn.execute(
+            select(Outbox.kind, Outbox.dispatched_at.is_not(None)).where(
+                Outbox.application_id == app_id
+            )
+        ).all()
+    assert sorted(kinds) == [("permit_request", True), ("permit_request_r1", True)]

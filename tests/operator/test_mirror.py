@@ -255,3 +255,43 @@ def test_an_older_transition_never_overwrites_a_newer_one(
         assert not mirror.record(Snapshot(uuid.uuid4(), "Queued", "Queued", None, 0, t0))
     finally:
         mirror.close()
+
+
+def test_only_the_current_permit_request_moves_the_application(
+    engine: Engine, database_url: str
+) -> None:
+    app_id = uuid.UUID(paid_application(engine))
+    retry = f"{app_id}-r1"
+    mirror = Mirror(database_url)
+    t0 = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
+
+    def snap(name: str, phase: str, attempt: int, at: datetime) -> Snapshot:
+        return Snapshot(app_id, phase, phase, None, attempt, at, name=name)
+
+    try:
+        # An admin's retry: the application names the new PermitRequest, its permit fields clear.
+        with Session(engine) as session, session.begin():
+            app = session.get(Application, app_id)
+            assert app is not None
+            app.permit_request = retry
+            app.permit_retries = 1
+        assert mirror.record(snap(retry, "Running", 1, t0 + timedelta(seconds=10)))
+        # The old, failed PermitRequest (its events replayed, even a newer-looking one).
+        assert mirror.record(snap(str(app_id), "Failed", 2, t0 + timedelta(seconds=20)))
+        row = application(engine, str(app_id))
+        assert row.permit_phase == "Running" and row.status == "paid"
+        assert row.permit_attempts == 1
+        assert mirror.record(snap(retry, "Succeeded", 1, t0 + timedelta(seconds=30)))
+        row = application(engine, str(app_id))
+        assert row.permit_phase == "Succeeded" and row.status == "permit_ready"
+        with engine.connect() as conn:
+            names = conn.execute(
+                select(PermitHistory.phase, PermitHistory.permit_request).where(
+                    PermitHistory.application_id == app_id
+                )
+            ).all()
+        assert sorted(names) == sorted(
+            [("Running", retry), ("Failed", str(app_id)), ("Succeeded", retry)]
+        )
+    finally:
+        mirror.close()

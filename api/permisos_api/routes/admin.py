@@ -1,4 +1,5 @@
-"""/v1/admin: search applications, their payments and permit history, refunds, user accounts.
+"""/v1/admin: search applications, their payments and permit history, permit retries, refunds,
+user accounts.
 
 Admins and superadmins only (clients get 403, anonymous callers 401). Every action is logged with
 the admin's user id, the action and the ids it touched; never personal data.
@@ -21,9 +22,11 @@ from sqlalchemy.orm import Session
 from ..auth import Principal, require_role, revoke_all
 from ..context import Svc, get_db
 from ..db import utcnow
+from ..dispatcher import request_name, retry_kind
 from ..models import (
     Application,
     ApplicationStatus,
+    Outbox,
     Payment,
     PaymentEvent,
     PaymentMethod,
@@ -101,12 +104,16 @@ class PermitHistoryOut(BaseModel):
     reason: str | None
     message: str | None
     attempt: int
+    permit_request: str | None = Field(
+        default=None, description="The PermitRequest (a retry's is `<application-id>-r<N>`)."
+    )
     transitioned_at: datetime
 
 
 class AdminApplicationOut(ApplicationOut):
     owner_id: uuid.UUID
     permit_request: str | None = None
+    permit_retries: int = 0
     permit_phase: str | None = None
     permit_reason: str | None = None
     permit_message: str | None = None
@@ -265,6 +272,86 @@ def get_application(application_id: uuid.UUID, admin: Admin, db: Db) -> AdminApp
         raise ProblemError("not-found", "No such application.")
     _audit(admin, "view_application", application=app.id)
     return _detail(db, app)
+
+
+# --- permit retries ---------------------------------------------------------------------------
+
+
+class RetryOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "application_id": "0b7f3c1e-2a4d-4e8f-9c61-5d2a7b3e9f10",
+                    "retry": 1,
+                    "permit_request": "0b7f3c1e-2a4d-4e8f-9c61-5d2a7b3e9f10-r1",
+                    "status": "paid",
+                }
+            ]
+        }
+    )
+
+    application_id: uuid.UUID
+    retry: int = Field(description="How many times this application's permit was retried.")
+    permit_request: str = Field(description="The name of the new PermitRequest.")
+    status: str
+
+
+@router.post(
+    "/applications/{application_id}/retry-permit",
+    response_model=RetryOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Retry a failed permit",
+    description="Only while `permit_failed` and with its payment neither refunded nor flagged for "
+    "a manual refund (409 `invalid-state` otherwise). A failed PermitRequest stays failed, so "
+    "the retry is a new one, `<application-id>-r<N>`: the application goes back to `paid`, its "
+    "permit fields are cleared and the dispatcher creates the new PermitRequest (202). The "
+    "permit history keeps every attempt.",
+    responses=problem_responses(*AUTHZ, 404, 409, 422),
+)
+def retry_permit(application_id: uuid.UUID, admin: Admin, db: Db) -> RetryOut:
+    app = db.get(Application, application_id, with_for_update=True)
+    if app is None:
+        raise ProblemError("not-found", "No such application.")
+    if app.status != ApplicationStatus.permit_failed:
+        raise ProblemError(
+            "invalid-state", f"An application in status {app.status} cannot be retried."
+        )
+    standing = db.scalars(
+        select(Payment.id).where(
+            Payment.application_id == app.id,
+            Payment.status == "succeeded",
+            Payment.refunded_at.is_(None),
+            Payment.manual_refund_required.is_(False),
+        )
+    ).first()
+    if standing is None:
+        raise ProblemError(
+            "invalid-state", "The application's payment was refunded or is awaiting a refund."
+        )
+    now = utcnow()
+    retry = app.permit_retries + 1
+    name = request_name(app.id, retry)
+    app.permit_retries = retry
+    app.status = ApplicationStatus.paid.value
+    # Named now, not when dispatched: from here on the mirror ignores the failed PermitRequest.
+    app.permit_request = name
+    app.permit_phase = None
+    app.permit_reason = None
+    app.permit_message = None
+    app.permit_attempts = 0
+    app.permit_updated_at = None
+    app.folio = None
+    app.permit_artifacts = None
+    app.permit_notice_sent_at = None
+    app.updated_at = now
+    # UNIQUE (application_id, kind): the same retry is never queued twice.
+    db.add(
+        Outbox(application_id=app.id, kind=retry_kind(retry), created_at=now, next_attempt_at=now)
+    )
+    db.commit()
+    _audit(admin, "retry_permit", application=app.id, retry=retry, permit_request=name)
+    return RetryOut(application_id=app.id, retry=retry, permit_request=name, status=app.status)
 
 
 # --- refunds ----------------------------------------------------------------------------------
