@@ -50,6 +50,9 @@ RESET_PURPOSE = "password-reset"
 
 def _find_user(db: Session, email: str) -> User | None:
     normalized = email.strip().lower()
+    if "\x00" in normalized:
+        # PostgreSQL text cannot hold NUL: the query raised DataError (500); no account has one.
+        return None
     return db.scalars(select(User).where(func.lower(User.email) == normalized)).first()
 
 
