@@ -97,6 +97,8 @@ class ApiSettings(BaseSettings):
     s3_bucket: str = "permisos-permits"
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
+    # Object storage in /readyz (reported, never fatal: only downloads need it).
+    readyz_s3: bool = True
     # How long a presigned download URL stays valid.
     permit_url_ttl_seconds: int = Field(default=300, gt=0, le=3600)
 

@@ -87,6 +87,8 @@ def settings(database_url: str, outbox: Path) -> ApiSettings:
         argon2_time_cost=1,
         argon2_memory_cost_kib=8192,
         argon2_parallelism=1,
+        # No object storage here; tests/api/test_permits.py checks it against moto's server.
+        readyz_s3=False,
     )
 
 

@@ -204,3 +204,20 @@ async def test_permit_notices_go_once(
     assert isinstance(text, bytes)
     assert "Las placas no corresponden al vehículo" in text.decode()
     assert "reembolso" in text.decode()
+
+
+async def test_readiness_reports_object_storage(api: Api, s3: S3Server) -> None:
+    s3.client().create_bucket(Bucket="permisos-ready")
+    ready = api.client(
+        api.app(readyz_s3=True, s3_bucket="permisos-ready", s3_endpoint_url=s3.endpoint_url)
+    )
+    r = await ready.get("/readyz")
+    assert r.status_code == 200
+    assert r.json()["checks"]["storage"]["status"] == "ok"
+
+    missing = api.client(
+        api.app(readyz_s3=True, s3_bucket="no-such-bucket", s3_endpoint_url=s3.endpoint_url)
+    )
+    r = await missing.get("/readyz")
+    assert r.status_code == 200  # reported, not fatal: only downloads need storage
+    assert r.json()["checks"]["storage"]["status"] == "failed"

@@ -40,9 +40,10 @@ def healthz() -> Liveness:
     "/readyz",
     response_model=Readiness,
     summary="Readiness: each dependency with its status and latency",
-    description="503 when the database fails. The Kubernetes API is reported (when the "
-    "process has a cluster configuration) but does not make the API unready: payments keep "
-    "being accepted while it is down, and the outbox delivers them when it is back.",
+    description="503 when the database fails. The Kubernetes API (when the process has a "
+    "cluster configuration) and object storage are reported but do not make the API unready: "
+    "payments keep being accepted while Kubernetes is down (the outbox delivers them when it "
+    "is back), and only permit downloads need storage.",
     responses={503: {"model": Readiness, "description": "A dependency failed"}},
 )
 def readyz(svc: Svc, request: Request) -> Response:
@@ -50,6 +51,8 @@ def readyz(svc: Svc, request: Request) -> Response:
     probe: ReadinessProbe | None = getattr(request.app.state, "kube_probe", None)
     if probe is not None:
         checks["kubernetes"] = probe.check
+    if svc.settings.readyz_s3:
+        checks["storage"] = svc.storage.check
     results = {name: run() for name, run in checks.items()}
     ok = results["database"].status == "ok"
     body = Readiness(status="ok" if ok else "failed", checks=results)
