@@ -88,6 +88,12 @@ class DispatcherMetrics:
             "Failed deliveries of outbox rows (each one is retried later).",
             registry=registry,
         )
+        self.permits = Counter(
+            "permisos_permits",
+            "Permits by outcome (issued, failed), counted once each when the applicant is told.",
+            ["outcome"],
+            registry=registry,
+        )
 
 
 @dataclass(frozen=True)
@@ -427,7 +433,14 @@ class Dispatcher:
     async def _send_notices(self) -> None:
         """The permit ready / failed mails (see notices.py); a failure waits for the next pass."""
         try:
-            await asyncio.to_thread(send_permit_notices, self.engine, self.settings, self._mailer)
+            await asyncio.to_thread(
+                send_permit_notices,
+                self.engine,
+                self.settings,
+                self._mailer,
+                None,
+                self.metrics.permits,
+            )
         except Exception as exc:
             log.warning("permit notices failed: %s", type(exc).__name__)
 

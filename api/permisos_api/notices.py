@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from prometheus_client import Counter
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -49,8 +50,8 @@ def failed_mail(app: Application) -> tuple[str, str]:
     return "No fue posible obtener su permiso", body
 
 
-def _send_one(engine: Engine, settings: ApiSettings, mailer: Mailer) -> bool:
-    """Claims, mails and marks one application; False when none is waiting."""
+def _send_one(engine: Engine, settings: ApiSettings, mailer: Mailer) -> str | None:
+    """Claims, mails and marks one application; the notice's kind, or None when none waits."""
     with Session(engine) as db, db.begin():
         app = db.scalars(
             select(Application)
@@ -64,7 +65,7 @@ def _send_one(engine: Engine, settings: ApiSettings, mailer: Mailer) -> bool:
             .with_for_update(skip_locked=True)
         ).first()
         if app is None:
-            return False
+            return None
         if app.status == ApplicationStatus.permit_ready:
             subject, body = ready_mail(settings, app)
             kind = "permit_ready"
@@ -74,16 +75,26 @@ def _send_one(engine: Engine, settings: ApiSettings, mailer: Mailer) -> bool:
         mailer.send(app.email, subject, body, kind=kind)
         app.permit_notice_sent_at = utcnow()
         log.info("permit notice sent", extra={"application": str(app.id), "notice": kind})
-        return True
+        return kind
 
 
 def send_permit_notices(
-    engine: Engine, settings: ApiSettings, mailer: Mailer, limit: int | None = None
+    engine: Engine,
+    settings: ApiSettings,
+    mailer: Mailer,
+    limit: int | None = None,
+    outcomes: Counter | None = None,
 ) -> int:
-    """Sends the pending notices (at most `limit`, default the dispatcher's batch size)."""
+    """Sends the pending notices (at most `limit`, default the dispatcher's batch size).
+
+    `outcomes` counts permits by outcome exactly once each: when the applicant is told.
+    """
     sent = 0
     for _ in range(limit or settings.dispatcher_batch_size):
-        if not _send_one(engine, settings, mailer):
+        kind = _send_one(engine, settings, mailer)
+        if kind is None:
             break
+        if outcomes is not None:
+            outcomes.labels("issued" if kind == "permit_ready" else "failed").inc()
         sent += 1
     return sent

@@ -14,10 +14,12 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry
 from psycopg.types.json import Json
 from sqlalchemy import select
 
 from permisos_api.db import make_engine
+from permisos_api.dispatcher import DispatcherMetrics
 from permisos_api.mail import Mailer
 from permisos_api.models import PermitDownload
 from permisos_api.notices import send_permit_notices
@@ -178,19 +180,28 @@ async def test_permit_notices_go_once(
 
     engine = make_engine(settings)
     mailer = Mailer(settings)
+    registry = CollectorRegistry()
+    permits = DispatcherMetrics(registry).permits
+    sent: list[int] = []
+
+    def one_pass() -> None:
+        sent.append(send_permit_notices(engine, settings, mailer, None, permits))
+
     try:
         # Two replicas at once, then a later pass: still one notice each.
-        threads = [
-            threading.Thread(target=send_permit_notices, args=(engine, settings, mailer))
-            for _ in range(2)
-        ]
+        threads = [threading.Thread(target=one_pass) for _ in range(2)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        send_permit_notices(engine, settings, mailer)
+        one_pass()
     finally:
         engine.dispose()
+    # Each permit is counted once, by outcome (other tests' finished permits may be told too).
+    issued = registry.get_sample_value("permisos_permits_total", {"outcome": "issued"}) or 0
+    failed = registry.get_sample_value("permisos_permits_total", {"outcome": "failed"}) or 0
+    assert issued >= 1 and failed >= 1
+    assert issued + failed == sum(sent)
 
     (ready_mail,) = read_mail(outbox, ready_to)
     assert subject(ready_mail) == "Su permiso está listo"
