@@ -351,6 +351,31 @@ async def test_reject_next_rejects_one_submission_asynchronously(
     await portal_client.fill(applicant_form(referencia="x"), vehicle_form(placas="REJ1234"))
 
 
+async def test_fail_plates_fails_that_many_confirmations_of_those_plates_only(
+    portal: PortalSimulator, portal_client: PortalClient
+) -> None:
+    async with portal_client.http.put(
+        portal.url + "/__control/config", json={"fail_plates": {"FLT1234": 2}, "error_status": 503}
+    ) as resp:
+        assert resp.status == 200
+    await portal_client.login()
+    for left in (1, 0):
+        await portal_client.fill(
+            applicant_form(referencia="app-flt"), vehicle_form(placas="FLT1234")
+        )
+        _, review, _ = await portal_client.get("/tramites/nuevo/revision")
+        status, page, _ = await portal_client.post(
+            "/tramites/nuevo/confirmar", {"csrf_token": review.csrf()}
+        )
+        assert status == 503 and page.one("h1").text == "Servicio no disponible"
+        assert portal.config.fail_plates == {"FLT1234": left}
+    assert portal.submissions("app-flt") == 0
+    # Other plates are untouched meanwhile, and the third confirmation goes through.
+    await portal_client.apply("app-other", placas="OTR1234")
+    await portal_client.apply("app-flt", placas="FLT1234")
+    assert portal.submissions("app-flt") == 1
+
+
 async def test_control_config_round_trip_validation_and_reset(
     portal: PortalSimulator, portal_client: PortalClient
 ) -> None:

@@ -32,6 +32,9 @@ class PortalConfig(BaseModel):
     seed: int | None = None
     # Addition to PAGES.md: plates that already hold a permit issued elsewhere.
     active_plates: list[str] = Field(default_factory=lambda: list(DEFAULT_ACTIVE_PLATES))
+    # Addition to PAGES.md: plates -> how many more confirmations of a submission for them answer
+    # `error_status`, so a test can make one applicant's attempts fail among many.
+    fail_plates: dict[str, int] = Field(default_factory=dict)
 
 
 class PortalSettings(BaseSettings):

@@ -39,3 +39,11 @@ class Faults:
         if reason:
             self.config.reject_next = None
         return reason or None
+
+    def take_plate_failure(self, plates: str) -> int | None:
+        """The status of an injected failure for a confirmation of these plates, if any left."""
+        left = self.config.fail_plates.get(plates, 0)
+        if left <= 0:
+            return None
+        self.config.fail_plates = {**self.config.fail_plates, plates: left - 1}
+        return self.config.error_status

@@ -354,6 +354,10 @@ class Portal:
         vehicle = session.draft.get("vehiculo")
         if applicant is None or vehicle is None:
             return see_other(STEP1 if applicant is None else STEP2)
+        failure = self.faults.take_plate_failure(vehicle["placas"])
+        if failure is not None:
+            title, text = STATUS_TEXT[failure]
+            return self.html(request, title, render.message(text), status=failure)
         submission = self.store.create(
             applicant["referencia"],
             applicant,
