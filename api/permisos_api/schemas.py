@@ -238,6 +238,35 @@ class ApplicationOut(BaseModel):
     updated_at: datetime
     paid_at: datetime | None = None
     payment_method: Literal["card", "oxxo"] | None = None
+    # The permit's progress as the operator reports it (mirrored from the PermitRequest).
+    permit_phase: str | None = Field(
+        default=None, description="Pending, Queued, Running, Retrying, Succeeded or Failed."
+    )
+    permit_reason: str | None = Field(
+        default=None, description="Why it is in that phase, e.g. PortalRejected."
+    )
+    permit_message: str | None = Field(
+        default=None, description="The portal's own words, when it rejected the request."
+    )
+    permit_attempts: int = 0
+    permit_updated_at: datetime | None = None
+
+
+class PermitHistoryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    phase: str
+    reason: str | None
+    message: str | None
+    attempt: int
+    permit_request: str | None = Field(
+        default=None, description="The PermitRequest (a retry's is `<application-id>-r<N>`)."
+    )
+    transitioned_at: datetime
+
+
+class PermitHistoryList(BaseModel):
+    items: list[PermitHistoryOut] = Field(description="Oldest first.")
 
 
 class ApplicationPage(BaseModel):

@@ -36,7 +36,7 @@ from ..models import (
 )
 from ..payments.service import _provider_problem
 from ..problems import ProblemError, problem_responses
-from ..schemas import ApplicationOut, ApplicationPage
+from ..schemas import ApplicationOut, ApplicationPage, PermitHistoryOut
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 Db = Annotated[Session, Depends(get_db)]
@@ -97,28 +97,10 @@ class PaymentEventSummary(BaseModel):
     outcome: str
 
 
-class PermitHistoryOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    phase: str
-    reason: str | None
-    message: str | None
-    attempt: int
-    permit_request: str | None = Field(
-        default=None, description="The PermitRequest (a retry's is `<application-id>-r<N>`)."
-    )
-    transitioned_at: datetime
-
-
 class AdminApplicationOut(ApplicationOut):
     owner_id: uuid.UUID
     permit_request: str | None = None
     permit_retries: int = 0
-    permit_phase: str | None = None
-    permit_reason: str | None = None
-    permit_message: str | None = None
-    permit_attempts: int = 0
-    permit_updated_at: datetime | None = None
     folio: str | None = None
     anonymized_at: datetime | None = None
 

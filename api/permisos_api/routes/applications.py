@@ -17,9 +17,22 @@ from .. import fields
 from ..auth import CurrentPrincipal, Principal
 from ..context import Svc, get_db
 from ..db import utcnow
-from ..models import CANCELLABLE_STATUSES, EDITABLE_STATUSES, Application, ApplicationStatus
+from ..models import (
+    CANCELLABLE_STATUSES,
+    EDITABLE_STATUSES,
+    Application,
+    ApplicationStatus,
+    PermitHistory,
+)
 from ..problems import FieldError, ProblemError, problem_responses, validation_problem
-from ..schemas import ApplicationIn, ApplicationOut, ApplicationPage, ApplicationPatch
+from ..schemas import (
+    ApplicationIn,
+    ApplicationOut,
+    ApplicationPage,
+    ApplicationPatch,
+    PermitHistoryList,
+    PermitHistoryOut,
+)
 
 router = APIRouter(prefix="/v1/applications", tags=["applications"])
 Db = Annotated[Session, Depends(get_db)]
@@ -114,6 +127,26 @@ def list_applications(
 )
 def get_application(application_id: uuid.UUID, principal: CurrentPrincipal, db: Db) -> Application:
     return _load(db, application_id, principal)
+
+
+@router.get(
+    "/{application_id}/permit-history",
+    response_model=PermitHistoryList,
+    summary="The permit's progress, phase by phase",
+    description="Every phase the permit went through, with its time, reason and attempt; "
+    "the owner or an admin.",
+    responses=problem_responses(401, 403, 404, 422),
+)
+def get_permit_history(
+    application_id: uuid.UUID, principal: CurrentPrincipal, db: Db
+) -> PermitHistoryList:
+    app = _load(db, application_id, principal)
+    rows = db.scalars(
+        select(PermitHistory)
+        .where(PermitHistory.application_id == app.id)
+        .order_by(PermitHistory.transitioned_at, PermitHistory.id)
+    )
+    return PermitHistoryList(items=[PermitHistoryOut.model_validate(h) for h in rows])
 
 
 @router.patch(
