@@ -151,6 +151,10 @@ class Application(Base):
     permit_notice_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When the owner's account deletion replaced the personal data with placeholders.
     anonymized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Permit-expiry reminder (`permisos_api.reminders`): a run claims the row (a lease, so a
+    # crashed run's claim lapses) before mailing, and marks it sent after.
+    expiry_reminder_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expiry_reminder_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 Index("ix_applications_status_updated", Application.status, Application.updated_at)

@@ -102,6 +102,27 @@ class ApiSettings(BaseSettings):
     # How long a presigned download URL stays valid.
     permit_url_ttl_seconds: int = Field(default=300, gt=0, le=3600)
 
+    # Scheduled commands (CronJobs). `python -m permisos_api.cleanup`: applications that never
+    # got a successful payment and were left idle this long lose their personal data.
+    abandoned_retention_days: int = Field(default=30, ge=1)
+    cleanup_batch_size: int = Field(default=100, gt=0)
+    # `python -m permisos_api.reminders`: a permit is valid this many days from its issue (the
+    # portal's rule; the permit document itself is not read), and its applicant is mailed once
+    # when it expires within `expiry_reminder_days`.
+    permit_validity_days: int = Field(default=30, ge=1)
+    expiry_reminder_days: int = Field(default=5, ge=1)
+    reminder_batch_size: int = Field(default=20, gt=0)
+
+    @model_validator(mode="after")
+    def _reminder_before_expiry(self) -> ApiSettings:
+        # Otherwise every permit would be reminded the moment it is issued.
+        if self.expiry_reminder_days >= self.permit_validity_days:
+            raise ValueError(
+                "PERMISOS_API_EXPIRY_REMINDER_DAYS must be less than "
+                "PERMISOS_API_PERMIT_VALIDITY_DAYS"
+            )
+        return self
+
     @field_validator("stripe_api_base", "s3_endpoint_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -116,6 +137,12 @@ class ApiSettings(BaseSettings):
                 raise ValueError("PERMISOS_API_COOKIE_SECURE cannot be false in production")
             if not self.stripe_webhook_secret.get_secret_value():
                 raise ValueError("PERMISOS_API_STRIPE_WEBHOOK_SECRET must be set in production")
+            if self.database_url.lower().startswith("sqlite"):
+                # One file on one machine, writers one at a time: the demo's database only.
+                raise ValueError(
+                    "PERMISOS_API_DATABASE_URL: SQLite is for the one-machine demo; "
+                    "production needs PostgreSQL (postgresql+psycopg://...)"
+                )
         return self
 
     def price_centavos(self, service_type: str) -> int:
