@@ -8,8 +8,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, Table, delete
-from sqlalchemy.dialects import postgresql, sqlite
 
+from .db import upsert
 from .models import RateLimitBucket
 from .problems import ProblemError
 
@@ -35,9 +35,9 @@ class RateLimiter:
         end = start + timedelta(seconds=self._window)
         table = RateLimitBucket.__table__
         assert isinstance(table, Table)
-        dialect = self._engine.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        values = insert(table).values(bucket=bucket, window_start=start, hits=1, expires_at=end)
+        values = upsert(self._engine, table).values(
+            bucket=bucket, window_start=start, hits=1, expires_at=end
+        )
         stmt = values.on_conflict_do_update(
             index_elements=["bucket", "window_start"], set_={"hits": table.c.hits + 1}
         ).returning(table.c.hits)

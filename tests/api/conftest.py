@@ -1,4 +1,5 @@
 """The API against a real PostgreSQL: one fresh database per test session, migrated by Alembic.
+(tests/api/test_sqlite*.py override `database_url` with a SQLite file: the demo's database.)
 
 Each client gets its own fake client address, so per-address rate limits of one test never touch
 another; emails are unique per test for the same reason.
@@ -20,8 +21,11 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import update
 
+from permisos_api import models
 from permisos_api.app import create_app
+from permisos_api.db import make_engine
 from permisos_api.migrate import upgrade
 from permisos_api.settings import ApiSettings
 
@@ -219,9 +223,13 @@ def make_user(api: Api, outbox: Path) -> Callable[..., Any]:
 
 
 def promote(database_url: str, address: str, role: str) -> None:
-    dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("UPDATE users SET role = %s WHERE email = %s", (role, address))
+    """What `python -m permisos_api.admin` does to an existing account, on any database."""
+    engine = make_engine(ApiSettings(database_url=database_url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(update(models.User).where(models.User.email == address).values(role=role))
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The phase mirror: PermitRequest transitions written into the API's PostgreSQL database."""
+"""The phase mirror: PermitRequest transitions written into the API's database, PostgreSQL and
+the demo's SQLite file alike."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any
 
 import pytest
 from lightkube import ApiError, AsyncClient
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from permisos_api.db import make_engine
 from permisos_api.migrate import upgrade
 from permisos_api.models import Application, PermitHistory, User
+from permisos_api.settings import ApiSettings
 from permisos_operator.mirror import Mirror, Snapshot
 from tests.api.conftest import CURP, create_database, drop_database
 from tests.api.test_operations import Proxy
@@ -32,7 +35,7 @@ FAST_RETRIES = {"maxAttempts": 3, "backoffSeconds": 1, "maxBackoffSeconds": 2}
 
 
 @pytest.fixture(scope="module")
-def database_url() -> Iterator[str]:
+def postgresql_url() -> Iterator[str]:
     name = f"permisos_mirror_{uuid.uuid4().hex[:12]}"
     url = create_database(name)
     try:
@@ -42,9 +45,23 @@ def database_url() -> Iterator[str]:
         drop_database(name)
 
 
+@pytest.fixture(scope="module")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The one-command demo's database: a SQLite file the API and the operator share."""
+    url = f"sqlite+pysqlite:///{tmp_path_factory.mktemp('mirror') / 'permisos.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
-    eng = create_engine(database_url)
+    # The API's own engine settings (on SQLite: WAL, busy timeout, foreign keys).
+    eng = make_engine(ApiSettings(database_url=database_url))
     try:
         yield eng
     finally:
@@ -152,6 +169,7 @@ async def test_phases_are_mirrored_into_the_application(
     ]
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # a TCP outage
 async def test_database_outage_catches_up_and_deletion_waits_for_the_final_state(
     kube: AsyncClient, kubelet: Kubelet, start_operator: Any, engine: Engine, database_url: str
 ) -> None:

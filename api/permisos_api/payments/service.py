@@ -17,10 +17,9 @@ from typing import Any
 
 import stripe
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from ..db import utcnow
+from ..db import upsert, utcnow
 from ..mail import Mailer
 from ..metrics import Metrics
 from ..models import Application, ApplicationStatus, Outbox, Payment, PaymentMethod
@@ -190,7 +189,7 @@ def _adopt(
         )
         return Transition("rejected_mismatch")
     db.execute(
-        pg_insert(Payment)
+        upsert(db, Payment)
         .values(
             id=uuid.uuid4(),
             application_id=app.id,
@@ -233,7 +232,7 @@ def _paid(
         app.updated_at = now
         # In this same transaction: the dispatcher turns it into a PermitRequest.
         db.execute(
-            pg_insert(Outbox)
+            upsert(db, Outbox)
             .values(
                 application_id=app.id,
                 kind=PERMIT_REQUEST,
@@ -387,7 +386,7 @@ def create_payment(
 
     now = utcnow()
     db.execute(
-        pg_insert(Payment)
+        upsert(db, Payment)
         .values(
             id=uuid.uuid4(),
             application_id=app.id,

@@ -17,10 +17,9 @@ from typing import Any
 
 import stripe
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from ..db import utcnow
+from ..db import upsert, utcnow
 from ..models import Application, Payment, PaymentEvent
 from .intents import IntentSnapshot
 from .service import Transition, apply_intent
@@ -96,7 +95,7 @@ def process_event(db: Session, event: Mapping[str, Any]) -> Processed:
             intent_id = related if isinstance(related, str) else None
             detail = {"object": obj.get("object"), "id": obj.get("id"), "intent": intent_id}
         inserted = db.execute(
-            pg_insert(PaymentEvent)
+            upsert(db, PaymentEvent)
             .values(
                 id=str(event["id"])[:64],
                 application_id=_application_id(db, snap),

@@ -21,6 +21,14 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+def _now() -> sa.TextClause:
+    """The column default "now": PostgreSQL's now(); SQLite has no now(), so the UTC time in the
+    format SQLAlchemy stores datetimes in there (comparisons between them are text comparisons)."""
+    if op.get_context().dialect.name == "sqlite":
+        return sa.text("(strftime('%Y-%m-%d %H:%M:%f000', 'now'))")
+    return sa.text("now()")
+
+
 def upgrade() -> None:
     op.create_table(
         "outbox",
@@ -30,14 +38,14 @@ def upgrade() -> None:
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
+            server_default=_now(),
             nullable=False,
         ),
         sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column(
             "next_attempt_at",
             sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
+            server_default=_now(),
             nullable=False,
         ),
         sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True),
@@ -69,7 +77,7 @@ def upgrade() -> None:
         sa.Column(
             "received_at",
             sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
+            server_default=_now(),
             nullable=False,
         ),
         sa.Column("outcome", sa.String(length=32), nullable=False),
@@ -144,7 +152,7 @@ def upgrade() -> None:
         sa.Column(
             "recorded_at",
             sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
+            server_default=_now(),
             nullable=False,
         ),
         sa.ForeignKeyConstraint(

@@ -18,6 +18,14 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+def _now() -> sa.TextClause:
+    """The column default "now": PostgreSQL's now(); SQLite has no now(), so the UTC time in the
+    format SQLAlchemy stores datetimes in there (comparisons between them are text comparisons)."""
+    if op.get_context().dialect.name == "sqlite":
+        return sa.text("(strftime('%Y-%m-%d %H:%M:%f000', 'now'))")
+    return sa.text("now()")
+
+
 def upgrade() -> None:
     op.create_table(
         "permit_downloads",
@@ -28,7 +36,7 @@ def upgrade() -> None:
         sa.Column(
             "downloaded_at",
             sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
+            server_default=_now(),
             nullable=False,
         ),
         sa.Column("client_address", sa.String(length=64), nullable=True),
