@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 # The runner drives Debian's Chromium build; Playwright never downloads a browser here.
 CHROMIUM := /usr/lib/chromium/chromium-headless-shell
 
-.PHONY: run test lint typecheck check bench clean
+.PHONY: run up test lint typecheck check bench clean
 
 # The virtual environment is rebuilt whenever the lock file or the project metadata changes.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -23,9 +23,13 @@ $(CHROMIUM):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium-headless-shell
 
-# Starts the Kubernetes API emulator with the CRDs, a default RunnerPool and the operator.
-run: $(VENV)/.installed
+# The whole platform on this machine, then the demo: one permit, registration to PDFs on disk.
+run: $(VENV)/.installed $(CHROMIUM)
 	$(PY) -m permisos_sandbox.platform
+
+# The same, then everything stays up (API docs, portal, kubectl) until Ctrl-C.
+up: $(VENV)/.installed $(CHROMIUM)
+	$(PY) -m permisos_sandbox.platform --up
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,113 @@
+"""`make run` / `make up`: the whole platform on this machine, and the demo of one permit.
+
+Without --up: starts everything, runs the demo (register, apply, pay at OXXO, follow the permit,
+download its PDFs), stops everything and exits 0, or 1 saying what failed. With --up: the same,
+then leaves everything running and prints how to use it until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .applicant import DemoError
+from .children import PartFailed
+from .demo import run_demo
+from .stack import Platform, PlatformConfig
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    defaults = PlatformConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m permisos_sandbox.platform", description=__doc__
+    )
+    parser.add_argument("--up", action="store_true", help="stay up after the demo")
+    parser.add_argument("--no-demo", action="store_true", help="with --up: skip the demo")
+    parser.add_argument("--state-dir", type=Path, default=defaults.state_dir)
+    parser.add_argument(
+        "--database-url", default="", help="PostgreSQL URL; empty: a SQLite file in --state-dir"
+    )
+    parser.add_argument("--runners", type=int, default=defaults.runners, help="RunnerPool size")
+    parser.add_argument("--max-pods", type=int, default=None, help="pods run at once (CPUs)")
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds the demo may take")
+    for f in fields(PlatformConfig):
+        if f.name.endswith("_port"):
+            flag = "--" + f.name.replace("_", "-")
+            parser.add_argument(flag, type=int, default=getattr(defaults, f.name))
+    return parser.parse_args(argv)
+
+
+def usage(p: Platform) -> str:
+    return f"""
+The platform is up. Everything listens on loopback:
+  API (interactive docs)     {p.api_url}/docs
+  Portal simulator           {p.portal_url}/login   (user operador, password secreto)
+  Payments simulator         {p.payments_url}
+  S3 (moto)                  {p.s3_url}
+  Operator metrics           {p.operator_metrics_url}
+  Mail outbox                {p.outbox}
+  Logs                       {p.logs}
+
+kubectl works against the Kubernetes API emulator:
+  export KUBECONFIG={p.kubeconfig}
+  kubectl get permitrequests,runnerpools,jobs,pods
+  kubectl describe permitrequest <name>
+  kubectl scale runnerpool/default --replicas=4
+
+Ctrl-C stops everything."""
+
+
+async def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    config = PlatformConfig(
+        state_dir=args.state_dir,
+        database_url=args.database_url,
+        runners=args.runners,
+        max_pods=args.max_pods,
+        **{k: v for k, v in vars(args).items() if k.endswith("_port")},
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    platform = Platform(config)
+    try:
+        print(f"Starting the platform (logs in {config.state_dir / 'logs'})", flush=True)
+        await platform.start()
+        print("All parts are up.", flush=True)
+        if not (args.up and args.no_demo):
+            demo = asyncio.create_task(
+                run_demo(platform, config.state_dir / "permits", within=args.timeout)
+            )
+            await _until(demo, stop, platform)
+        if args.up:
+            print(usage(platform), flush=True)
+            await _until(asyncio.create_task(stop.wait()), stop, platform)
+        return 0
+    except (PartFailed, DemoError) as error:
+        print(f"\nFAILED: {error}", file=sys.stderr)
+        return 1
+    except asyncio.CancelledError:
+        return 130
+    finally:
+        print("Stopping every part...", flush=True)
+        await platform.stop()
+
+
+async def _until(work: asyncio.Task[object], stop: asyncio.Event, platform: Platform) -> None:
+    """Waits for `work`; Ctrl-C cancels it, and a part that dies on its own fails it."""
+    while not work.done():
+        if stop.is_set():
+            work.cancel()
+            raise asyncio.CancelledError
+        platform.check_alive()
+        await asyncio.wait([work], timeout=0.5)
+    work.result()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))

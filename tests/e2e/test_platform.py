@@ -1,0 +1,304 @@
+"""The whole platform on this machine, driven through the public HTTP API only.
+
+Ten applicants at once: card and OXXO payments, two whose portal confirmations fail with injected
+503s and are retried, one the portal rejects for good. Every accepted payment must end as a permit
+(three PDFs in S3 matching the status' checksums) or as a failure whose reason the applicant, the
+admin and `kubectl describe` all see; the database and the PermitRequests agree; no personal data
+leaks into resources, Events, logs or metrics. A second test runs the `make run` demo itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from lightkube import AsyncClient, KubeConfig
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import Event, Pod
+from pypdf import PdfReader
+from sqlalchemy import create_engine, text
+from stdnum.mx import curp as stdnum_curp
+
+from permisos_sandbox.platform import Platform, PlatformConfig
+from permisos_sandbox.platform.applicant import Applicant
+from permisos_sandbox.platform.demo import run_demo
+from tests.api.conftest import create_database, drop_database
+
+PermitRequest = create_namespaced_resource(
+    "permisosdigitales.mx", "v1alpha1", "PermitRequest", "permitrequests"
+)
+NS = "default"
+REJECTED_PLATES = "AAA0001"  # the portal simulator's plates that already hold a permit
+PORTAL_REJECTION = "Las placas ya cuentan con un permiso vigente"
+FIRST = ["Anacleta", "Bonifacia", "Casimira", "Dionisia", "Eulalia"]
+FIRST += ["Filomena", "Gumersinda", "Hermenegilda", "Iluminada", "Jacinta"]
+LAST = ["Ozuna", "Peralta", "Quezada", "Renteria", "Saucedo"]
+LAST += ["Tellechea", "Urquidi", "Villasenor", "Yanez", "Zavaleta"]
+ADMIN_PASSWORD = "Administradora-segura-42"
+
+
+def person(i: int) -> dict[str, Any]:
+    """A distinct, valid applicant: names, CURP, email and phone nobody else uses."""
+    base = f"GOD{'ABCDEFGHIJ'[i]}5612{10 + i}HDFRRN0"
+    return {
+        "first_name": FIRST[i],
+        "last_name": LAST[i],
+        "maternal_surname": "Ibarrola",
+        "curp": base + stdnum_curp.calc_check_digit(base),
+        "email": f"e2e-{secrets.token_hex(3)}-{i}@example.com",
+        "phone": f"55900{i:05d}",
+        "make": "nissan",
+        "line": "versa",
+        "service_type": "particular",
+        "model_year": 2022,
+    }
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    name = f"permisos_e2e_{uuid.uuid4().hex[:8]}"
+    url = create_database(name)
+    try:
+        yield url
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture
+async def platform(tmp_path: Path, postgres_url: str) -> AsyncIterator[Platform]:
+    config = PlatformConfig(
+        state_dir=tmp_path,
+        database_url=postgres_url,
+        runners=3,
+        max_pods=3,
+        portal_processing_seconds=0.5,
+        retry_backoff_seconds=1,
+        **{f"{part}_port": 0 for part in PORTS},
+    )
+    async with Platform(config) as running:
+        yield running
+
+
+PORTS = ("api", "kube", "portal", "payments", "s3", "operator_metrics", "operator_health")
+
+
+async def one_applicant(p: Platform, i: int, plates: str, method: str) -> Applicant:
+    data = {**person(i), "plates": plates}
+    applicant = Applicant(p.api_url, p.outbox, data["email"], data)
+    await applicant.register_and_verify()
+    await applicant.login()
+    await applicant.apply()
+    if method == "card":
+        created = await applicant.pay_card()
+        assert created["status"] == "succeeded", created
+    else:
+        created = await applicant.pay_oxxo()
+        assert created["voucher"]["number"], created
+        await applicant.pay_voucher_at_store(p.payments_url)
+    return applicant
+
+
+async def test_ten_applicants_end_to_end(platform: Platform) -> None:
+    p = platform
+    plates = [f"E2E{i:04d}" for i in range(10)]
+    methods = ["card", "oxxo"] * 5
+    plates[9] = REJECTED_PLATES
+    async with httpx.AsyncClient() as http:
+        # Applicants 7 and 8: their first confirmations at the portal fail (503) and are retried.
+        r = await http.put(
+            f"{p.portal_url}/__control/config",
+            json={"fail_plates": {plates[7]: 1, plates[8]: 2}, "error_status": 503},
+        )
+        assert r.status_code == 200, r.text
+
+    applicants = await asyncio.gather(
+        *(one_applicant(p, i, plates[i], methods[i]) for i in range(10))
+    )
+    try:
+        finals = await asyncio.gather(*(a.follow(within=240) for a in applicants))
+        await check_outcomes(p, applicants, finals)
+        await check_storage_and_resources(p, applicants, finals)
+        await check_database_agrees(p, applicants)
+        await check_no_personal_data(p, applicants)
+    finally:
+        for a in applicants:
+            await a.close()
+
+
+async def check_outcomes(
+    p: Platform, applicants: list[Applicant], finals: list[dict[str, Any]]
+) -> None:
+    for i, final in enumerate(finals[:9]):
+        assert final["status"] == "permit_ready", (i, final)
+        assert final["permit_phase"] == "Succeeded"
+    assert [f["permit_attempts"] for f in finals[7:9]] == [2, 3]
+    assert all(f["permit_attempts"] == 1 for f in finals[:7])
+    # The retried ones show their failed attempts in the applicant's own history.
+    history = await applicants[8].history()
+    assert [h["phase"] for h in history].count("Retrying") == 2
+
+    rejected = finals[9]
+    assert rejected["status"] == "permit_failed"
+    assert rejected["permit_reason"] == "PortalRejected"
+    assert PORTAL_REJECTION in rejected["permit_message"]
+
+    await p.create_admin("admin-e2e@example.com", ADMIN_PASSWORD)
+    async with httpx.AsyncClient(base_url=p.api_url) as http:
+        r = await http.post(
+            "/v1/auth/login",
+            json={
+                "email": "admin-e2e@example.com",
+                "password": ADMIN_PASSWORD,
+                "issue_bearer": True,
+            },
+        )
+        assert r.status_code == 200, r.text
+        auth = {"Authorization": f"Bearer {r.json()['token']}"}
+        r = await http.get(f"/v1/admin/applications/{applicants[9].application_id}", headers=auth)
+        assert r.status_code == 200, r.text
+        detail = r.json()
+        assert detail["application"]["permit_reason"] == "PortalRejected"
+        assert PORTAL_REJECTION in detail["application"]["permit_message"]
+        assert detail["permit_history"][-1]["phase"] == "Failed"
+
+    kube = kube_client(p)
+    try:
+        name = detail["application"]["permit_request"]
+        pr = (await kube.get(PermitRequest, name, namespace=NS)).to_dict()
+        # What `kubectl describe permitrequest` shows: the status, its conditions, the Events.
+        assert pr["status"]["phase"] == "Failed"
+        conditions = {c["type"]: c for c in pr["status"]["conditions"]}
+        assert any(PORTAL_REJECTION in (c.get("message") or "") for c in conditions.values())
+        events = [
+            e.to_dict()
+            async for e in kube.list(Event, namespace=NS)
+            if e.involvedObject.name == name
+        ]
+        assert any(PORTAL_REJECTION in (e.get("message") or "") for e in events), events
+    finally:
+        await kube.close()
+
+
+async def check_storage_and_resources(
+    p: Platform, applicants: list[Applicant], finals: list[dict[str, Any]]
+) -> None:
+    assert p.s3 is not None
+    s3 = p.s3.client()
+    kube = kube_client(p)
+    try:
+        for applicant in applicants[:9]:
+            listing = await applicant.permits()
+            prs = [
+                pr.to_dict()
+                async for pr in kube.list(PermitRequest, namespace=NS)
+                if pr.spec["applicationId"] == applicant.application_id
+            ]
+            assert len(prs) == 1
+            status = prs[0]["status"]
+            assert status["phase"] == "Succeeded"
+            assert status["result"]["folio"] == listing["folio"]
+            by_kind = {a["kind"]: a for a in status["result"]["artifacts"]}
+            assert sorted(by_kind) == ["certificate", "permit", "placard"]
+            for kind, artifact in by_kind.items():
+                body = s3.get_object(Bucket=p.config.bucket, Key=artifact["key"])["Body"].read()
+                assert hashlib.sha256(body).hexdigest() == artifact["sha256"]
+                assert len(body) == artifact["bytes"]
+                assert len(PdfReader(io.BytesIO(body)).pages) >= 1, kind
+            listed = {item["kind"]: item["sha256"] for item in listing["items"]}
+            assert listed == {k: a["sha256"] for k, a in by_kind.items()}
+        # The applicant's own download goes through the API's presigned URL.
+        paths = await applicants[0].download(p.config.state_dir / "downloads")
+        assert len(paths) == 3 and all(path.read_bytes().startswith(b"%PDF-") for path in paths)
+    finally:
+        await kube.close()
+
+
+async def check_database_agrees(p: Platform, applicants: list[Applicant]) -> None:
+    kube = kube_client(p)
+    try:
+        prs = {
+            pr.metadata.name: pr.to_dict() async for pr in kube.list(PermitRequest, namespace=NS)
+        }
+    finally:
+        await kube.close()
+    engine = create_engine(p.database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT id, status, permit_request, permit_phase, folio FROM applications "
+                    "WHERE permit_request IS NOT NULL"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    ids = {a.application_id for a in applicants}
+    rows = [r for r in rows if str(r.id) in ids]
+    assert len(rows) == 10
+    for row in rows:
+        pr = prs[row.permit_request]
+        assert pr["spec"]["applicationId"] == str(row.id)
+        assert pr["status"]["phase"] == row.permit_phase
+        assert (pr["status"].get("result") or {}).get("folio") == row.folio
+        assert row.status == (
+            "permit_ready" if row.permit_phase == "Succeeded" else "permit_failed"
+        )
+
+
+async def check_no_personal_data(p: Platform, applicants: list[Applicant]) -> None:
+    needles: set[str] = set()
+    for a in applicants:
+        data = a.application
+        needles |= {data["first_name"], data["last_name"], data["curp"], data["email"]}
+        needles.add(data["phone"])
+    haystacks: dict[str, str] = {}
+    kube = kube_client(p)
+    try:
+        for kind in (PermitRequest, Event, Job, Pod):
+            async for obj in kube.list(kind, namespace=NS):
+                body = obj.to_dict()
+                meta = body["metadata"]
+                where = f"{body.get('kind', kind.__name__)}/{meta['name']}"
+                if kind in (PermitRequest, Event):
+                    haystacks[where] = str(body)
+                else:  # Jobs and pods: labels and annotations (their Secret holds the data)
+                    haystacks[where] = str((meta.get("labels"), meta.get("annotations")))
+    finally:
+        await kube.close()
+    for log in p.logs.rglob("*.log"):
+        haystacks[str(log)] = log.read_text(errors="replace")
+    for log in (p.config.state_dir / "executor").rglob("*.log"):
+        haystacks[str(log)] = log.read_text(errors="replace")
+    async with httpx.AsyncClient() as http:
+        haystacks["operator metrics"] = (await http.get(p.operator_metrics_url)).text
+        haystacks["API metrics"] = (await http.get(f"{p.api_url}/metrics")).text
+    assert any("permit" in h.lower() for h in haystacks.values())  # we did read something
+    leaks = [(where, n) for where, hay in haystacks.items() for n in needles if n in hay]
+    assert not leaks, leaks
+
+
+def kube_client(p: Platform) -> AsyncClient:
+    return AsyncClient(KubeConfig.from_file(str(p.kubeconfig)), namespace=NS)
+
+
+async def test_the_make_run_demo_delivers_a_permit_on_sqlite(tmp_path: Path) -> None:
+    """`make run`'s own path: SQLite, the demo applicant, three PDFs written to disk."""
+    config = PlatformConfig(state_dir=tmp_path, runners=1, **{f"{part}_port": 0 for part in PORTS})
+    lines: list[str] = []
+    async with Platform(config) as p:
+        paths = await run_demo(p, tmp_path / "permits", say=lines.append, within=180)
+    assert sorted(path.name.split("-")[0] for path in paths) == ["certificate", "permit", "placard"]
+    assert all(path.read_bytes().startswith(b"%PDF-") for path in paths)
+    shown = "\n".join(lines)
+    for phase in ("Queued", "Running", "Succeeded"):
+        assert phase in shown, shown
+    assert (tmp_path / "permisos.db").exists()
