@@ -22,6 +22,30 @@ _NOT_FOUND = ApiError(404, "the server could not find the requested resource", "
 _TRUE = ("true", "1")
 
 
+@dataclass(frozen=True)
+class AuditRecord:
+    """One resource request as RBAC would authorize it (kube-apiserver's request attributes)."""
+
+    user: str  # the bearer token's text, or "" without one (the emulator does no authentication)
+    verb: str
+    group: str
+    resource: str
+    subresource: str
+    namespace: str
+    name: str
+
+
+def request_verb(method: str, named: bool, watch: bool) -> str:
+    """The RBAC verb of a request, as kube-apiserver's RequestInfoFactory derives it."""
+    if watch:
+        return "watch"
+    if method in ("GET", "HEAD"):
+        return "get" if named else "list"
+    if method == "DELETE":
+        return "delete" if named else "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+
+
 @dataclass
 class Target:
     rt: ResourceType
@@ -47,8 +71,13 @@ def _wants_table(request: web.Request) -> bool:
 
 
 class Routes:
-    def __init__(self, api: Api, bookmark_interval: float) -> None:
+    def __init__(
+        self, api: Api, bookmark_interval: float, audit: list[AuditRecord] | None = None
+    ) -> None:
         self.api = api
+        # When given, every resource request is appended here before it is served (as RBAC
+        # sees requests: authorized before the object is looked up).
+        self.audit = audit
         self.bookmark_interval = bookmark_interval
         self.closing = asyncio.Event()
         self.openapi = discovery.OpenApi(api.registry)
@@ -105,7 +134,24 @@ class Routes:
             if doc is None:
                 raise _NOT_FOUND
             return _json(doc)
-        return await self._resource(request, self._target(group, version, rest))
+        target = self._target(group, version, rest)
+        if self.audit is not None:
+            self.audit.append(self._audit_record(request, target))
+        return await self._resource(request, target)
+
+    @staticmethod
+    def _audit_record(request: web.Request, t: Target) -> AuditRecord:
+        auth = request.headers.get("Authorization", "")
+        watch = request.query.get("watch", "").lower() in _TRUE
+        return AuditRecord(
+            user=auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else "",
+            verb=request_verb(request.method, t.name is not None, watch),
+            group=t.rt.group,
+            resource=t.rt.plural,
+            subresource=t.subresource,
+            namespace=t.namespace or "",
+            name=t.name or "",
+        )
 
     def _openapi(self, parts: list[str]) -> web.Response:
         if parts[1:] == ["v3"]:

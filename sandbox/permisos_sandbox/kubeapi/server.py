@@ -11,7 +11,7 @@ from aiohttp import web
 
 from .api import Api
 from .crds import kopf_crds, load_crd_files
-from .routes import Routes
+from .routes import AuditRecord, Routes
 from .store import DEFAULT_HISTORY
 
 CONTEXT = "permisos-local"
@@ -30,10 +30,14 @@ class KubeApiServer:
         crd_paths: Iterable[Path] = (),
         history_limit: int = DEFAULT_HISTORY,
         bookmark_interval: float = 5.0,
+        audit: bool = False,
     ) -> None:
         self.crd_paths = [Path(p) for p in crd_paths]
         self.api = Api(history_limit=history_limit)
-        self.routes = Routes(self.api, bookmark_interval)
+        # With `audit=True`, each resource request is recorded here (who, verb, resource), so a
+        # test can compare what a client really calls with the RBAC rules it is granted.
+        self.audit: list[AuditRecord] | None = [] if audit else None
+        self.routes = Routes(self.api, bookmark_interval, self.audit)
         self._runner: web.AppRunner | None = None
         self.url = ""
 

@@ -1,0 +1,23 @@
+"""The Kubernetes permissions the API needs, in its own namespace only: exactly what it calls.
+
+The Helm chart's Role for the API's ServiceAccount grants these and nothing else;
+tests/chart/test_rbac.py checks the rendered Role against this list and runs the dispatcher and the
+readiness probe against the API emulator with an audit of every request they make.
+
+A rule is `(apiGroup, resource, verbs)`.
+"""
+
+from __future__ import annotations
+
+from permisos.resources import GROUP
+
+Rule = tuple[str, str, tuple[str, ...]]
+
+RULES: tuple[Rule, ...] = (
+    # The dispatcher creates each PermitRequest and, when it already exists (409), reads it for its
+    # uid; /readyz reads a name that never exists to see that the API server answers.
+    (GROUP, "permitrequests", ("create", "get")),
+    # The applicant Secret: created first, then read and patched to add its owner reference to the
+    # PermitRequest. Secret names are per application, so `resourceNames` cannot narrow this.
+    ("", "secrets", ("create", "get", "patch")),
+)
