@@ -10,7 +10,7 @@ from typing import Any
 
 from permisos_api.payments.service import expire_abandoned_applications
 from tests.api.conftest import APPLICATION, CURP
-from tests.api.payments_support import Pay, eventually
+from tests.api.payments_support import UNREACHABLE, WEBHOOK_SECRET, Pay, eventually
 from tests.api.test_payments_card import mails_received
 
 
@@ -124,3 +124,29 @@ async def test_oxxo_amount_limits_answer_422_before_stripe(
     assert r.json()["errors"][0]["rule"] == "oxxo_amount_limits"
     assert pay.sql("SELECT count(*) FROM payments WHERE application_id = %s", app_id) == [(0,)]
     assert (await pay.application(user, app_id))["status"] == "draft"
+
+
+async def test_money_for_an_erased_application_is_flagged_for_refund_not_turned_into_a_permit(
+    pay: Pay, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    pay.sim.configure_webhook(UNREACHABLE, WEBHOOK_SECRET)  # this test delivers the event
+    app_id = await pay.new_application(user)
+    intent_id = (await pay.pay(user, app_id, method="oxxo")).json()["intent_id"]
+    pay.sim.pay_oxxo(intent_id)
+    # Meanwhile the application was erased (what the cleanup and the account deletion leave).
+    pay.sql(
+        "UPDATE applications SET status = 'expired', anonymized_at = now(), "
+        "first_name = 'x', curp = 'x' WHERE id = %s RETURNING id",
+        app_id,
+    )
+    [succeeded] = [e for e in pay.events_for(intent_id) if e["type"] == "payment_intent.succeeded"]
+    r = await pay.post_event(succeeded)
+    assert r.status_code == 200, r.text
+    rows = pay.sql(
+        "SELECT a.status, p.status, p.manual_refund_required FROM applications a "
+        "JOIN payments p ON p.application_id = a.id WHERE a.id = %s",
+        app_id,
+    )
+    assert rows == [("expired", "succeeded", True)]
+    assert pay.outbox_rows(app_id) == []

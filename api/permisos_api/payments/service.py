@@ -225,7 +225,9 @@ def _mismatch(app: Application, payment: Payment, snap: IntentSnapshot) -> str |
 def _paid(
     db: Session, app: Application, payment: Payment, now: datetime, transition: Transition
 ) -> None:
-    if app.status in _PAID_FROM:
+    # An erased application (account deletion, cleanup) carries placeholders, not a person: a
+    # permit for it would be for nobody, so its money is refunded like a cancelled one's.
+    if app.status in _PAID_FROM and app.anonymized_at is None:
         app.status = ApplicationStatus.paid.value
         app.paid_at = now
         app.payment_method = payment.method
@@ -247,7 +249,8 @@ def _paid(
         transition.mail = Mail(app.email, subject, body, "payment_received")
         log.info("application paid: application=%s payment=%s", app.id, payment.id)
         return
-    # Money for an application already paid by another payment, or cancelled: a human refunds it.
+    # Money for an application already paid by another payment, cancelled or erased: a human
+    # refunds it.
     payment.manual_refund_required = True
     log.error(
         "ALERT payment succeeded for an application in status %s: application=%s payment=%s; "
