@@ -49,7 +49,7 @@ bench: $(VENV)/.installed
 
 # Regenerates crds/*.yaml from the Python models in permisos/.
 crds: $(VENV)/.installed
-	$(PY) -m permisos.crdgen crds
+	$(PY) -m permisos.crdgen
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

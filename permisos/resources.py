@@ -354,6 +354,17 @@ class RunnerPoolSpec(Model):
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
         "IfNotPresent", description="Image pull policy of the runner container."
     )
+    service_account_name: str | None = Field(
+        None,
+        pattern=DNS_LABEL,
+        description="ServiceAccount of the runner pods (workload identity for S3); empty uses "
+        "the namespace's default. Its token is never mounted either way.",
+    )
+    image_pull_secrets: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Secrets for pulling the runner image from a private registry.",
+    )
     command: list[str] | None = Field(
         None, description="Overrides the image's entrypoint (the local Job executor uses it)."
     )

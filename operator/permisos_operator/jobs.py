@@ -143,6 +143,16 @@ def job_manifest(
                 "metadata": {"labels": labels},
                 "spec": {
                     "restartPolicy": "Never",
+                    **(
+                        {"serviceAccountName": pool.service_account_name}
+                        if pool.service_account_name
+                        else {}
+                    ),
+                    **(
+                        {"imagePullSecrets": [{"name": n} for n in pool.image_pull_secrets]}
+                        if pool.image_pull_secrets
+                        else {}
+                    ),
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": {

@@ -126,10 +126,11 @@ def test_only_the_api_and_operator_hold_a_kubernetes_token(rendered: Rendered) -
         assert account, f"{where} runs as the namespace's default ServiceAccount"
         if spec.get("automountServiceAccountToken") is not False:
             holders.add(account)
-    # The operator's runner Jobs name no ServiceAccount (RunnerPool has no field for one yet), so
-    # the pod-level opt-out is what keeps the token away from them.
+    # Runner Jobs run as the runner's own account (the RunnerPool names it), token-less twice over.
     if rendered.of_kind("RunnerPool"):
-        assert runner_pod(rendered)[2]["automountServiceAccountToken"] is False
+        runner_spec = runner_pod(rendered)[2]
+        assert runner_spec["serviceAccountName"] == f"{RELEASE}-permisos-runner"
+        assert runner_spec["automountServiceAccountToken"] is False
     assert holders == {f"{RELEASE}-permisos-api", f"{RELEASE}-permisos-operator"}
     runner = rendered.get("ServiceAccount", f"{RELEASE}-permisos-runner")
     assert runner["automountServiceAccountToken"] is False

@@ -63,7 +63,14 @@ FAST_RETRIES = {"maxAttempts": 3, "backoffSeconds": 1, "maxBackoffSeconds": 2}
 async def test_an_admitted_request_gets_one_locked_down_job(
     kube: AsyncClient, kubelet: Kubelet, start_operator: Any
 ) -> None:
-    await kube.create(runner_pool(replicas=2, activeDeadlineSeconds=900))
+    await kube.create(
+        runner_pool(
+            replicas=2,
+            activeDeadlineSeconds=900,
+            serviceAccountName="permisos-runner",
+            imagePullSecrets=["registry-pull"],
+        )
+    )
     pr = as_dict(
         await kube.create(
             permit_request(
@@ -96,6 +103,8 @@ async def test_an_admitted_request_gets_one_locked_down_job(
     assert spec["activeDeadlineSeconds"] == 900
     assert spec["ttlSecondsAfterFinished"] == 3600
     pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "permisos-runner"
+    assert pod["imagePullSecrets"] == [{"name": "registry-pull"}]
     assert pod["automountServiceAccountToken"] is False
     assert pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsNonRoot"] is True
