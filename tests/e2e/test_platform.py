@@ -186,6 +186,15 @@ async def check_outcomes(
         assert any(PORTAL_REJECTION in (e.get("message") or "") for e in events), events
     finally:
         await kube.close()
+    # And as an engineer sees it, with kubectl against the platform's kubeconfig.
+    described = await kubectl(p, "describe", "permitrequest", name)
+    assert "Failed" in described and PORTAL_REJECTION in described, described
+    listed = await kubectl(p, "get", "permitrequests")
+    assert listed.count("Succeeded") == 9 and listed.count("Failed") == 1, listed
+    await kubectl(p, "scale", "runnerpool/default", "--replicas=4")
+    assert "4" in await kubectl(
+        p, "get", "runnerpool", "default", "-o", "jsonpath={.spec.replicas}"
+    )
 
 
 async def check_storage_and_resources(
@@ -284,6 +293,22 @@ async def check_no_personal_data(p: Platform, applicants: list[Applicant]) -> No
     assert any("permit" in h.lower() for h in haystacks.values())  # we did read something
     leaks = [(where, n) for where, hay in haystacks.items() for n in needles if n in hay]
     assert not leaks, leaks
+
+
+async def kubectl(p: Platform, *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "kubectl",
+        "--kubeconfig",
+        str(p.kubeconfig),
+        "--cache-dir",
+        str(p.config.state_dir / "kube-cache"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
 
 
 def kube_client(p: Platform) -> AsyncClient:
