@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 # The runner drives Debian's Chromium build; Playwright never downloads a browser here.
 CHROMIUM := /usr/lib/chromium/chromium-headless-shell
+PROMTOOL := /usr/bin/promtool
+KUBECTL := /usr/bin/kubectl
 
 .PHONY: run up test lint typecheck check bench clean
 
@@ -23,6 +25,17 @@ $(CHROMIUM):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium-headless-shell
 
+# The tests check the alert rules with promtool and scrape the running parts with a real Prometheus,
+# and drive the Kubernetes API emulator with kubectl.
+$(PROMTOOL):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+
+# kubectl is not in Debian's archive: this machine carries it; elsewhere, install it by hand.
+$(KUBECTL):
+	@echo "kubectl is missing: the kubectl tests need it at $(KUBECTL) (not in Debian's archive)" >&2
+	@exit 1
+
 # The whole platform on this machine, then the demo: one permit, registration to PDFs on disk.
 run: $(VENV)/.installed $(CHROMIUM)
 	$(PY) -m permisos_sandbox.platform
@@ -36,10 +49,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy permisos operator/permisos_operator sandbox/permisos_sandbox browser-runner/permisos_runner api/permisos_api
+	$(VENV)/bin/mypy permisos operator/permisos_operator sandbox/permisos_sandbox browser-runner/permisos_runner api/permisos_api tools
 
 # The whole suite: style and types are tests too.
-test: $(VENV)/.installed $(CHROMIUM) lint typecheck
+test: $(VENV)/.installed $(CHROMIUM) $(PROMTOOL) $(KUBECTL) lint typecheck
 	$(VENV)/bin/pytest
 
 bench: $(VENV)/.installed

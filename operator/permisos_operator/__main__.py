@@ -43,7 +43,14 @@ async def main() -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     metrics = OperatorMetrics()
     controller = Controller(Kube(AsyncClient(field_manager="permisos-operator")), settings, metrics)
-    metrics.registry.register(StateCollector(controller.phase_tally, lambda: controller.snapshots))
+    metrics.registry.register(
+        StateCollector(
+            controller.phase_tally,
+            lambda: controller.snapshots,
+            requests=lambda: controller.cache.requests.values(),
+            leading=lambda: controller.running,
+        )
+    )
     metrics_runner = await serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
     log.info("metrics on %s:%d", settings.metrics_host, settings.metrics_port)
 

@@ -334,6 +334,8 @@ class Controller:
             self.metrics.attempts.labels(
                 step.verdict.outcome, self.metrics.reason_label(step.verdict.reason)
             ).inc()
+            if step.verdict.result is not None:
+                self.metrics.observe_steps(step.verdict.outcome, step.verdict.result.timings)
         if step.create_job:
             pool = self._pool_spec(namespace, spec.pool)
             if pool is not None:

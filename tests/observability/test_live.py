@@ -1,0 +1,613 @@
+"""A real Prometheus (Debian's binary, on loopback, its own config and data directory) scrapes a
+running API and a running operator that have done real work, evaluates the chart's rules, and
+every dashboard query then returns data.
+
+The work, all through the processes' real interfaces: an applicant registers, logs in (and fails
+once), pays four applications (a declined card then a good one, a card, an OXXO voucher paid at
+the store), Stripe's simulator delivers signed webhooks, two forged ones are refused, the API's
+dispatcher creates the PermitRequests in the Kubernetes API emulator, the operator runs them
+(tests/cluster.Kubelet plays the runner pods with the results a runner reports: one request times
+out twice before it succeeds, one is rejected by the portal for good, one succeeds at once, one
+stays running), mirrors the phases into PostgreSQL, and the API tells the applicants. Last,
+Stripe becomes unreachable and two payments answer 502.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter as Tally
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+import pytest
+import yaml
+from lightkube import ApiError, AsyncClient
+
+from permisos.attempt_result import AttemptResult
+from permisos_api.migrate import upgrade
+from permisos_operator.jobs import LABEL_ATTEMPT, LABEL_REQUEST
+from permisos_sandbox.kubeapi import KubeApiServer
+from permisos_sandbox.payments import PaymentsConfig, PaymentsSimulator
+from tests.api.conftest import APPLICATION, PASSWORD, create_database, drop_database, read_mail
+from tests.cluster import (
+    CRDS,
+    NS,
+    Kubelet,
+    OperatorProcess,
+    PermitRequest,
+    as_dict,
+    client,
+    free_port,
+    runner_pool,
+)
+from tests.observability.support import (
+    DASHBOARD,
+    PROMETHEUS,
+    RULES,
+    Query,
+    dashboard_queries,
+    metric_names,
+    recorded_names,
+    rule_list,
+)
+
+# What the Prometheus Operator's `namespace` label would say; the dashboard filters on it.
+NAMESPACE = "permisos-test"
+API_KEY = "sk_test_permisos_observability"
+WEBHOOK_SECRET = "whsec_permisos_observability"
+FAST_RETRIES = {"maxAttempts": 3, "backoffSeconds": 1, "maxBackoffSeconds": 1}
+# What the runner reports (browser-runner/permisos_runner/runner.py names these steps).
+SUCCESS_TIMINGS = {
+    "login": 0.8,
+    "lookup": 0.3,
+    "applicant": 1.2,
+    "vehicle": 0.9,
+    "confirm": 0.4,
+    "processing": 12.5,
+    "download": 2.1,
+    "upload": 0.6,
+    "total": 18.8,
+}
+TIMEOUT_TIMINGS = {"login": 30.0, "total": 30.2}
+REJECTED_TIMINGS = {"login": 0.9, "lookup": 0.3, "applicant": 1.0, "processing": 4.0, "total": 6.3}
+
+
+@dataclass
+class Process:
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Process:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    return Process(proc, log)
+
+
+async def until(
+    probe: Callable[[], Awaitable[Any]], what: str, timeout: float = 30, every: float = 0.2
+) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            last = await probe()
+            if last:
+                return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
+
+
+async def started(process: Process, ready: Callable[[], Awaitable[bool]]) -> None:
+    """Waits for a process to answer; a failure shows the end of its log."""
+    try:
+        await until(ready, f"{process.proc.args!r} ready")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{process.logs()}") from None
+
+
+# --- the platform --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    name = f"permisos_obs_{uuid.uuid4().hex[:12]}"
+    url = create_database(name)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        drop_database(name)
+
+
+@dataclass
+class Platform:
+    api: str
+    api_port: int
+    operator_port: int
+    kube: AsyncClient
+    kubelet: Kubelet
+    sim: PaymentsSimulator
+    mail: Path
+    processes: dict[str, Process]
+
+
+@pytest.fixture
+async def platform(tmp_path: Path, database_url: str) -> AsyncIterator[Platform]:
+    server = KubeApiServer(crd_paths=[CRDS])
+    await server.start(host="127.0.0.1", port=0)
+    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+    api_port = free_port()
+    api = f"http://127.0.0.1:{api_port}"
+    sim = PaymentsSimulator(
+        PaymentsConfig(
+            api_key=API_KEY,
+            webhook_url=f"{api}/v1/webhooks/stripe",
+            webhook_secret=WEBHOOK_SECRET,
+            retry_base_seconds=0.2,
+            max_attempts=3,
+            oxxo_test_delay_seconds=0.2,
+        )
+    )
+    await sim.start()
+    mail = tmp_path / "mail"
+    api_env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "PERMISOS_API_HOST": "127.0.0.1",
+        "PERMISOS_API_PORT": str(api_port),
+        "PERMISOS_API_LOG_LEVEL": "WARNING",
+        "PERMISOS_API_DATABASE_URL": database_url,
+        "PERMISOS_API_DATABASE_POOL_SIZE": "4",
+        "PERMISOS_API_PUBLIC_BASE_URL": api,
+        "PERMISOS_API_SIGNING_SECRET": "observability-test-signing-secret",
+        "PERMISOS_API_ARGON2_TIME_COST": "1",
+        "PERMISOS_API_ARGON2_MEMORY_COST_KIB": "8192",
+        "PERMISOS_API_ARGON2_PARALLELISM": "1",
+        "PERMISOS_API_MAIL_OUTBOX_DIR": str(mail),
+        "PERMISOS_API_STRIPE_SECRET_KEY": API_KEY,
+        "PERMISOS_API_STRIPE_API_BASE": sim.url,
+        "PERMISOS_API_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "PERMISOS_API_KUBERNETES_NAMESPACE": NS,
+        "PERMISOS_API_DISPATCHER_INTERVAL_SECONDS": "0.3",
+        "PERMISOS_API_READYZ_S3": "false",
+    }
+    processes = {
+        "api": spawn([sys.executable, "-m", "permisos_api"], tmp_path / "api.log", api_env)
+    }
+    operator = OperatorProcess(
+        kubeconfig,
+        tmp_path / "operator.log",
+        extra_env={
+            "PERMISOS_OPERATOR_DATABASE_URL": database_url,
+            "PERMISOS_OPERATOR_MIRROR_RETRY_SECONDS": "0.5",
+        },
+    )
+    kube = client(kubeconfig)
+    try:
+        async with httpx.AsyncClient() as http:
+            await started(processes["api"], lambda: _ok(http.get(f"{api}/healthz")))
+        yield Platform(
+            api, api_port, operator.metrics_port, kube, Kubelet(kube), sim, mail, processes
+        )
+    finally:
+        # All asked to stop at once; each then gets its grace period.
+        for process in processes.values():
+            if process.proc.poll() is None:
+                process.proc.terminate()
+        for process in processes.values():
+            process.stop()
+        operator.kill()  # nothing to shut down cleanly here; Kopf's SIGTERM path takes seconds
+        await kube.close()
+        await sim.stop()
+        await server.stop()
+
+
+async def _ok(response: Awaitable[httpx.Response]) -> bool:
+    return (await response).status_code == 200
+
+
+def start_prometheus(tmp_path: Path, platform: Platform) -> tuple[str, Process]:
+    """Debian's Prometheus with its own config, data directory and port: never the packaged
+    service. The targets carry the labels the chart's ServiceMonitors give them."""
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(RULES)],
+        "scrape_configs": [
+            {
+                "job_name": job,
+                "static_configs": [
+                    {"targets": [f"127.0.0.1:{target}"], "labels": {"namespace": NAMESPACE}}
+                ],
+            }
+            for job, target in (
+                ("permisos-api", platform.api_port),
+                ("permisos-operator", platform.operator_port),
+            )
+        ],
+    }
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    process = spawn(
+        [
+            PROMETHEUS,
+            f"--config.file={path}",
+            f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        tmp_path / "prometheus.log",
+    )
+    platform.processes["prometheus"] = process
+    return f"http://127.0.0.1:{port}", process
+
+
+# --- the work --------------------------------------------------------------------------------
+
+
+async def applicant(http: httpx.AsyncClient, platform: Platform) -> dict[str, str]:
+    """Registers, verifies and logs in one applicant; returns the Bearer header."""
+    email = f"obs.{uuid.uuid4().hex[:10]}@example.com"
+    r = await http.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 202, r.text
+
+    async def verification_link() -> str | None:
+        for msg in read_mail(platform.mail, email):
+            body = msg.get_payload(decode=True)
+            assert isinstance(body, bytes)
+            found = re.search(r"/v1/auth/verify\?token=(\S+)", body.decode())
+            if found:
+                return unquote(found.group(1))
+        return None
+
+    token = await until(verification_link, "verification mail")
+    assert (await http.get("/v1/auth/verify", params={"token": token})).status_code == 200
+    wrong = await http.post("/v1/auth/login", json={"email": email, "password": "Otra-cosa-99"})
+    assert wrong.status_code == 401, wrong.text
+    r = await http.post(
+        "/v1/auth/login", json={"email": email, "password": PASSWORD, "issue_bearer": True}
+    )
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+async def new_application(http: httpx.AsyncClient, auth: dict[str, str], plates: str) -> str:
+    r = await http.post("/v1/applications", json={**APPLICATION, "plates": plates}, headers=auth)
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def pay(
+    http: httpx.AsyncClient, auth: dict[str, str], app_id: str, **body: str
+) -> httpx.Response:
+    return await http.post(f"/v1/applications/{app_id}/payments", json=body, headers=auth)
+
+
+def result(request: str, outcome: str) -> AttemptResult:
+    if outcome == "succeeded":
+        folio = f"F-{request[:8]}"
+        artifacts = [
+            {
+                "kind": kind,
+                "key": f"permits/{request}/{kind}-{folio}.pdf",
+                "sha256": "0" * 64,
+                "bytes": 1024,
+            }
+            for kind in ("permit", "certificate", "placard")
+        ]
+        return AttemptResult.model_validate(
+            {
+                "outcome": outcome,
+                "reason": "PermitIssued",
+                "folio": folio,
+                "artifacts": artifacts,
+                "timings": SUCCESS_TIMINGS,
+            }
+        )
+    if outcome == "retryable":
+        return AttemptResult(
+            outcome="retryable",
+            reason="PortalTimeout",
+            message="Timeout 30000ms exceeded",
+            timings=TIMEOUT_TIMINGS,
+        )
+    return AttemptResult(
+        outcome="permanent",
+        reason="PortalRejected",
+        message="Las placas ya cuentan con un permiso vigente",
+        timings=REJECTED_TIMINGS,
+    )
+
+
+@dataclass
+class Prometheus:
+    url: str
+    http: httpx.AsyncClient
+
+    async def query(self, expr: str) -> list[dict[str, Any]]:
+        r = await self.http.get(f"{self.url}/api/v1/query", params={"query": expr})
+        body = r.json()
+        assert body["status"] == "success", f"{expr}: {body}"
+        assert body["data"]["resultType"] == "vector", expr
+        found: list[dict[str, Any]] = body["data"]["result"]
+        return found
+
+    async def holds(self, selector: str, at_least: int) -> None:
+        """Waits until a scrape has brought the counter to `at_least`. Events wait for it one
+        by one: a labelled series first seen already grown would hide its increase from rate()."""
+
+        async def probe() -> bool:
+            return bool(await self.query(f"sum({selector}) >= {at_least}"))
+
+        await until(probe, f"{selector} >= {at_least} in Prometheus")
+
+
+async def play_runners(
+    platform: Platform, prometheus: Prometheus, scripts: dict[str, list[str]]
+) -> None:
+    """Plays each request's runner pods as scripted per attempt (`hold` = start, never end),
+    until every script is spent."""
+    handled: set[str] = set()
+    finished: Tally[tuple[str, str]] = Tally()
+    remaining = sum(len(script) for script in scripts.values())
+    deadline = time.monotonic() + 90
+    while len(handled) < remaining:
+        assert time.monotonic() < deadline, f"runner Jobs handled: {sorted(handled)}"
+        for job in await platform.kubelet.jobs():
+            name = job["metadata"]["name"]
+            labels = job["metadata"]["labels"]
+            script = scripts.get(labels[LABEL_REQUEST])
+            if name in handled or script is None:
+                continue
+            attempt = int(labels[LABEL_ATTEMPT])
+            assert attempt <= len(script), f"{name}: unexpected attempt"
+            outcome = script[attempt - 1]
+            await platform.kubelet.start(name)
+            if outcome != "hold":
+                attempt_result = result(labels[LABEL_REQUEST], outcome)
+                await platform.kubelet.finish(
+                    name, attempt_result.to_message(), attempt_result.exit_code
+                )
+                key = (attempt_result.outcome, attempt_result.reason)
+                finished[key] += 1
+                await prometheus.holds(
+                    f'permisos_attempts_total{{outcome="{key[0]}",reason="{key[1]}"}}',
+                    finished[key],
+                )
+            handled.add(name)
+        await asyncio.sleep(0.2)
+
+
+async def phase(platform: Platform, name: str) -> str | None:
+    try:
+        body = as_dict(await platform.kube.get(PermitRequest, name, namespace=NS))
+    except ApiError as error:
+        if error.status.code == 404:
+            return None  # not dispatched yet
+        raise
+    found = (body.get("status") or {}).get("phase")
+    return str(found) if found else None
+
+
+async def reaches(platform: Platform, name: str, expected: str | None = None) -> None:
+    """Waits for the PermitRequest to exist (and to reach `expected`)."""
+
+    async def probe() -> bool:
+        now = await phase(platform, name)
+        return now is not None and (expected is None or now == expected)
+
+    await until(probe, f"PermitRequest {name} {expected or 'created'}", timeout=60)
+
+
+async def do_the_work(platform: Platform, prometheus: Prometheus) -> list[str]:
+    """Does the work; returns the applications' ids."""
+    async with httpx.AsyncClient(base_url=platform.api, timeout=30) as http:
+        auth = await applicant(http, platform)
+        await platform.kube.create(runner_pool(replicas=2, retryPolicy=FAST_RETRIES))
+
+        retried = await new_application(http, auth, "JKL-4821")
+        r = await pay(http, auth, retried, method="card", payment_method="pm_card_visa")
+        assert r.status_code == 201, r.text
+
+        rejected = await new_application(http, auth, "JKL-4822")
+        r = await pay(http, auth, rejected, method="card", payment_method="pm_card_chargeDeclined")
+        assert r.status_code == 402, r.text
+        r = await pay(http, auth, rejected, method="card", payment_method="pm_card_visa")
+        assert r.status_code == 201, r.text
+
+        oxxo = await new_application(http, auth, "JKL-4823")
+        r = await pay(http, auth, oxxo, method="oxxo")
+        assert r.status_code == 201, r.text
+        platform.sim.pay_oxxo(r.json()["intent_id"])
+
+        held = await new_application(http, auth, "JKL-4824")
+        r = await pay(http, auth, held, method="card", payment_method="pm_card_visa")
+        assert r.status_code == 201, r.text
+
+        # A forged webhook, twice (someone probing the endpoint).
+        for _ in range(2):
+            r = await http.post(
+                "/v1/webhooks/stripe",
+                content=b'{"id": "evt_forged", "type": "payment_intent.succeeded"}',
+                headers={"Stripe-Signature": f"t={int(time.time())},v1={'0' * 64}"},
+            )
+            assert r.status_code == 400, r.text
+
+        # The dispatcher turns each paid application into a PermitRequest; the runners play.
+        for name in (retried, rejected, oxxo, held):
+            await reaches(platform, name)
+        await play_runners(
+            platform,
+            prometheus,
+            {
+                retried: ["retryable", "retryable", "succeeded"],
+                rejected: ["permanent"],
+                oxxo: ["succeeded"],
+                held: ["hold"],
+            },
+        )
+        for name, final in ((retried, "Succeeded"), (rejected, "Failed"), (oxxo, "Succeeded")):
+            await reaches(platform, name, final)
+
+        # The mirror tells the database, the API tells the applicants.
+        async def notified() -> bool:
+            text = (await http.get("/metrics")).text
+            return (
+                'permisos_permits_total{outcome="issued"} 2.0' in text
+                and 'permisos_permits_total{outcome="failed"} 1.0' in text
+            )
+
+        await until(notified, "permit notices", timeout=30)
+
+        # Stripe unreachable: the API answers 502, twice.
+        await platform.sim.stop()
+        unpaid = await new_application(http, auth, "JKL-4825")
+        for n in (1, 2):
+            r = await pay(http, auth, unpaid, method="card", payment_method="pm_card_visa")
+            assert r.status_code == 502, r.text
+            await prometheus.holds('permisos_http_requests_total{status="502"}', n)
+    return [retried, rejected, oxxo, held, unpaid]
+
+
+# --- what Prometheus answers ---------------------------------------------------------------
+
+
+def has_data(series: list[dict[str, Any]]) -> bool:
+    """At least one series with a number (a quantile of nothing observed is NaN)."""
+    return any(math.isfinite(float(s["value"][1])) for s in series)
+
+
+def values(series: list[dict[str, Any]]) -> list[float]:
+    return [float(s["value"][1]) for s in series]
+
+
+def labels(series: list[dict[str, Any]], *names: str) -> set[tuple[str, ...]]:
+    return {tuple(s["metric"].get(n, "") for n in names) for s in series}
+
+
+def missing(answers: dict[Query, list[dict[str, Any]]]) -> list[str]:
+    """Panels without data, and what the work must visibly have left in them."""
+    problems = [
+        f"no data: {q.panel} [{q.ref}]: {q.expr}" for q, a in answers.items() if not has_data(a)
+    ]
+    by_title = {(q.panel, q.ref): a for q, a in answers.items()}
+
+    def expect(ok: bool, what: str) -> None:
+        if not ok:
+            problems.append(what)
+
+    attempts = labels(by_title["Attempts by outcome and reason", "A"], "outcome", "reason")
+    expect(
+        attempts
+        >= {
+            ("succeeded", "PermitIssued"),
+            ("retryable", "PortalTimeout"),
+            ("permanent", "PortalRejected"),
+        },
+        f"attempts: {attempts}",
+    )
+    steps = {
+        s["metric"]["step"]
+        for s in by_title["Portal step durations", "A"]
+        if math.isfinite(float(s["value"][1]))
+    }
+    expect({"login", "processing", "download", "total"} <= steps, f"portal steps: {steps}")
+    payments = labels(by_title["Payments by method and outcome", "A"], "method", "outcome")
+    expect(
+        payments >= {("card", "declined"), ("card", "succeeded"), ("oxxo", "succeeded")},
+        f"payments: {payments}",
+    )
+    errors = labels(by_title["API errors by route", "A"], "route", "status")
+    expect(("/v1/applications/{application_id}/payments", "502") in errors, f"errors: {errors}")
+    finished = labels(by_title["PermitRequests finished", "A"], "phase")
+    expect({("Succeeded",), ("Failed",)} <= finished, f"finished: {finished}")
+    for key, what in (
+        (("Stripe webhooks", "B"), "the forged webhooks"),
+        (("API error ratio", "A"), "the 502s"),
+        (("Runner failure ratio", "A"), "the second timeout"),
+        (("Oldest unfinished permit", "A"), "the held request"),
+        (("Payment to permit, p95 (1 h)", "A"), "the issued permits"),
+    ):
+        seen = values(by_title[key])
+        expect(bool(seen) and seen[0] > 0, f"{key}: {seen}, expected above 0 ({what})")
+    leaders = values(by_title["Active operator replicas", "A"])
+    expect(leaders == [1], f"active operator replicas: {leaders}")
+    return problems
+
+
+async def test_every_panel_returns_data_from_a_running_api_and_operator(
+    tmp_path: Path, platform: Platform
+) -> None:
+    url, process = start_prometheus(tmp_path, platform)
+    async with httpx.AsyncClient(timeout=10) as http:
+        prometheus = Prometheus(url, http)
+        await started(process, lambda: _ok(http.get(f"{url}/-/ready")))
+
+        async def both_scraped() -> bool:
+            return len(await prometheus.query(f'up{{namespace="{NAMESPACE}"}} == 1')) == 2
+
+        await until(both_scraped, "both targets up", timeout=20)
+
+        applications = await do_the_work(platform, prometheus)
+
+        queries = dashboard_queries(json.loads(DASHBOARD.read_text()))
+        answers: dict[Query, list[dict[str, Any]]] = {}
+        # Rules evaluate every second and rate() needs two scrapes: the last events reach the
+        # panels within seconds, so ask until everything is there (or the time is up).
+        deadline = time.monotonic() + 30
+        while True:
+            for q in queries:
+                answers[q] = await prometheus.query(q.concrete(NAMESPACE))
+            problems = missing(answers)
+            if not problems or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        assert not problems, "\n".join(problems)
+
+        # Every rule evaluates cleanly against the live series, and every name the rules and
+        # the dashboard select is a series this Prometheus holds.
+        r = await http.get(f"{url}/api/v1/rules")
+        evaluated = [rule for g in r.json()["data"]["groups"] for rule in g["rules"]]
+        assert len(evaluated) == len(rule_list())
+        broken = [(rule["name"], rule.get("lastError")) for rule in evaluated]
+        assert [b for b in broken if b[1]] == []
+        r = await http.get(f"{url}/api/v1/label/__name__/values")
+        held = set(r.json()["data"])
+        wanted = set().union(*(metric_names(q.expr) for q in queries))
+        wanted |= set().union(*(metric_names(rule["expr"]) for rule in rule_list()))
+        assert wanted <= held, sorted(wanted - held)
+        assert recorded_names() <= held
+
+        # No label carries a person or an id (shared/DESIGN.md: low-cardinality labels only).
+        r = await http.get(
+            f"{url}/api/v1/series", params={"match[]": f'{{namespace="{NAMESPACE}"}}'}
+        )
+        every_label = json.dumps(r.json()["data"], ensure_ascii=False).lower()
+        personal = [APPLICATION[k] for k in ("first_name", "last_name", "curp", "email", "phone")]
+        for value in [*personal, "@example.com", *applications]:
+            assert str(value).lower() not in every_label, value

@@ -1,0 +1,131 @@
+"""The operator metrics added for the alerts and the dashboard: leadership, the oldest unfinished
+request, portal step durations, and counters that exist from the start."""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections import Counter as Tally
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from permisos_operator.metrics import (
+    API_OPERATIONS,
+    OperatorMetrics,
+    PoolSnapshot,
+    StateCollector,
+)
+from permisos_operator.timeutil import format_time
+from tests.observability.support import ROOT
+
+
+def request(
+    pool: str, phase: str | None, created: datetime, paid: datetime | None = None, **meta: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "metadata": {"name": "x", "creationTimestamp": format_time(created), **meta},
+        "spec": {"pool": pool},
+    }
+    if paid is not None:
+        body["spec"]["paidAt"] = format_time(paid)
+    if phase is not None:
+        body["status"] = {"phase": phase}
+    return body
+
+
+def collect(collector: StateCollector) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return registry
+
+
+def test_leader_gauge_follows_the_controller() -> None:
+    running = False
+    registry = collect(StateCollector(Tally, dict, requests=list, leading=lambda: running))
+    assert registry.get_sample_value("permisos_operator_leader") == 0
+    running = True
+    assert registry.get_sample_value("permisos_operator_leader") == 1
+
+
+def test_oldest_open_request_counts_from_payment_and_skips_finished_ones() -> None:
+    now = datetime.now(UTC)
+    requests = [
+        # Paid two hours ago, created an hour ago (the outbox waited): the payment counts.
+        request("default", "Retrying", now - timedelta(hours=1), now - timedelta(hours=2)),
+        request("default", "Queued", now - timedelta(minutes=5)),
+        # Finished or going away: nobody waits for them.
+        request("default", "Succeeded", now - timedelta(days=1)),
+        request("default", "Failed", now - timedelta(days=1)),
+        request("default", "Running", now - timedelta(days=1), deletionTimestamp="x"),
+        # A pool the admission loop has not seen yet, and a request with no status yet.
+        request("fast", None, now - timedelta(minutes=10)),
+    ]
+    pools = {"default": PoolSnapshot(1, 1, 2), "idle": PoolSnapshot(0, 0, 2)}
+    registry = collect(
+        StateCollector(Tally, lambda: pools, requests=lambda: requests, leading=lambda: True)
+    )
+
+    def age(pool: str) -> float:
+        value = registry.get_sample_value(
+            "permisos_permitrequest_oldest_open_seconds", {"pool": pool}
+        )
+        assert value is not None, pool
+        return value
+
+    assert 7195 <= age("default") <= 7260
+    assert 595 <= age("fast") <= 660
+    assert age("idle") == 0
+
+
+def test_portal_steps_are_observed_with_bounded_labels() -> None:
+    metrics = OperatorMetrics()
+    metrics.observe_steps("succeeded", {"login": 1.5, "processing": 40.0, "total": 45.0})
+    metrics.observe_steps("retryable", {"login": -1.0, "upload": math.nan, "Bad Name": 2.0})
+
+    def count(step: str, outcome: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "permisos_portal_step_duration_seconds_count", {"step": step, "outcome": outcome}
+        )
+
+    assert count("login", "succeeded") == 1 and count("processing", "succeeded") == 1
+    assert count("login", "retryable") is None and count("upload", "retryable") is None
+    assert count("other", "retryable") == 1
+    for i in range(40):
+        metrics.observe_steps("succeeded", {f"step{i}": 1.0})
+    steps = {
+        s.labels["step"]
+        for family in metrics.registry.collect()
+        if family.name == "permisos_portal_step_duration_seconds"
+        for s in family.samples
+    }
+    assert len(steps) <= 21 and "other" in steps  # at most 20 names, then `other`
+
+
+def test_counters_the_alerts_rate_exist_from_the_start() -> None:
+    registry = OperatorMetrics().registry
+    failed = {"phase": "Failed"}
+    assert registry.get_sample_value("permisos_permitrequest_transitions_total", failed) == 0
+    for operation in API_OPERATIONS:
+        labels = {"operation": operation}
+        assert registry.get_sample_value("permisos_operator_api_errors_total", labels) == 0
+
+
+def test_api_operations_are_the_ones_the_operator_counts() -> None:
+    used = set()
+    for path in (ROOT / "operator/permisos_operator").glob("*.py"):
+        if path.name == "metrics.py":
+            continue  # where API_OPERATIONS itself is spelled out
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "labels"
+                and isinstance(node.func.value, ast.Attribute)
+                and node.func.value.attr == "api_errors"
+            ):
+                [arg] = node.args
+                assert isinstance(arg, ast.Constant), f"{path}: a computed operation label"
+                used.add(arg.value)
+    assert used == set(API_OPERATIONS)
