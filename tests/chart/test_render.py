@@ -363,3 +363,17 @@ def test_label_helpers_take_a_component_in_either_calling_style(tmp_path: Path) 
             "app.kubernetes.io/component": "operator",
         }
         assert probe["data"]["image"] == "permisos-api:0.1.0"
+
+
+def test_the_ingress_publishes_the_api_but_not_its_metrics(
+    chart: helm.Chart, renders: dict[str, Rendered]
+) -> None:
+    """/metrics, /readyz and /docs live beside /v1 on the API's port: only /v1 goes out."""
+    production = renders["production"].of_kind("Ingress")
+    bare_host = render(
+        chart, {"api": {"ingress": {"enabled": True, "hosts": [{"host": "example.mx"}]}}}
+    ).of_kind("Ingress")
+    for ingress in production + bare_host:
+        paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+        assert paths == ["/v1"], paths
+    assert production and bare_host
