@@ -313,7 +313,7 @@ class StorageSettings(Model):
     """Where the runner stores the PDFs and the evidence of failures."""
 
     bucket: str = Field(
-        "permisos-digitales",
+        "permisos-permits",
         pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
         description="S3 bucket.",
     )
@@ -366,7 +366,7 @@ class RunnerPoolSpec(Model):
         description="Secrets for pulling the runner image from a private registry.",
     )
     command: list[str] | None = Field(
-        None, description="Overrides the image's entrypoint (the local Job executor uses it)."
+        None, description="Overrides the image's entrypoint."
     )
     resources: Resources = Field(
         default_factory=Resources, description="Runner container resources."
