@@ -365,9 +365,7 @@ class RunnerPoolSpec(Model):
         max_length=8,
         description="Secrets for pulling the runner image from a private registry.",
     )
-    command: list[str] | None = Field(
-        None, description="Overrides the image's entrypoint."
-    )
+    command: list[str] | None = Field(None, description="Overrides the image's entrypoint.")
     resources: Resources = Field(
         default_factory=Resources, description="Runner container resources."
     )

@@ -13,7 +13,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from lightkube.resources.core_v1 import Event, Pod
 from lightkube.types import PatchType
 
 from permisos.attempt_result import AttemptResult
+from permisos_sandbox.kubeapi import KubeApiServer
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = ROOT / "crds"
@@ -52,6 +54,27 @@ def client(kubeconfig: Path) -> AsyncClient:
     return AsyncClient(KubeConfig.from_file(str(kubeconfig)), namespace=NS, field_manager="tests")
 
 
+@asynccontextmanager
+async def kube_api(directory: Path) -> AsyncIterator[Path]:
+    """The Kubernetes API emulator with the project's CRDs on a free loopback port; yields the
+    kubeconfig it writes in `directory`."""
+    server = KubeApiServer(crd_paths=[CRDS])
+    await server.start(host="127.0.0.1", port=0)
+    try:
+        yield server.write_kubeconfig(directory / "kubeconfig")
+    finally:
+        await server.stop()
+
+
+@asynccontextmanager
+async def kube_client(kubeconfig: Path) -> AsyncIterator[AsyncClient]:
+    c = client(kubeconfig)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
 async def eventually(
     probe: Callable[[], Awaitable[T | None]], timeout: float = 20.0, every: float = 0.1
 ) -> T:
@@ -68,6 +91,40 @@ async def eventually(
 
 def as_dict(obj: Any) -> dict[str, Any]:
     return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+def permit_artifacts(request: str, folio: str) -> list[dict[str, Any]]:
+    """The three documents of an issued permit, as a runner's result lists them."""
+    return [
+        {
+            "kind": kind,
+            "key": f"permits/{request}/{kind}-{folio}.pdf",
+            "sha256": "0" * 64,
+            "bytes": 1024,
+        }
+        for kind in ("permit", "certificate", "placard")
+    ]
+
+
+async def get_or_none(kube: AsyncClient, resource: Any, name: str) -> dict[str, Any] | None:
+    """The namespaced object as a dict, or None while there is none by that name (404)."""
+    try:
+        return as_dict(await kube.get(resource, name, namespace=NS))
+    except ApiError as error:
+        if error.status.code == 404:
+            return None
+        raise
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """SIGTERM, as the kubelet sends; SIGKILL if it has not exited after `grace` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 class OperatorProcess:
@@ -116,13 +173,7 @@ class OperatorProcess:
         self._log.close()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         self._log.close()
 
 
@@ -133,12 +184,7 @@ class Kubelet:
         self.kube = kube
 
     async def job(self, name: str) -> dict[str, Any] | None:
-        try:
-            return as_dict(await self.kube.get(Job, name, namespace=NS))
-        except ApiError as error:
-            if error.status.code == 404:
-                return None
-            raise
+        return await get_or_none(self.kube, Job, name)
 
     async def jobs(self, **labels: str) -> list[dict[str, Any]]:
         return [
@@ -237,17 +283,11 @@ class Kubelet:
 
     async def succeed(self, job_name: str, folio: str = "F-0001") -> None:
         request = job_name.rsplit("-a", 1)[0]
-        artifacts = [
-            {
-                "kind": kind,
-                "key": f"permits/{request}/{kind}-{folio}.pdf",
-                "sha256": "0" * 64,
-                "bytes": 1024,
-            }
-            for kind in ("permit", "certificate", "placard")
-        ]
         result = AttemptResult(
-            outcome="succeeded", reason="PermitIssued", folio=folio, artifacts=artifacts
+            outcome="succeeded",
+            reason="PermitIssued",
+            folio=folio,
+            artifacts=permit_artifacts(request, folio),
         )
         await self.finish(job_name, result.to_message(), 0)
 

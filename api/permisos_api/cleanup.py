@@ -25,19 +25,18 @@ counts only; exit code 2 with a one-line message when the database is unreachabl
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, true, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .db import make_engine, make_sessionmaker, utcnow
+from .command import DATABASE_UNREACHABLE, run_command
+from .db import utcnow
 from .models import Application, ApplicationStatus, Payment
 from .payments.state import SUCCEEDED
 from .routes.account import PLACEHOLDERS
@@ -169,12 +168,6 @@ def cleanup(
     return report
 
 
-def unreachable(prog: str, exc: OperationalError) -> str:
-    """The one line an operator reads in the CronJob's log; the driver's first line, no URL."""
-    detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
-    return f"{prog}: database unreachable: {detail}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     prog = "python -m permisos_api.cleanup"
     parser = argparse.ArgumentParser(
@@ -184,18 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--dry-run", action="store_true", help="count what would be erased; change nothing"
     )
     args = parser.parse_args(argv)
-    settings = ApiSettings()
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s %(message)s")
-    engine = make_engine(settings)
-    try:
-        report = cleanup(settings, make_sessionmaker(engine), dry_run=args.dry_run)
-    except OperationalError as exc:
-        print(unreachable(prog, exc), file=sys.stderr)
-        return 2
-    finally:
-        engine.dispose()
-    print(json.dumps(asdict(report), sort_keys=True))
-    return 0
+    report = run_command(
+        prog, lambda settings, factory: cleanup(settings, factory, dry_run=args.dry_run)
+    )
+    return DATABASE_UNREACHABLE if report is None else 0
 
 
 if __name__ == "__main__":

@@ -18,20 +18,18 @@ between the mail and the mark can send a reminder twice. Anonymized applications
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .cleanup import unreachable
-from .db import make_engine, make_sessionmaker, utcnow
+from .command import DATABASE_UNREACHABLE, run_command
+from .db import utcnow
 from .mail import Mailer
 from .models import Application, ApplicationStatus
 from .settings import ApiSettings
@@ -257,19 +255,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--dry-run", action="store_true", help="count the reminders due; send and change nothing"
     )
     args = parser.parse_args(argv)
-    settings = ApiSettings()
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s %(message)s")
-    engine = make_engine(settings)
-    try:
-        report = send_reminders(
-            settings, make_sessionmaker(engine), Mailer(settings), dry_run=args.dry_run
-        )
-    except OperationalError as exc:
-        print(unreachable(prog, exc), file=sys.stderr)
-        return 2
-    finally:
-        engine.dispose()
-    print(json.dumps(asdict(report), sort_keys=True))
+    report = run_command(
+        prog,
+        lambda settings, factory: send_reminders(
+            settings, factory, Mailer(settings), dry_run=args.dry_run
+        ),
+    )
+    if report is None:
+        return DATABASE_UNREACHABLE
     if report.mail_errors:
         print(
             f"{prog}: the mail service failed; unsent reminders wait for the next run",

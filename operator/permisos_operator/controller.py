@@ -25,6 +25,7 @@ from permisos.resources import (
     PermitRequestStatus,
     RunnerPoolSpec,
 )
+from permisos.workqueue import WorkQueue
 from permisos_operator.cache import Body, Cache, Key, key_of, request_of
 from permisos_operator.jobs import job_manifest, pool_selector
 from permisos_operator.kube import Conflict, Kube
@@ -33,7 +34,6 @@ from permisos_operator.metrics import OperatorMetrics, PoolSnapshot
 from permisos_operator.observe import JobObservation, observe_job
 from permisos_operator.settings import OperatorSettings
 from permisos_operator.timeutil import parse_time, utcnow
-from permisos_operator.workqueue import WorkQueue
 
 if TYPE_CHECKING:
     from permisos_operator.mirror import Mirror, Snapshot

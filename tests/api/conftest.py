@@ -9,27 +9,34 @@ from __future__ import annotations
 
 import email
 import itertools
+import os
 import re
+import subprocess
+import sys
+import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import update
+from lightkube import AsyncClient
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session
 
 from permisos_api import models
 from permisos_api.app import create_app
-from permisos_api.db import make_engine
-from permisos_api.migrate import upgrade
+from permisos_api.db import make_engine, utcnow
 from permisos_api.settings import ApiSettings
+from tests.cluster import kube_api, kube_client
+from tests.databases import fresh_database
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "Correcto-caballo-42"
 BASE_URL = "https://testserver"
 
@@ -50,28 +57,131 @@ APPLICATION: dict[str, Any] = {
     "model_year": 2022,
     "vin": "1HGCM82633A004352",
 }
-
-
-def create_database(name: str) -> str:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+# The personal data of application rows written straight to the database (as the API stores it;
+# another address than APPLICATION's, so the mail of an applicant going through the API is theirs).
+PERSONAL = {
+    "first_name": "Juana",
+    "last_name": "Gómez",
+    "maternal_surname": "Díaz",
+    "curp": CURP,
+    "email": "juana.pagada@example.com",
+    "phone": "5512345678",
+}
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    name = f"permisos_test_{uuid.uuid4().hex[:12]}"
-    url = create_database(name)
-    try:
-        upgrade(url)
+    with fresh_database("permisos_test") as url:
         yield url
+
+
+@pytest.fixture
+def engine(settings: ApiSettings) -> Iterator[Engine]:
+    """The API's own engine (on SQLite: WAL, busy timeout, foreign keys)."""
+    eng = make_engine(settings)
+    try:
+        yield eng
     finally:
-        drop_database(name)
+        eng.dispose()
+
+
+@pytest.fixture
+async def kubeconfig(tmp_path: Path) -> AsyncIterator[Path]:
+    """The Kubernetes API emulator with the project's CRDs."""
+    async with kube_api(tmp_path) as path:
+        yield path
+
+
+@pytest.fixture
+async def kube(kubeconfig: Path) -> AsyncIterator[AsyncClient]:
+    async with kube_client(kubeconfig) as c:
+        yield c
+
+
+def paid_applications(engine: Engine, count: int = 1, *, outbox: bool = False) -> list[uuid.UUID]:
+    """What a confirmed card payment leaves behind: `count` applications of a new user, marked
+    paid, each with its outbox row (the order to create its PermitRequest) if `outbox`."""
+    now = utcnow()
+    with Session(engine) as session, session.begin():
+        user = models.User(email=unique_email("paid"), password_hash="x")
+        session.add(user)
+        session.flush()
+        apps = [
+            models.Application(
+                owner_id=user.id,
+                status="paid",
+                plates="JKL4821",
+                make="nissan",
+                line="versa",
+                service_type="particular",
+                model_year=2022,
+                amount_centavos=150_000,
+                paid_at=now,
+                payment_method="card",
+                **PERSONAL,
+            )
+            for _ in range(count)
+        ]
+        session.add_all(apps)
+        session.flush()
+        if outbox:
+            session.add_all(
+                models.Outbox(application_id=app.id, kind="permit_request", next_attempt_at=now)
+                for app in apps
+            )
+        return [app.id for app in apps]
+
+
+def paid_application(engine: Engine, *, outbox: bool = False) -> uuid.UUID:
+    return paid_applications(engine, outbox=outbox)[0]
+
+
+def sql(settings: ApiSettings, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    """One statement straight to the PostgreSQL database (autocommit); its rows, if it has any."""
+    dsn = settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+T = TypeVar("T")
+
+
+def at_once(work: Callable[[], T], times: int = 2) -> list[T]:
+    """`work` in `times` threads released together (overlapping CronJob runs); their results."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(times)
+
+    def run() -> None:
+        try:
+            start.wait()
+            results.append(work())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(times)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    return results
+
+
+def command_line(
+    module: str, *args: str, env: Mapping[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`python -m <module> <args>` from the repository root, as a CronJob runs it, with `env`
+    (its settings) added to this environment."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture

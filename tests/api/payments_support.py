@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -13,14 +15,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-import psycopg
 import stripe
 import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 
 from permisos_sandbox.payments import PaymentsConfig, PaymentsSimulator, sign
-from tests.api.conftest import APPLICATION, Api, User
+from tests.api.conftest import APPLICATION, ROOT, Api, User, sql
 
 API_KEY = "sk_test_permisos_api_payments"
 WEBHOOK_SECRET = "whsec_permisos_api_payments"
@@ -44,9 +45,7 @@ class Pay:
         return f"{self.url}/v1/webhooks/stripe"
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        dsn = self.api.settings.database_url.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            return conn.execute(query, params).fetchall()
+        return sql(self.api.settings, query, *params)
 
     async def new_application(self, user: User, **changes: Any) -> str:
         r = await user.client.post(
@@ -102,6 +101,34 @@ class Pay:
     async def metrics(self) -> str:
         async with httpx.AsyncClient() as http:
             return (await http.get(f"{self.url}/metrics")).text
+
+    async def reconcile_command(self, *application_ids: str) -> dict[str, Any]:
+        """`python -m permisos_api.reconcile --older-than-minutes 0 --application ID ...` as its
+        CronJob runs it: a process of its own on the same database; its JSON summary."""
+        env = {
+            **os.environ,
+            "PERMISOS_API_DATABASE_URL": self.api.settings.database_url,
+            "PERMISOS_API_STRIPE_SECRET_KEY": API_KEY,
+            "PERMISOS_API_STRIPE_API_BASE": self.sim.url,
+            "PERMISOS_API_MAIL_OUTBOX_DIR": str(self.api.settings.mail_outbox_dir),
+        }
+        only = [arg for app_id in application_ids for arg in ("--application", app_id)]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "permisos_api.reconcile",
+            "--older-than-minutes",
+            "0",
+            *only,
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, err.decode()
+        summary: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+        return summary
 
     def outbox_rows(self, application_id: str) -> list[tuple[Any, ...]]:
         return self.sql(

@@ -6,17 +6,13 @@ exactly the rows the test made.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -26,30 +22,18 @@ from permisos_api.migrate import upgrade
 from permisos_api.models import Application, Payment, User
 from permisos_api.routes.account import PLACEHOLDERS
 from permisos_api.settings import ApiSettings
-from tests.api.conftest import APPLICATION, CURP, create_database, drop_database
+from tests.api.conftest import APPLICATION, CURP, at_once, command_line, sql
 from tests.api.payments_support import Pay
+from tests.databases import fresh_database
 
-ROOT = Path(__file__).resolve().parents[2]
 LONG_AGO = timedelta(days=40)  # beyond the default retention of 30 days
 
 
 @pytest.fixture
 def database_url() -> Iterator[str]:
     """A database of this test's own (overrides the session-wide one of conftest)."""
-    name = f"permisos_test_cleanup_{uuid.uuid4().hex[:10]}"
-    url = create_database(name)
-    try:
-        upgrade(url)
+    with fresh_database("permisos_test_cleanup") as url:
         yield url
-    finally:
-        drop_database(name)
-
-
-def sql(settings: ApiSettings, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    dsn = settings.database_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
 
 
 def run_cleanup(settings: ApiSettings, **kwargs: Any) -> Any:
@@ -316,38 +300,15 @@ async def test_two_runs_at_once_erase_each_application_once(
         template,
     )
     small_batches = settings.model_copy(update={"cleanup_batch_size": 4})
-    reports: list[Any] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
-
-    def run() -> None:
-        try:
-            start.wait()
-            reports.append(run_cleanup(small_batches))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
+    reports = at_once(lambda: run_cleanup(small_batches))
     assert sum(r.erased for r in reports) == 60
     assert sql(settings, "SELECT count(*) FROM applications WHERE anonymized_at IS NULL") == [(0,)]
     assert sql(settings, "SELECT DISTINCT curp FROM applications") == [(PLACEHOLDERS["curp"],)]
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PERMISOS_API_DATABASE_URL": url, "PERMISOS_API_LOG_LEVEL": "INFO"}
-    return subprocess.run(
-        [sys.executable, "-m", "permisos_api.cleanup", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {"PERMISOS_API_DATABASE_URL": url, "PERMISOS_API_LOG_LEVEL": "INFO"}
+    return command_line("permisos_api.cleanup", *args, env=env)
 
 
 async def test_command_line_exit_codes_and_counts_only_output(

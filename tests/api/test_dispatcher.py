@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,23 +19,14 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from permisos_api.db import make_engine, utcnow
+from permisos_api.db import utcnow
 from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
-from permisos_api.models import Application, Outbox, User
+from permisos_api.models import Application, Outbox
 from permisos_api.settings import ApiSettings
 from permisos_sandbox.kubeapi import KubeApiServer
-from tests.cluster import CRDS, NS, PermitRequest, as_dict, client
+from tests.cluster import CRDS, NS, PermitRequest, as_dict, client, kube_client
 
-from .conftest import CURP
-
-PERSONAL = {
-    "first_name": "Juana",
-    "last_name": "Gómez",
-    "maternal_surname": "Díaz",
-    "curp": CURP,
-    "email": "juana.dispatch@example.com",
-    "phone": "5512345678",
-}
+from .conftest import PERSONAL, paid_application
 
 
 @dataclass
@@ -64,21 +55,9 @@ async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
 
 
 @pytest.fixture
-def engine(settings: ApiSettings) -> Iterator[Engine]:
-    eng = make_engine(settings)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
-
-
-@pytest.fixture
 async def kube(cluster: Cluster) -> AsyncIterator[AsyncClient]:
-    c = client(cluster.kubeconfig)
-    try:
+    async with kube_client(cluster.kubeconfig) as c:
         yield c
-    finally:
-        await c.close()
 
 
 def dispatcher_settings(settings: ApiSettings) -> ApiSettings:
@@ -90,32 +69,6 @@ def dispatcher_settings(settings: ApiSettings) -> ApiSettings:
             "permit_pool": "default",
         }
     )
-
-
-def paid_application(engine: Engine) -> uuid.UUID:
-    """What the webhook leaves behind: an application marked paid and its outbox row."""
-    now = utcnow()
-    with Session(engine) as session, session.begin():
-        user = User(email=f"dispatch.{uuid.uuid4().hex[:10]}@example.com", password_hash="x")
-        session.add(user)
-        session.flush()
-        app = Application(
-            owner_id=user.id,
-            status="paid",
-            plates="JKL4821",
-            make="nissan",
-            line="versa",
-            service_type="particular",
-            model_year=2022,
-            amount_centavos=150_000,
-            paid_at=now,
-            payment_method="card",
-            **PERSONAL,
-        )
-        session.add(app)
-        session.flush()
-        session.add(Outbox(application_id=app.id, kind="permit_request", next_attempt_at=now))
-        return app.id
 
 
 def outbox_row(engine: Engine, application_id: uuid.UUID) -> Any:
@@ -149,7 +102,7 @@ def new_dispatcher(settings: ApiSettings, engine: Engine) -> Dispatcher:
 async def test_dispatch_creates_one_permit_request_and_its_secret(
     settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
 ) -> None:
-    app_id = paid_application(engine)
+    app_id = paid_application(engine, outbox=True)
     registry = CollectorRegistry()
     dispatcher = Dispatcher(dispatcher_settings(settings), engine, DispatcherMetrics(registry))
     try:
@@ -201,7 +154,7 @@ async def test_dispatch_creates_one_permit_request_and_its_secret(
 async def test_dispatching_twice_and_concurrently_makes_one_permit_request(
     settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
 ) -> None:
-    app_id = paid_application(engine)
+    app_id = paid_application(engine, outbox=True)
     first, second = new_dispatcher(settings, engine), new_dispatcher(settings, engine)
     try:
         await asyncio.gather(first.run_once(), second.run_once())
@@ -230,7 +183,7 @@ async def test_dispatching_twice_and_concurrently_makes_one_permit_request(
 async def test_kubernetes_down_keeps_the_row_until_it_is_back(
     settings: ApiSettings, engine: Engine, cluster: Cluster
 ) -> None:
-    app_id = paid_application(engine)
+    app_id = paid_application(engine, outbox=True)
     dispatcher = new_dispatcher(settings, engine)
     try:
         await cluster.server.stop()
@@ -275,7 +228,7 @@ async def test_undeliverable_row_stays_pending_without_personal_data(
     settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
 ) -> None:
     """A request that cannot be built (here, a bad pool name) is retried, never half-made."""
-    app_id = paid_application(engine)
+    app_id = paid_application(engine, outbox=True)
     custom = dispatcher_settings(settings).model_copy(update={"permit_pool": "Not_A_Pool"})
     dispatcher = Dispatcher(custom, engine, DispatcherMetrics(CollectorRegistry()))
     try:
@@ -309,7 +262,7 @@ async def test_readiness_reports_kubernetes_but_stays_ready_without_it(
 async def test_a_retry_row_creates_a_new_permit_request(
     settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
 ) -> None:
-    app_id = paid_application(engine)
+    app_id = paid_application(engine, outbox=True)
     dispatcher = new_dispatcher(settings, engine)
     try:
         assert await dispatcher.run_once() >= 1

@@ -17,7 +17,8 @@ from sqlalchemy import create_engine
 from permisos_api import admin
 from permisos_api.db import Base
 from permisos_api.migrate import downgrade, upgrade
-from tests.api.conftest import Api, create_database, drop_database, login
+from tests.api.conftest import Api, login
+from tests.databases import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = {
@@ -49,9 +50,7 @@ def run(args: list[str], url: str, stdin: str = "") -> subprocess.CompletedProce
 
 
 def test_upgrade_from_empty_and_downgrade_to_base() -> None:
-    name = f"permisos_test_mig_{uuid.uuid4().hex[:10]}"
-    url = create_database(name)
-    try:
+    with fresh_database("permisos_test_mig", migrate=False) as url:
         assert tables(url) == set()
         run([sys.executable, "-m", "permisos_api.migrate", "upgrade"], url)
         assert tables(url) == TABLES | {"alembic_version"}
@@ -71,8 +70,6 @@ def test_upgrade_from_empty_and_downgrade_to_base() -> None:
         assert tables(url) == TABLES | {"alembic_version"}
         downgrade(url)
         assert tables(url) == {"alembic_version"}
-    finally:
-        drop_database(name)
 
 
 async def test_create_admin_cli(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from permisos_api.reconcile import reconcile
-from tests.api.payments_support import API_KEY, UNREACHABLE, WEBHOOK_SECRET, Pay
+from tests.api.payments_support import UNREACHABLE, WEBHOOK_SECRET, Pay
 from tests.api.test_payments_card import mails_received
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_reconcile_repairs_a_missed_webhook(
@@ -73,29 +68,7 @@ async def test_the_reconcile_command_repairs_a_card_challenge_completed_without_
     app_id = await pay.new_application(user)
     r = await pay.pay(user, app_id, method="card", payment_method="pm_card_threeDSecure2Required")
     pay.sim.complete_3ds(r.json()["intent_id"])
-    env = {
-        **os.environ,
-        "PERMISOS_API_DATABASE_URL": pay.api.settings.database_url,
-        "PERMISOS_API_STRIPE_SECRET_KEY": API_KEY,
-        "PERMISOS_API_STRIPE_API_BASE": pay.sim.url,
-        "PERMISOS_API_MAIL_OUTBOX_DIR": str(pay.api.settings.mail_outbox_dir),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "permisos_api.reconcile",
-        "--older-than-minutes",
-        "0",
-        "--application",
-        app_id,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    summary = json.loads(out.decode().strip().splitlines()[-1])
+    summary = await pay.reconcile_command(app_id)
     assert summary["checked"] == summary["repaired"] == summary["paid"] == 1
     assert summary["errors"] == 0
     assert (await pay.application(user, app_id))["status"] == "paid"

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import email.header
 import itertools
-import os
 import subprocess
-import sys
-import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -34,9 +31,9 @@ from permisos_api.models import Application, User
 from permisos_api.reminders import MEXICO_CITY, send_reminders
 from permisos_api.settings import ApiSettings
 from permisos_operator.mirror import Mirror, Snapshot
-from tests.api.conftest import APPLICATION, BASE_URL, create_database, drop_database, read_mail
+from tests.api.conftest import APPLICATION, BASE_URL, at_once, command_line, read_mail, sql
+from tests.databases import fresh_database
 
-ROOT = Path(__file__).resolve().parents[2]
 MONTHS = "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre"
 REMINDER_COLUMNS = {"expiry_reminder_claimed_at", "expiry_reminder_sent_at"}
 _folios = itertools.count(1)
@@ -45,20 +42,8 @@ _folios = itertools.count(1)
 @pytest.fixture
 def database_url() -> Iterator[str]:
     """A database of this test's own (overrides the session-wide one of conftest)."""
-    name = f"permisos_test_reminders_{uuid.uuid4().hex[:10]}"
-    url = create_database(name)
-    try:
-        upgrade(url)
+    with fresh_database("permisos_test_reminders") as url:
         yield url
-    finally:
-        drop_database(name)
-
-
-def sql(settings: ApiSettings, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    dsn = settings.database_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
 
 
 def run_reminders(settings: ApiSettings, **kwargs: Any) -> Any:
@@ -237,23 +222,7 @@ async def test_two_runs_at_once_send_no_duplicate(
 ) -> None:
     issued = [await permits.issued(timedelta(days=26, hours=i)) for i in range(12)]
     small_batches = settings.model_copy(update={"reminder_batch_size": 2})
-    reports: list[Any] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
-
-    def run() -> None:
-        try:
-            start.wait()
-            reports.append(run_reminders(small_batches))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
+    reports = at_once(lambda: run_reminders(small_batches))
     assert sum(r.sent for r in reports) == 12
     for _, address in issued:
         assert len(reminders_to(outbox, address)) == 1, address
@@ -322,19 +291,11 @@ async def test_validity_and_window_come_from_the_settings(
 
 def cli(url: str, outbox: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
-        **os.environ,
         "PERMISOS_API_DATABASE_URL": url,
         "PERMISOS_API_MAIL_OUTBOX_DIR": str(outbox),
         "PERMISOS_API_PUBLIC_BASE_URL": BASE_URL,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "permisos_api.reminders", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return command_line("permisos_api.reminders", *args, env=env)
 
 
 async def test_command_line(permits: Permits, settings: ApiSettings, outbox: Path) -> None:
@@ -392,12 +353,12 @@ def reminder_columns_of(url: str, app_id: uuid.UUID) -> tuple[Any, Any]:
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 def test_migration_0005_upgrades_and_downgrades(backend: str, tmp_path: Path) -> None:
-    if backend == "sqlite":
-        name, url = "", f"sqlite:///{tmp_path / 'permisos.db'}"
-    else:
-        name = f"permisos_test_mig5_{uuid.uuid4().hex[:10]}"
-        url = create_database(name)
-    try:
+    database = (
+        nullcontext(f"sqlite:///{tmp_path / 'permisos.db'}")
+        if backend == "sqlite"
+        else fresh_database("permisos_test_mig5", migrate=False)
+    )
+    with database as url:
         upgrade(url, "0004")
         assert not REMINDER_COLUMNS & columns(url)
         # A permit issued before the upgrade, written with the columns 0004 knows.
@@ -441,9 +402,6 @@ def test_migration_0005_upgrades_and_downgrades(backend: str, tmp_path: Path) ->
         upgrade(url)
         assert columns(url) >= REMINDER_COLUMNS
         assert reminder_columns_of(url, app_id) == (None, None)
-    finally:
-        if name:
-            drop_database(name)
 
 
 def test_runs_on_sqlite_two_at_once(tmp_path: Path) -> None:
@@ -481,23 +439,7 @@ def test_runs_on_sqlite_two_at_once(tmp_path: Path) -> None:
     try:
         mailer = Mailer(settings)
         assert send_reminders(settings, factory, mailer, dry_run=True).due == len(due)
-        reports: list[Any] = []
-        errors: list[BaseException] = []
-        start = threading.Barrier(2)
-
-        def run() -> None:
-            try:
-                start.wait()
-                reports.append(send_reminders(settings, factory, mailer))
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=run) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        assert not errors, errors
+        reports = at_once(lambda: send_reminders(settings, factory, mailer))
         assert sum(r.sent for r in reports) == len(due)
         assert send_reminders(settings, factory, mailer).sent == 0
         for address in due:

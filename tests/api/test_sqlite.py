@@ -10,14 +10,13 @@ every fixture of conftest.py (the app, its clients, the payments harness) then r
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import subprocess
 import sys
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from email.header import decode_header, make_header
@@ -49,23 +48,12 @@ from permisos_api.models import (
 from permisos_api.reconcile import reconcile
 from permisos_api.settings import ApiSettings
 from permisos_operator.mirror import Mirror, Snapshot
-from permisos_sandbox.kubeapi import KubeApiServer
 from tests.api.conftest import APPLICATION, PASSWORD, Api, link_token, login, read_mail
-from tests.api.payments_support import API_KEY, UNREACHABLE, WEBHOOK_SECRET, Pay
-from tests.cluster import CRDS, NS, PermitRequest, as_dict, client
+from tests.api.payments_support import UNREACHABLE, WEBHOOK_SECRET, Pay
+from tests.api.test_migrations_and_cli import TABLES
+from tests.cluster import NS, PermitRequest, as_dict, client
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = {
-    "users",
-    "sessions",
-    "applications",
-    "rate_limit_buckets",
-    "payments",
-    "payment_events",
-    "permit_downloads",
-    "outbox",
-    "permit_history",
-}
 
 
 def sqlite_url(path: Path) -> str:
@@ -90,35 +78,6 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = sqlite_url(tmp_path_factory.mktemp("sqlite") / "var" / "permisos.db")
     upgrade(url)
     return url
-
-
-@pytest.fixture
-def engine(settings: ApiSettings) -> Iterator[Engine]:
-    eng = make_engine(settings)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
-
-
-@pytest.fixture
-async def kubeconfig(tmp_path: Path) -> AsyncIterator[Path]:
-    """The Kubernetes API emulator with the project's CRDs."""
-    server = KubeApiServer(crd_paths=[CRDS])
-    await server.start(host="127.0.0.1", port=0)
-    try:
-        yield server.write_kubeconfig(tmp_path / "kubeconfig")
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-async def kube(kubeconfig: Path) -> AsyncIterator[AsyncClient]:
-    c = client(kubeconfig)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 def application_row(engine: Engine, app_id: str) -> Application:
@@ -158,30 +117,23 @@ def test_migrations_apply_and_revert_on_a_sqlite_file(tmp_path: Path) -> None:
             assert diff == [], diff  # the models and the migrations agree here too
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
+        def user(email: str) -> Any:
+            """A user row with every column given (no ORM default involved)."""
+            now = utcnow()
+            return insert(User).values(
+                id=uuid.uuid4(),
+                email=email,
+                password_hash="x",
+                role="client",
+                failed_logins=0,
+                created_at=now,
+                updated_at=now,
+            )
+
         with engine.begin() as conn:
-            conn.execute(
-                insert(User).values(
-                    id=uuid.uuid4(),
-                    email="Ana@Example.com",
-                    password_hash="x",
-                    role="client",
-                    failed_logins=0,
-                    created_at=utcnow(),
-                    updated_at=utcnow(),
-                )
-            )
+            conn.execute(user("Ana@Example.com"))
         with pytest.raises(IntegrityError), engine.begin() as conn:  # unique on lower(email)
-            conn.execute(
-                insert(User).values(
-                    id=uuid.uuid4(),
-                    email="ana@example.COM",
-                    password_hash="x",
-                    role="client",
-                    failed_logins=0,
-                    created_at=utcnow(),
-                    updated_at=utcnow(),
-                )
-            )
+            conn.execute(user("ana@example.COM"))
         with pytest.raises(IntegrityError), engine.begin() as conn:  # foreign keys are enforced
             conn.execute(insert(Outbox).values(application_id=uuid.uuid4(), kind="permit_request"))
     finally:
@@ -578,32 +530,7 @@ async def test_reconcile_repairs_missed_webhooks_and_expires_lapsed_vouchers(
     pay.sim.pay_oxxo(paid_intent)
     pay.sim.expire_oxxo(lapsed_intent)
 
-    # The command, as its CronJob runs it: a process of its own on the same file.
-    env = {
-        **os.environ,
-        "PERMISOS_API_DATABASE_URL": pay.api.settings.database_url,
-        "PERMISOS_API_STRIPE_SECRET_KEY": API_KEY,
-        "PERMISOS_API_STRIPE_API_BASE": pay.sim.url,
-        "PERMISOS_API_MAIL_OUTBOX_DIR": str(pay.api.settings.mail_outbox_dir),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "permisos_api.reconcile",
-        "--older-than-minutes",
-        "0",
-        "--application",
-        paid,
-        "--application",
-        lapsed,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    summary = json.loads(out.decode().strip().splitlines()[-1])
+    summary = await pay.reconcile_command(paid, lapsed)  # a process of its own on the file
     assert (summary["checked"], summary["repaired"], summary["paid"]) == (2, 2, 1), summary
     assert (await pay.application(user, paid))["status"] == "paid"
     assert (await pay.application(user, lapsed))["status"] == "awaiting_payment"

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
@@ -27,14 +27,12 @@ from lightkube import AsyncClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from permisos_api.db import make_engine, utcnow
 from permisos_api.migrate import upgrade
-from permisos_api.models import Application, PermitHistory, User
+from permisos_api.models import PermitHistory
 from permisos_api.settings import ApiSettings
-from permisos_sandbox.kubeapi import KubeApiServer
-from tests.api.conftest import APPLICATION, read_mail
+from tests.api.conftest import APPLICATION, paid_applications, read_mail
 from tests.api.payments_support import Pay, eventually
-from tests.cluster import CRDS, Kubelet, OperatorProcess, client, runner_pool
+from tests.cluster import Kubelet, OperatorProcess, runner_pool
 
 APPLICANTS = 10
 
@@ -71,64 +69,6 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def settings(settings: ApiSettings) -> ApiSettings:
     # The dispatcher (outbox and notices) passes often, as in a lively demo.
     return settings.model_copy(update={"dispatcher_interval_seconds": 0.2})
-
-
-@pytest.fixture
-def engine(settings: ApiSettings) -> Iterator[Engine]:
-    eng = make_engine(settings)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
-
-
-@pytest.fixture
-async def kubeconfig(tmp_path: Path) -> AsyncIterator[Path]:
-    server = KubeApiServer(crd_paths=[CRDS])
-    await server.start(host="127.0.0.1", port=0)
-    try:
-        yield server.write_kubeconfig(tmp_path / "kubeconfig")
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-async def kube(kubeconfig: Path) -> AsyncIterator[AsyncClient]:
-    c = client(kubeconfig)
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
-def background_applications(engine: Engine, count: int) -> list[str]:
-    """Paid applications of someone else, for the extra mirror writer."""
-    with Session(engine) as db, db.begin():
-        user = User(email=f"background.{uuid.uuid4().hex[:8]}@example.com", password_hash="x")
-        db.add(user)
-        db.flush()
-        apps = [
-            Application(
-                owner_id=user.id,
-                status="paid",
-                first_name="Otra",
-                last_name="Persona",
-                curp=APPLICATION["curp"],
-                email="otra@example.com",
-                phone="5512345678",
-                plates="ZZZ9999",
-                make="nissan",
-                line="versa",
-                service_type="particular",
-                model_year=2022,
-                amount_centavos=150_000,
-                paid_at=utcnow(),
-            )
-            for _ in range(count)
-        ]
-        db.add_all(apps)
-        db.flush()
-        return [str(app.id) for app in apps]
 
 
 async def play_kubelet(kubelet: Kubelet) -> None:
@@ -194,8 +134,9 @@ async def test_ten_applicants_at_once_on_one_sqlite_file(
         },
     )
     stop = tmp_path / "stop-writer"
+    background = [str(app_id) for app_id in paid_applications(engine, 5)]  # someone else's
     writer = subprocess.Popen(
-        [sys.executable, "-c", MIRROR_WRITER, url, str(stop), *background_applications(engine, 5)],
+        [sys.executable, "-c", MIRROR_WRITER, url, str(stop), *background],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -10,7 +10,6 @@ rendered rules (as RBAC would decide), and each declared rule must have been use
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +31,11 @@ from permisos_api import rbac as api_rbac
 from permisos_api.db import make_engine, utcnow
 from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
 from permisos_api.kube import ReadinessProbe
-from permisos_api.migrate import upgrade
 from permisos_api.models import Outbox
 from permisos_api.settings import ApiSettings
 from permisos_operator import rbac as operator_rbac
 from permisos_sandbox.kubeapi import AuditRecord, KubeApiServer
-from tests.api.conftest import create_database, drop_database
-from tests.api.test_dispatcher import paid_application
+from tests.api.conftest import paid_application
 from tests.cluster import (
     NS,
     ClusterKopfPeering,
@@ -51,6 +48,7 @@ from tests.cluster import (
     permit_request,
     runner_pool,
 )
+from tests.databases import fresh_database
 
 from .conftest import CHART, RELEASE, Rendered, clean, render
 
@@ -387,13 +385,8 @@ async def test_the_operator_calls_exactly_what_its_roles_grant(
 
 @pytest.fixture(scope="module")
 def database_url() -> Any:
-    name = f"permisos_test_rbac_{uuid.uuid4().hex[:10]}"
-    url = create_database(name)
-    try:
-        upgrade(url)
+    with fresh_database("permisos_test_rbac") as url:
         yield url
-    finally:
-        drop_database(name)
 
 
 async def test_the_api_calls_exactly_what_its_role_grants(
@@ -410,7 +403,7 @@ async def test_the_api_calls_exactly_what_its_role_grants(
     engine = make_engine(settings)
     dispatcher = Dispatcher(settings, engine, DispatcherMetrics(CollectorRegistry()))
     try:
-        application = paid_application(engine)
+        application = paid_application(engine, outbox=True)
         assert await dispatcher.run_once() >= 1
         # Delivered again (a replica died before recording it): the request exists, is read back.
         with engine.begin() as conn:

@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import io
 import secrets
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from stdnum.mx import curp as stdnum_curp
 from permisos_sandbox.platform import Platform, PlatformConfig
 from permisos_sandbox.platform.applicant import Applicant
 from permisos_sandbox.platform.demo import run_demo
-from tests.api.conftest import create_database, drop_database
+from tests.databases import fresh_database
 
 PermitRequest = create_namespaced_resource(
     "permisosdigitales.mx", "v1alpha1", "PermitRequest", "permitrequests"
@@ -65,12 +64,8 @@ def person(i: int) -> dict[str, Any]:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    name = f"permisos_e2e_{uuid.uuid4().hex[:8]}"
-    url = create_database(name)
-    try:
+    with fresh_database("permisos_e2e", migrate=False) as url:
         yield url
-    finally:
-        drop_database(name)
 
 
 @pytest.fixture

@@ -34,25 +34,27 @@ from urllib.parse import unquote
 import httpx
 import pytest
 import yaml
-from lightkube import ApiError, AsyncClient
+from lightkube import AsyncClient
 
 from permisos.attempt_result import AttemptResult
-from permisos_api.migrate import upgrade
 from permisos_operator.jobs import LABEL_ATTEMPT, LABEL_REQUEST
 from permisos_sandbox.kubeapi import KubeApiServer
 from permisos_sandbox.payments import PaymentsConfig, PaymentsSimulator
-from tests.api.conftest import APPLICATION, PASSWORD, create_database, drop_database, read_mail
+from tests.api.conftest import APPLICATION, PASSWORD, read_mail
 from tests.cluster import (
     CRDS,
     NS,
     Kubelet,
     OperatorProcess,
     PermitRequest,
-    as_dict,
     client,
     free_port,
+    get_or_none,
+    permit_artifacts,
     runner_pool,
+    stop_process,
 )
+from tests.databases import fresh_database
 from tests.observability.support import (
     DASHBOARD,
     PROMETHEUS,
@@ -91,13 +93,7 @@ class Process:
     log: Path
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
@@ -136,13 +132,8 @@ async def started(process: Process, ready: Callable[[], Awaitable[bool]]) -> Non
 
 @pytest.fixture
 def database_url() -> Iterator[str]:
-    name = f"permisos_obs_{uuid.uuid4().hex[:12]}"
-    url = create_database(name)
-    try:
-        upgrade(url)
+    with fresh_database("permisos_obs") as url:
         yield url
-    finally:
-        drop_database(name)
 
 
 @dataclass
@@ -311,21 +302,12 @@ async def pay(
 def result(request: str, outcome: str) -> AttemptResult:
     if outcome == "succeeded":
         folio = f"F-{request[:8]}"
-        artifacts = [
-            {
-                "kind": kind,
-                "key": f"permits/{request}/{kind}-{folio}.pdf",
-                "sha256": "0" * 64,
-                "bytes": 1024,
-            }
-            for kind in ("permit", "certificate", "placard")
-        ]
         return AttemptResult.model_validate(
             {
                 "outcome": outcome,
                 "reason": "PermitIssued",
                 "folio": folio,
-                "artifacts": artifacts,
+                "artifacts": permit_artifacts(request, folio),
                 "timings": SUCCESS_TIMINGS,
             }
         )
@@ -404,12 +386,9 @@ async def play_runners(
 
 
 async def phase(platform: Platform, name: str) -> str | None:
-    try:
-        body = as_dict(await platform.kube.get(PermitRequest, name, namespace=NS))
-    except ApiError as error:
-        if error.status.code == 404:
-            return None  # not dispatched yet
-        raise
+    body = await get_or_none(platform.kube, PermitRequest, name)
+    if body is None:
+        return None  # not dispatched yet
     found = (body.get("status") or {}).get("phase")
     return str(found) if found else None
 

@@ -6,30 +6,20 @@ from pathlib import Path
 import pytest
 from lightkube import AsyncClient
 
-from permisos_sandbox.kubeapi import KubeApiServer
-from tests.cluster import CRDS, Kubelet, OperatorProcess, client
+from tests.cluster import Kubelet, OperatorProcess, kube_api, kube_client
 
 
 @pytest.fixture
 async def kubeapi(tmp_path: Path) -> AsyncIterator[Path]:
     """A fresh API server with the project's CRDs; yields its kubeconfig."""
-    server = KubeApiServer(crd_paths=[CRDS])
-    await server.start(host="127.0.0.1", port=0)
-    kubeconfig = tmp_path / "kubeconfig"
-    server.write_kubeconfig(kubeconfig)
-    try:
+    async with kube_api(tmp_path) as kubeconfig:
         yield kubeconfig
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
 async def kube(kubeapi: Path) -> AsyncIterator[AsyncClient]:
-    c = client(kubeapi)
-    try:
+    async with kube_client(kubeapi) as c:
         yield c
-    finally:
-        await c.close()
 
 
 @pytest.fixture

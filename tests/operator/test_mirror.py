@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from permisos_api.db import make_engine
 from permisos_api.migrate import upgrade
-from permisos_api.models import Application, PermitHistory, User
+from permisos_api.models import Application, PermitHistory
 from permisos_api.settings import ApiSettings
 from permisos_operator.mirror import Mirror, Snapshot
-from tests.api.conftest import CURP, create_database, drop_database
+from tests.api.conftest import PERSONAL, paid_application
 from tests.api.test_operations import Proxy
 from tests.cluster import (
     NS,
@@ -30,19 +30,15 @@ from tests.cluster import (
     permit_request,
     runner_pool,
 )
+from tests.databases import fresh_database
 
 FAST_RETRIES = {"maxAttempts": 3, "backoffSeconds": 1, "maxBackoffSeconds": 2}
 
 
 @pytest.fixture(scope="module")
 def postgresql_url() -> Iterator[str]:
-    name = f"permisos_mirror_{uuid.uuid4().hex[:12]}"
-    url = create_database(name)
-    try:
-        upgrade(url)
+    with fresh_database("permisos_mirror") as url:
         yield url
-    finally:
-        drop_database(name)
 
 
 @pytest.fixture(scope="module")
@@ -66,34 +62,6 @@ def engine(database_url: str) -> Iterator[Engine]:
         yield eng
     finally:
         eng.dispose()
-
-
-def paid_application(engine: Engine) -> str:
-    with Session(engine) as session, session.begin():
-        user = User(email=f"mirror.{uuid.uuid4().hex[:10]}@example.com", password_hash="x")
-        session.add(user)
-        session.flush()
-        app = Application(
-            owner_id=user.id,
-            status="paid",
-            first_name="Juana",
-            last_name="Gómez",
-            maternal_surname="Díaz",
-            curp=CURP,
-            email="juana.mirror@example.com",
-            phone="5512345678",
-            plates="JKL4821",
-            make="nissan",
-            line="versa",
-            service_type="particular",
-            model_year=2022,
-            amount_centavos=150_000,
-            paid_at=datetime.now(UTC),
-            payment_method="card",
-        )
-        session.add(app)
-        session.flush()
-        return str(app.id)
 
 
 def application(engine: Engine, app_id: str) -> Any:
@@ -136,7 +104,7 @@ async def test_phases_are_mirrored_into_the_application(
 ) -> None:
     await kube.create(runner_pool(replicas=2, retryPolicy=FAST_RETRIES))
     start_operator(extra_env=mirror_env(database_url))
-    ok, retried = paid_application(engine), paid_application(engine)
+    ok, retried = str(paid_application(engine)), str(paid_application(engine))
     await kube.create(permit_request(ok))
     await kube.create(permit_request(retried))
 
@@ -178,8 +146,8 @@ async def test_database_outage_catches_up_and_deletion_waits_for_the_final_state
     url = database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     await kube.create(runner_pool(replicas=2, retryPolicy=FAST_RETRIES))
     operator = start_operator(extra_env=mirror_env(url))
-    app_id = paid_application(engine)
-    other = paid_application(engine)
+    app_id = str(paid_application(engine))
+    other = str(paid_application(engine))
     try:
         await kube.create(permit_request(app_id))
         await until_row(engine, app_id, "Running")
@@ -227,7 +195,7 @@ async def test_database_outage_catches_up_and_deletion_waits_for_the_final_state
         assert row.permit_reason == "PortalRejected"
         assert history(engine, other) == [("Queued", 0), ("Running", 1), ("Failed", 1)]
         assert "mirror" in operator.logs()
-        for secret in ("Juana", "Gómez", CURP, "juana.mirror@example.com"):
+        for secret in PERSONAL.values():
             assert secret not in operator.logs()
     finally:
         if proxy.server is not None:
@@ -245,7 +213,7 @@ async def _terminating(kube: AsyncClient, name: str) -> bool:
 def test_an_older_transition_never_overwrites_a_newer_one(
     engine: Engine, database_url: str
 ) -> None:
-    app_id = uuid.UUID(paid_application(engine))
+    app_id = paid_application(engine)
     mirror = Mirror(database_url)
     t0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -278,7 +246,7 @@ def test_an_older_transition_never_overwrites_a_newer_one(
 def test_only_the_current_permit_request_moves_the_application(
     engine: Engine, database_url: str
 ) -> None:
-    app_id = uuid.UUID(paid_application(engine))
+    app_id = paid_application(engine)
     retry = f"{app_id}-r1"
     mirror = Mirror(database_url)
     t0 = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import psutil
 import pytest
-from lightkube import ApiError, AsyncClient
+from lightkube import AsyncClient
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Pod, Secret
 from lightkube.types import CascadeType, PatchType
@@ -40,6 +40,7 @@ from tests.cluster import (
     as_dict,
     client,
     eventually,
+    get_or_none,
     permit_request,
     runner_pool,
 )
@@ -64,12 +65,7 @@ class Cluster:
         return executor
 
     async def job(self, name: str) -> dict[str, Any] | None:
-        try:
-            return as_dict(await self.kube.get(Job, name, namespace=NS))
-        except ApiError as error:
-            if error.status.code == 404:
-                return None
-            raise
+        return await get_or_none(self.kube, Job, name)
 
     async def pods(self, job_name: str) -> list[dict[str, Any]]:
         pods = [

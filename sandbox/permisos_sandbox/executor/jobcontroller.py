@@ -17,6 +17,8 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from permisos.workqueue import WorkQueue
+
 from .informer import Informer, Key
 from .jobstatus import (
     BACKOFF_LIMIT,
@@ -40,7 +42,6 @@ from .jobstatus import (
 )
 from .kube import JSON, Kube, fmt_time, key_of, now, parse_time, status_code, uid_of
 from .settings import MAX_BACKOFF_SECONDS, TRACKING_FINALIZER, ExecutorConfig
-from .workqueue import WorkQueue
 
 log = logging.getLogger("permisos.executor.jobs")
 
@@ -101,7 +102,7 @@ class JobController:
             self.jobs.handlers.remove(self._on_job)
         with contextlib.suppress(ValueError):
             self.pods.handlers.remove(self._on_pod)
-        self.queue.close()
+        self.queue.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

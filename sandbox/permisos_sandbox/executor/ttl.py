@@ -12,10 +12,11 @@ from datetime import timedelta
 
 from lightkube.types import CascadeType
 
+from permisos.workqueue import WorkQueue
+
 from .informer import Informer, Key
 from .jobstatus import finished
 from .kube import JSON, Kube, key_of, now, parse_time, uid_of
-from .workqueue import WorkQueue
 
 log = logging.getLogger("permisos.executor.ttl")
 
@@ -52,7 +53,7 @@ class TtlController:
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self.jobs.handlers.remove(self._on_job)
-        self.queue.close()
+        self.queue.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

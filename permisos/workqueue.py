@@ -1,7 +1,8 @@
 """A keyed work queue, as Kubernetes controllers use: a key is never worked on twice at once.
 
 Adding a key that is waiting does nothing; adding one that is being worked on marks it to be
-worked on again afterwards. Delayed adds keep only the earliest deadline per key.
+worked on again afterwards. Delayed adds keep only the earliest deadline per key. The operator's
+controller and the sandbox's Job and TTL controllers all work from one.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ class WorkQueue(Generic[K]):
         self._queued: set[K] = set()
         self._processing: set[K] = set()
         self._again: set[K] = set()
-        self._timers: dict[K, tuple[datetime, asyncio.TimerHandle]] = {}
+        self._timers: dict[K, asyncio.TimerHandle] = {}
 
     def __len__(self) -> int:
+        """The keys waiting to be worked on (not those being worked on, nor delayed ones)."""
         return len(self._queued)
 
     def add(self, key: K) -> None:
@@ -32,18 +34,23 @@ class WorkQueue(Generic[K]):
             self._queued.add(key)
             self._ready.put_nowait(key)
 
-    def add_at(self, key: K, when: datetime) -> None:
-        delay = (when - datetime.now(UTC)).total_seconds()
+    def add_after(self, key: K, delay: float) -> None:
+        """Queues `key` after `delay` seconds; an earlier pending timer for it wins."""
         if delay <= 0:
             self.add(key)
             return
-        existing = self._timers.get(key)
-        if existing is not None:
-            if existing[0] <= when:
-                return
-            existing[1].cancel()
-        handle = asyncio.get_running_loop().call_later(delay, self._fire, key)
-        self._timers[key] = (when, handle)
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
+        timer = self._timers.get(key)
+        if timer is not None and not timer.cancelled() and timer.when() <= due:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timers[key] = loop.call_at(due, self._fire, key)
+
+    def add_at(self, key: K, when: datetime) -> None:
+        """Queues `key` at the (timezone-aware) time `when`; an earlier pending timer wins."""
+        self.add_after(key, (when - datetime.now(UTC)).total_seconds())
 
     def _fire(self, key: K) -> None:
         self._timers.pop(key, None)
@@ -62,8 +69,9 @@ class WorkQueue(Generic[K]):
             self.add(key)
 
     def clear(self) -> None:
-        for _, handle in self._timers.values():
-            handle.cancel()
+        """Forgets everything waiting: timers, keys to work on again, and queued keys."""
+        for timer in self._timers.values():
+            timer.cancel()
         self._timers.clear()
         self._again.clear()
         while not self._ready.empty():
