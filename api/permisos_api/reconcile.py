@@ -12,18 +12,19 @@ Run it from a CronJob; running it twice, or alongside webhooks, is harmless.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import sys
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import stripe
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .db import make_engine, make_sessionmaker, utcnow
+from .command import DATABASE_UNREACHABLE, run_command
+from .db import utcnow
 from .mail import Mailer
 from .metrics import Metrics
 from .models import Application, ApplicationStatus, Payment
@@ -117,7 +118,7 @@ def reconcile(
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m permisos_api.reconcile")
     parser.add_argument(
         "--older-than-minutes",
@@ -133,22 +134,19 @@ def main(argv: list[str] | None = None) -> None:
         help="only this application's payments (repeatable)",
     )
     args = parser.parse_args(argv)
-    settings = ApiSettings()
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s %(message)s")
-    engine = make_engine(settings)
-    try:
-        report = reconcile(
+    report = run_command(
+        "python -m permisos_api.reconcile",
+        lambda settings, factory: reconcile(
             settings,
-            make_sessionmaker(engine),
+            factory,
             make_stripe_client(settings),
             older_than_minutes=args.older_than_minutes,
             application_ids=args.application,
             mailer=Mailer(settings),
-        )
-    finally:
-        engine.dispose()
-    print(json.dumps(asdict(report)))
+        ),
+    )
+    return DATABASE_UNREACHABLE if report is None else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from permisos_api.reconcile import reconcile
+from tests.api.conftest import command_line
 from tests.api.payments_support import UNREACHABLE, WEBHOOK_SECRET, Pay
 from tests.api.test_payments_card import mails_received
 
@@ -73,3 +74,14 @@ async def test_the_reconcile_command_repairs_a_card_challenge_completed_without_
     assert summary["errors"] == 0
     assert (await pay.application(user, app_id))["status"] == "paid"
     assert len(pay.outbox_rows(app_id)) == 1
+
+
+def test_the_command_says_when_the_database_is_unreachable() -> None:
+    """The CronJob's log gets one line and exit code 2, like cleanup's and reminders'."""
+    down = command_line(
+        "permisos_api.reconcile",
+        env={"PERMISOS_API_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:9/permisos"},
+    )
+    assert down.returncode == 2, down.stderr
+    assert down.stderr.startswith("python -m permisos_api.reconcile: database unreachable")
+    assert "Traceback" not in down.stderr and "127.0.0.1:9/permisos" not in down.stderr
