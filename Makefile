@@ -59,6 +59,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/operator_throughput.py
 	$(PY) bench/runner_throughput.py
 	$(PY) bench/api_throughput.py
+	$(PY) bench/platform_throughput.py
 
 # Regenerates crds/*.yaml from the Python models in permisos/.
 crds: $(VENV)/.installed

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from lightkube.types import PatchType
 
 from permisos.attempt_result import AttemptResult
 from permisos_sandbox.kubeapi import KubeApiServer
+from permisos_sandbox.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = ROOT / "crds"
@@ -42,12 +42,6 @@ ClusterKopfPeering = create_global_resource(
 )
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def client(kubeconfig: Path) -> AsyncClient:

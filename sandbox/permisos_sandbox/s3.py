@@ -10,7 +10,6 @@ S3; nothing is patched in-process.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import urllib.error
 import urllib.request
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from permisos_sandbox.ports import free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -30,17 +31,10 @@ CREDENTIALS = {
 }
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class S3Server:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, region: str = "us-east-1") -> None:
         self.host = host
-        self.port = port or _free_port(host)
+        self.port = port or free_port(host)
         self.region = region
         self._process: subprocess.Popen[bytes] | None = None
 

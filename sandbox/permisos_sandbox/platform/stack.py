@@ -21,6 +21,7 @@ from lightkube.resources.core_v1 import Secret
 from permisos.resources import GROUP, VERSION
 from permisos_sandbox.executor import JobExecutor
 from permisos_sandbox.kubeapi import KubeApiServer
+from permisos_sandbox.ports import free_port
 from permisos_sandbox.s3 import CREDENTIALS, S3Server
 
 from .children import Child, PartFailed, run_to_end
@@ -70,15 +71,9 @@ class PlatformConfig:
         return self.state_dir / "permisos.db"
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def _claim_port(host: str, port: int, what: str) -> int:
     if port == 0:
-        return _free_port(host)
+        return free_port(host)
     with socket.socket() as sock:
         # As the servers themselves do: a previous run's connections in TIME_WAIT are no owner.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
