@@ -125,11 +125,13 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
     )
 
 
-def _claim(db: Session, settings: ApiSettings, now: datetime) -> list[Reminder]:
+def _claim(
+    db: Session, settings: ApiSettings, now: datetime, claimed_at: datetime
+) -> list[Reminder]:
     candidates = list(
         db.scalars(
             select(Application.id)
-            .where(_due(settings, now), _claimable(now))
+            .where(_due(settings, now), _claimable(claimed_at))
             .order_by(Application.permit_updated_at, Application.id)
             .limit(settings.reminder_batch_size)
             .with_for_update(skip_locked=True)
@@ -141,8 +143,8 @@ def _claim(db: Session, settings: ApiSettings, now: datetime) -> list[Reminder]:
     claimed = list(
         db.scalars(
             update(Application)
-            .where(Application.id.in_(candidates), _due(settings, now), _claimable(now))
-            .values(expiry_reminder_claimed_at=now)
+            .where(Application.id.in_(candidates), _due(settings, now), _claimable(claimed_at))
+            .values(expiry_reminder_claimed_at=claimed_at)
             .returning(Application.id)
             .execution_options(synchronize_session=False)
         )
@@ -202,7 +204,11 @@ def send_reminders(
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> Report:
-    now = now or utcnow()
+    started = utcnow()
+    now = now or started
+    # A caller's `now` (tests, a replay) shifts the run's whole clock; claims are still stamped
+    # when each batch is taken, so a long run's later batches do not look lapsed to other runs.
+    skew = now - started
     report = Report(
         dry_run=dry_run,
         validity_days=settings.permit_validity_days,
@@ -221,8 +227,9 @@ def send_reminders(
         log.info("dry run: %d permit-expiry reminders would be sent", report.due)
         return report
     while True:
+        claimed_at = utcnow() + skew
         with factory() as db, db.begin():
-            batch = _claim(db, settings, now)
+            batch = _claim(db, settings, now, claimed_at)
         if not batch:
             break
         for i, reminder in enumerate(batch):
@@ -233,7 +240,7 @@ def send_reminders(
                 # The mail service is down: give back this claim and the rest, try next run.
                 log.warning("reminder not sent: %s", type(exc).__name__)
                 report.mail_errors += 1
-                _release(factory, [r.application_id for r in batch[i:]], now)
+                _release(factory, [r.application_id for r in batch[i:]], claimed_at)
                 break
             _mark_sent(factory, reminder.application_id)
             report.sent += 1
