@@ -1,7 +1,7 @@
 """What the maintenance commands the chart runs as CronJobs (`permisos_api.cleanup`,
 `permisos_api.reminders`) share: settings from the environment, plain logs, one engine for the
 run, the report as one JSON line on stdout, and exit code 2 with a one-line message (the driver's
-first line, never the URL) when the database is unreachable.
+first line, never the URL) when the database cannot be reached at all.
 """
 
 from __future__ import annotations
@@ -40,10 +40,15 @@ def run_command(prog: str, work: Callable[[ApiSettings, sessionmaker[Session]], 
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s %(message)s")
     engine = make_engine(settings)
     try:
+        # Only a database that cannot be reached is exit code 2; any other error (a missing
+        # table, a lock timeout) keeps its traceback, so nobody mistakes it for an outage.
+        try:
+            with engine.connect():
+                pass
+        except OperationalError as exc:
+            print(unreachable(prog, exc), file=sys.stderr)
+            return None
         report = work(settings, make_sessionmaker(engine))
-    except OperationalError as exc:
-        print(unreachable(prog, exc), file=sys.stderr)
-        return None
     finally:
         engine.dispose()
     print(json.dumps(asdict(report), sort_keys=True))
