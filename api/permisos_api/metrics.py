@@ -44,6 +44,12 @@ class Metrics:
             ["type", "outcome"],
             registry=self.registry,
         )
+        self.manual_refunds_flagged = Counter(
+            "permisos_payments_manual_refund_required",
+            "Payments that succeeded for an application that could no longer take them (already "
+            "paid, cancelled, expired or erased), flagged for a refund by hand.",
+            registry=self.registry,
+        )
         self.webhook_signature_failures = Counter(
             "permisos_webhook_signature_failures",
             "Stripe webhook requests refused for a bad signature or a stale timestamp.",

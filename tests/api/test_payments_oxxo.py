@@ -150,3 +150,5 @@ async def test_money_for_an_erased_application_is_flagged_for_refund_not_turned_
     )
     assert rows == [("expired", "succeeded", True)]
     assert pay.outbox_rows(app_id) == []
+    # What pages the engineer (PermisosPaymentNeedsManualRefund).
+    assert "permisos_payments_manual_refund_required_total 1.0" in await pay.metrics()

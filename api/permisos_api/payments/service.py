@@ -66,6 +66,7 @@ class Transition:
     changed: bool = False
     became_paid: bool = False
     payment_outcome: str | None = None  # for permisos_payments_total
+    refund_flagged: bool = False  # money a human must give back (permisos_payments_manual_...)
     mail: Mail | None = None
 
 
@@ -74,6 +75,8 @@ def deliver(transition: Transition, mailer: Mailer | None, metrics: Metrics | No
     payment = transition.payment
     if metrics is not None and transition.payment_outcome and payment is not None:
         metrics.payments.labels(payment.method, transition.payment_outcome).inc()
+    if metrics is not None and transition.refund_flagged:
+        metrics.manual_refunds_flagged.inc()
     if mailer is not None and transition.mail is not None:
         m = transition.mail
         try:
@@ -252,6 +255,7 @@ def _paid(
     # Money for an application already paid by another payment, cancelled or erased: a human
     # refunds it.
     payment.manual_refund_required = True
+    transition.refund_flagged = True
     log.error(
         "ALERT payment succeeded for an application in status %s: application=%s payment=%s; "
         "flagged for a manual refund",
