@@ -77,7 +77,7 @@ async def main(argv: list[str]) -> int:
     platform = Platform(config)
     try:
         print(f"Starting the platform (logs in {config.state_dir / 'logs'})", flush=True)
-        await platform.start()
+        await _until(asyncio.create_task(platform.start()), stop, None)
         print("All parts are up.", flush=True)
         if not (args.up and args.no_demo):
             demo = asyncio.create_task(
@@ -93,18 +93,24 @@ async def main(argv: list[str]) -> int:
         return 1
     except asyncio.CancelledError:
         return 130
+    except Exception as error:  # anything else still ends in one clear line, and a cleanup
+        print(f"\nFAILED: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
     finally:
         print("Stopping every part...", flush=True)
         await platform.stop()
 
 
-async def _until(work: asyncio.Task[object], stop: asyncio.Event, platform: Platform) -> None:
+async def _until(
+    work: asyncio.Task[object], stop: asyncio.Event, platform: Platform | None
+) -> None:
     """Waits for `work`; Ctrl-C cancels it, and a part that dies on its own fails it."""
     while not work.done():
         if stop.is_set():
             work.cancel()
             raise asyncio.CancelledError
-        platform.check_alive()
+        if platform is not None:
+            platform.check_alive()
         await asyncio.wait([work], timeout=0.5)
     work.result()
 

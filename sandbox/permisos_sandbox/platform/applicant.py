@@ -149,6 +149,9 @@ class Applicant:
     async def download(self, folder: Path) -> list[Path]:
         """Downloads the three PDFs, checking each against the checksum the API lists."""
         listing = await self.permits()
+        listed = sorted(item["kind"] for item in listing["items"])
+        if listed != sorted(KINDS):
+            raise DemoError(f"the API lists {listed or 'no PDFs'}, not the three of a permit")
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         paths = []
         for item in listing["items"]:

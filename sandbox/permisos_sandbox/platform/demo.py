@@ -50,7 +50,7 @@ async def run_demo(
         say(f"[{time.monotonic() - started:6.1f}s] {text}")
 
     try:
-        step(f"register {address} and verify the email from the outbox")
+        step("register a demo applicant and verify its email from the outbox")
         await applicant.register_and_verify()
         await applicant.login()
         app = await applicant.apply()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import shutil
 import socket
@@ -13,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube import AsyncClient, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Secret
@@ -32,11 +31,12 @@ RunnerPool = create_namespaced_resource(GROUP, VERSION, "RunnerPool", "runnerpoo
 # The local Job executor runs this image's pods as `python -m permisos_runner`.
 RUNNER_IMAGE = "permisos-browser-runner:local"
 RUNNER_COMMAND = [sys.executable, "-m", "permisos_runner"]
-# Names and keys the chart uses too; the values are the sandbox's, never real ones.
+# The runner's Secrets, as an engineer creates them for the chart; the values are the sandbox's.
 PORTAL_ACCOUNT = ("operador", "secreto")
 STRIPE_KEY = "sk_test_permisos_local"
 WEBHOOK_SECRET = "whsec_permisos_local"  # noqa: S105 (the simulator's, not a real secret)
 S3_SECRET = "permisos-s3"  # noqa: S105 (a Secret's name)
+STATE_MARKER = ".permisos-platform"
 PORTAL_SECRET = "portal-account"  # noqa: S105 (a Secret's name)
 
 
@@ -257,6 +257,16 @@ class Platform:
         """The emulator and the S3 server keep nothing across runs, so neither does the rest."""
         state = self.config.state_dir
         state.mkdir(parents=True, exist_ok=True)
+        # Starting afresh deletes folders in it: only in the repository's var/, an empty
+        # directory, or one an earlier start marked.
+        marker = state / STATE_MARKER
+        ours = state.resolve() == (ROOT / "var").resolve() or marker.exists()
+        if not ours and any(state.iterdir()):
+            raise PartFailed(
+                f"{state} is not empty and was not made by the platform: choose an empty or new "
+                "--state-dir (the platform deletes its own files there on every start)"
+            )
+        marker.write_text("The local platform's state; every start deletes and rewrites it.\n")
         if not self.config.database_url:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{self.config.sqlite_path}{suffix}").unlink(missing_ok=True)
@@ -344,8 +354,7 @@ class Platform:
             for name, values in secrets.items():
                 data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
                 secret = Secret(metadata=ObjectMeta(name=name, namespace=ns), data=data)
-                with contextlib.suppress(ApiError):
-                    await client.create(secret)
+                await client.create(secret)
             pool: Any = RunnerPool.from_dict(self.runner_pool())  # a generic resource
             await client.create(pool)
         finally:
