@@ -257,6 +257,30 @@ async def test_a_succeeding_job_completes_with_its_pod_counted(cluster: Cluster)
     assert logs and logs[0].read_text() == "hello from the pod\n"
 
 
+async def test_a_mount_over_the_programs_directory_does_not_hide_the_program(
+    cluster: Cluster,
+) -> None:
+    """The repository may live under a directory a pod mounts (e.g. /tmp): the program named by
+    `command` is still this machine's, while its arguments under the mount are rewritten."""
+    await cluster.executor()
+    venv = str(Path(PY).parent.parent)
+    report = cluster.report("program")
+    look = f"import os, sys, pathlib; pathlib.Path({str(report)!r}).write_text(sys.argv[1])"
+    await cluster.kube.create(
+        job(
+            "program",
+            [PY, "-c", look, f"{venv}/scratch-file"],
+            mounts=[{"name": "scratch", "mountPath": venv}],
+            volumes=[{"name": "scratch", "emptyDir": {}}],
+        )
+    )
+    done = await cluster.until_finished("program")
+    assert condition(done, "Complete") is not None, done["status"]
+    # The argument pointed into the mount, so the process got the pod's local directory.
+    argument = report.read_text()
+    assert argument.endswith("/scratch-file") and not argument.startswith(venv), argument
+
+
 async def test_a_failing_job_retries_up_to_its_backoff_limit_then_fails(cluster: Cluster) -> None:
     await cluster.executor()
     # The script finds the termination-message path in its environment, as the runner does.

@@ -3,8 +3,9 @@ the termination-message file, and the environment with its Secret and ConfigMap 
 
 A local process cannot see `/var/run/secrets/...`, `/tmp` of its pod or `/dev/termination-log`,
 so every volume mount and the termination-message path get a local directory or file, and any
-environment value, command or argument that names a mounted container path (or a path under
-it) is rewritten to the local one. Nothing read from a Secret is ever logged.
+environment value, command word or argument that names a mounted container path (or a path
+under it) is rewritten to the local one, except the program itself, which is a file of this
+machine (the local "image"). Nothing read from a Secret is ever logged.
 """
 
 from __future__ import annotations
@@ -289,10 +290,11 @@ class PodFiles:
                 declared[str(var["name"])] = value
         env.update({k: mounts.local(v) for k, v in declared.items()})
 
-        words = [
-            mounts.local(expand(str(w), declared))
-            for w in [*(container.get("command") or []), *(container.get("args") or [])]
-        ]
+        command = [expand(str(w), declared) for w in container.get("command") or []]
+        args = [expand(str(w), declared) for w in container.get("args") or []]
+        # The program itself comes from the "image", this machine's own files: a mount over a
+        # directory that holds it (the repository under /tmp, say) must not hide it.
+        words = [*command[:1], *(mounts.local(w) for w in [*command[1:], *args])]
         full = [*argv, *words] if not container.get("command") else words
         working = str(container.get("workingDir") or "")
         cwd = Path(mounts.local(working)) if working else scratch
