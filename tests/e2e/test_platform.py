@@ -126,6 +126,7 @@ async def test_ten_applicants_end_to_end(platform: Platform) -> None:
         await check_storage_and_resources(p, applicants, finals)
         await check_database_agrees(p, applicants)
         await check_no_personal_data(p, applicants)
+        await check_runner_steps_reach_the_metrics(p)
     finally:
         for a in applicants:
             await a.close()
@@ -310,6 +311,21 @@ async def kubectl(p: Platform, *args: str) -> str:
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     return out.decode()
+
+
+async def check_runner_steps_reach_the_metrics(p: Platform) -> None:
+    """The real runner's step timings, through the termination message, become the operator's
+    portal-step histogram (the dashboard's "portal step durations")."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(p.operator_metrics_url)).text
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("permisos_portal_step_duration_seconds_count{"):
+            labels, value = line.rsplit(" ", 1)
+            counts[labels] = float(value)
+    for step in ("login", "lookup", "applicant", "vehicle", "confirm", "processing", "download"):
+        key = f'permisos_portal_step_duration_seconds_count{{outcome="succeeded",step="{step}"}}'
+        assert counts.get(key) == 9, (step, counts)
 
 
 def kube_client(p: Platform) -> AsyncClient:
