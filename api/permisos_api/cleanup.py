@@ -10,10 +10,12 @@ An application is abandoned when no money was ever accepted for it and nobody to
   manual refund (money that arrived after a cancellation counts as paid: a human owes a refund);
 - neither it nor any of its payments changed within the retention period.
 
-Such an application is erased the way the ARCO account deletion erases (`DELETE /v1/me`): the
-same placeholders replace names, CURP, email and phone, and `anonymized_at` is set. The row
-stays (its payments and payment events are fiscal records and point at it). A `draft` or
-`awaiting_payment` one also becomes `expired`, so nobody can edit or pay an erased application.
+Such an application is erased the way the ARCO account deletion erases (`DELETE /v1/me`), by
+`permisos_api.privacy`: the same placeholders replace names, CURP, email and phone, and
+`anonymized_at` is set. The row stays (its payments and payment events are fiscal records and
+point at it). A `draft` or `awaiting_payment` one also becomes `expired`, so nobody can edit or
+pay an erased application. This module imports no web framework (no `permisos_api.routes`):
+the CronJob starts fast.
 
 This comes after `permisos_api.reconcile`, which expires unpaid OXXO applications after days,
 not weeks. Rows are claimed in batches with `FOR UPDATE SKIP LOCKED` (ignored on SQLite, whose
@@ -30,16 +32,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from .command import DATABASE_UNREACHABLE, run_command
 from .db import utcnow
 from .models import Application, ApplicationStatus, Payment
 from .payments.state import SUCCEEDED
-from .routes.account import PLACEHOLDERS
+from .privacy import erase_applications
 from .settings import ApiSettings
 
 log = logging.getLogger("permisos_api.cleanup")
@@ -108,24 +109,18 @@ def _erase_batch(db: Session, cutoff: datetime, now: datetime, batch_size: int) 
     ).all()
     if not claimed:
         return {}
-    values: dict[str, Any] = {
-        **PLACEHOLDERS,
-        "anonymized_at": now,
-        "updated_at": now,
-        "status": case(
-            (Application.status.in_(CLOSED_ON_ERASURE), ApplicationStatus.expired.value),
-            else_=Application.status,
-        ),
-    }
     # The condition again, under the lock: whatever changed since the SELECT is left alone.
-    erased_ids = set(
-        db.scalars(
-            update(Application)
-            .where(Application.id.in_([row.id for row in claimed]), abandoned(cutoff))
-            .values(**values)
-            .returning(Application.id)
-            .execution_options(synchronize_session=False)
-        )
+    erased_ids = erase_applications(
+        db,
+        [row.id for row in claimed],
+        now,
+        where=(abandoned(cutoff),),
+        values={
+            "status": case(
+                (Application.status.in_(CLOSED_ON_ERASURE), ApplicationStatus.expired.value),
+                else_=Application.status,
+            )
+        },
     )
     counts: dict[str, int] = {}
     for row in claimed:

@@ -7,6 +7,7 @@ exactly the rows the test made.
 from __future__ import annotations
 
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,9 +21,9 @@ from permisos_api.cleanup import cleanup
 from permisos_api.db import make_engine, make_sessionmaker
 from permisos_api.migrate import upgrade
 from permisos_api.models import Application, Payment, User
-from permisos_api.routes.account import PLACEHOLDERS
+from permisos_api.privacy import PLACEHOLDERS
 from permisos_api.settings import ApiSettings
-from tests.api.conftest import APPLICATION, CURP, at_once, command_line, sql
+from tests.api.conftest import APPLICATION, CURP, ROOT, at_once, command_line, sql
 from tests.api.payments_support import Pay
 from tests.databases import fresh_database
 
@@ -379,3 +380,21 @@ def test_runs_on_sqlite(tmp_path: Path) -> None:
         assert rows[paid.id].anonymized_at is None and rows[paid.id].curp == CURP
     finally:
         engine.dispose()
+
+
+def test_imports_no_web_framework() -> None:
+    """The CronJob's start-up: the erasure comes from `permisos_api.privacy`, not the routes, so
+    neither FastAPI nor Starlette is imported (a fresh interpreter: this one has the app)."""
+    code = (
+        "import sys\n"
+        "import permisos_api.cleanup\n"
+        "loaded = [m for m in sys.modules\n"
+        "          if m.split('.')[0] in ('fastapi', 'starlette') or m == 'permisos_api.routes'\n"
+        "          or m.startswith('permisos_api.routes.')]\n"
+        "print(loaded)\n"
+        "sys.exit(1 if loaded else 0)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

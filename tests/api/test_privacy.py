@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Json
 
+from permisos_api.privacy import PLACEHOLDERS
 from permisos_api.settings import ApiSettings
 
 from .conftest import APPLICATION, CURP, PASSWORD, Api, login
@@ -103,6 +104,7 @@ async def test_delete_account_anonymizes_and_keeps_payments(
 ) -> None:
     owner, other = await make_user(), await make_user()
     application_id, intent = await _paid_application(settings, owner)
+    others_application, _ = await _paid_application(settings, other)
 
     # The password is required, and must be right.
     r = await owner.client.request("DELETE", "/v1/me", headers=owner.bearer())
@@ -132,15 +134,26 @@ async def test_delete_account_anonymizes_and_keeps_payments(
     )
     assert email.startswith("deleted-") and email.endswith("@invalid")
     assert deleted_at is not None
-    ((first, last, curp, mail, phone, anonymized_at),) = _sql(
+    ((first, last, maternal, curp, mail, phone, anonymized_at, plates),) = _sql(
         settings,
-        "SELECT first_name, last_name, curp, email, phone, anonymized_at FROM applications "
-        "WHERE id = %s",
+        "SELECT first_name, last_name, maternal_surname, curp, email, phone, anonymized_at, "
+        "plates FROM applications WHERE id = %s",
         application_id,
     )
     assert APPLICATION["first_name"] not in (first, last)
     assert curp != CURP and mail != APPLICATION["email"] and phone.strip("0") == ""
     assert anonymized_at is not None
+    # The same placeholders as the cleanup command's erasure (permisos_api.privacy); the vehicle
+    # stays.
+    assert {
+        "first_name": first,
+        "last_name": last,
+        "maternal_surname": maternal,
+        "curp": curp,
+        "email": mail,
+        "phone": phone,
+    } == PLACEHOLDERS
+    assert plates == "JKL4821"
 
     # The payment records stay, as the law requires.
     assert _sql(
@@ -153,6 +166,9 @@ async def test_delete_account_anonymizes_and_keeps_payments(
     assert r.status_code == 200, r.text
     assert r.json()["account"]["email"] == other.email
     assert application_id not in r.text
+    assert _sql(
+        settings, "SELECT curp, anonymized_at FROM applications WHERE id = %s", others_application
+    ) == [(CURP, None)]
 
 
 async def test_delete_waits_for_a_permit_in_progress(

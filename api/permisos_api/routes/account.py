@@ -2,9 +2,10 @@
 
 - `GET /v1/me/export`: everything the service keeps about the caller's account, as JSON.
 - `DELETE /v1/me`: deletes the account. The user and application rows stay (payments point at
-  them), but every personal datum is replaced by a fixed placeholder, the password becomes
-  unusable and every session is revoked. Payments and payment events are kept, as the tax law
-  requires; they hold no card data and no names.
+  them), but every personal datum is replaced by a fixed placeholder (the applications' erasure
+  is `permisos_api.privacy`'s, shared with the cleanup command), the password becomes unusable
+  and every session is revoked. Payments and payment events are kept, as the tax law requires;
+  they hold no card data and no names.
 """
 
 from __future__ import annotations
@@ -30,20 +31,12 @@ from ..models import (
     PermitDownload,
     PermitHistory,
 )
+from ..privacy import erase_applications
 from ..problems import ProblemError, problem_responses
 
 router = APIRouter(prefix="/v1/me", tags=["account"])
 Db = Annotated[Session, Depends(get_db)]
 
-# What an anonymized application holds instead of personal data.
-PLACEHOLDERS: dict[str, str] = {
-    "first_name": "ELIMINADO",
-    "last_name": "ELIMINADO",
-    "maternal_surname": "",
-    "curp": "XXXX000000XXXXXX00",
-    "email": "eliminado@invalid",
-    "phone": "0000000000",
-}
 # Not an Argon2 hash: verification always fails, so no password opens the account again.
 UNUSABLE_PASSWORD = "!deleted"  # noqa: S105
 # While one of these is under way, deletion waits: the permit process still needs the data.
@@ -221,11 +214,7 @@ def delete_account(
     user.failed_logins = 0
     user.locked_until = None
     user.updated_at = now
-    db.execute(
-        update(Application)
-        .where(Application.owner_id == user.id, Application.anonymized_at.is_(None))
-        .values(**PLACEHOLDERS, anonymized_at=now, updated_at=now)
-    )
+    erase_applications(db, select(Application.id).where(Application.owner_id == user.id), now)
     # Addresses and browsers of past logins and downloads are personal data too.
     db.execute(
         update(AuthSession)
