@@ -40,6 +40,7 @@ RunnerPool = create_namespaced_resource(
 ClusterKopfPeering = create_global_resource(
     "kopf.dev", "v1", "ClusterKopfPeering", "clusterkopfpeerings"
 )
+KopfPeering = create_namespaced_resource("kopf.dev", "v1", "KopfPeering", "kopfpeerings")
 
 T = TypeVar("T")
 

@@ -8,12 +8,23 @@ loop picks due rows (`dispatched_at IS NULL AND next_attempt_at <= now`) with
 database's write lock from its first statement, see `db.configure_sqlite`, which is as exclusive.)
 For each row, in this order:
 
-1. the applicant Secret `<name>-applicant` (the personal data; AlreadyExists is fine), created
-   first so that the runner's Job never starts without it;
+1. the applicant Secret `<name>-applicant` (the personal data), created first so that the runner's
+   Job never starts without it. If it already exists (409: an earlier delivery of this row, by a
+   replica that died before recording it), it is never read: one JSON patch tests that it is the
+   dispatcher's Secret of this application (its two labels, type Opaque) and sets its data to the
+   application's current data, stale or extra keys gone. A Secret of that name that is not this
+   application's fails the test (422) and the delivery, untouched and before any PermitRequest;
 2. the PermitRequest (no personal data; 409 AlreadyExists is success: the existing one is read for
    its uid, never a second one is made);
-3. the Secret's ownerReference to the PermitRequest, so it goes with it;
+3. the Secret's ownerReference to the PermitRequest, so it goes with it: a JSON patch with the same
+   tests that sets the references to exactly that one, so it is safe to repeat, and a reference
+   to any other object (an earlier PermitRequest of the same name) does not keep the personal data
+   alive after its request;
 4. the row is marked dispatched and the application records its PermitRequest's name.
+
+So the API needs no `get` on Secrets (see rbac.py). It still has `patch`, whose answer is the whole
+object: whoever holds its token can read a Secret whose name they know through a patch, so other
+Secrets are best kept out of its namespace.
 
 The row's kind names the PermitRequest: `permit_request` is the first one, named after the
 application (`<application-id>`); `permit_request_r<N>` is an admin's N-th retry of a failed
@@ -31,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import logging
 import uuid
@@ -155,6 +167,29 @@ def _time(moment: datetime) -> str:
 def _labels(application_id: uuid.UUID) -> dict[str, str]:
     # An application id is not personal data; names, CURP, email and phone never go in labels.
     return {"app.kubernetes.io/managed-by": MANAGED_BY, APPLICATION_LABEL: str(application_id)}
+
+
+def _pointer(*parts: str) -> str:
+    """An RFC 6901 JSON pointer (label keys hold `/`)."""
+    return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def _is_ours(application_id: uuid.UUID) -> list[dict[str, Any]]:
+    """JSON patch tests: the Secret is the one the dispatcher makes for this application.
+
+    A patch that starts with these changes nothing unless all hold (kube answers 422), so the
+    dispatcher can write to an existing Secret without reading it first.
+    """
+    tests = [
+        {"op": "test", "path": _pointer("metadata", "labels", key), "value": value}
+        for key, value in _labels(application_id).items()
+    ]
+    return [*tests, {"op": "test", "path": "/type", "value": "Opaque"}]
+
+
+def _secret_bytes(data: dict[str, str]) -> dict[str, str]:
+    """A Secret's `data` (base64), as kube stores the `stringData` it was created with."""
+    return {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
 
 
 def _describe(exc: BaseException) -> str:
@@ -361,9 +396,27 @@ class Dispatcher:
         )
         return secret, request, applicant
 
+    async def _patch_secret(self, row: Claimed, name: str, ops: list[dict[str, Any]]) -> None:
+        """A JSON patch of the applicant Secret that first checks it is this application's."""
+        try:
+            await self._kube().patch(
+                Secret,
+                secret_name(name),
+                [*_is_ours(row.application_id), *ops],
+                namespace=self.namespace,
+                patch_type=PatchType.JSON,
+            )
+        except ApiError as error:
+            if error.status.code != 422:
+                raise
+            raise DispatchError(
+                f"Secret {secret_name(name)} exists and is not this application's "
+                "(managed-by, application labels or type differ); left untouched"
+            ) from error
+
     async def _deliver(self, row: Claimed) -> str:
         """Creates (or finds) the Secret and the PermitRequest; returns the request's name."""
-        secret, request, _ = self._manifests(row)
+        secret, request, applicant = self._manifests(row)
         kube = self._kube()
         name = self._name(row)
         try:
@@ -371,6 +424,9 @@ class Dispatcher:
         except ApiError as error:
             if error.status.code != 409:
                 raise
+            # Delivered before: the data as of now (the application's may have changed since).
+            data = _secret_bytes(applicant.secret_data())
+            await self._patch_secret(row, name, [{"op": "add", "path": "/data", "value": data}])
         try:
             created = as_dict(await kube.create(request))
         except ApiError as error:
@@ -388,17 +444,10 @@ class Dispatcher:
             "controller": False,
             "blockOwnerDeletion": True,
         }
-        current = as_dict(await kube.get(Secret, secret_name(name), namespace=self.namespace))
-        refs = (current.get("metadata") or {}).get("ownerReferences") or []
-        if not any(ref.get("uid") == uid for ref in refs):
-            others = [ref for ref in refs if ref.get("uid") != uid]
-            await kube.patch(
-                Secret,
-                secret_name(name),
-                {"metadata": {"ownerReferences": [*others, owner]}},
-                namespace=self.namespace,
-                patch_type=PatchType.MERGE,
-            )
+        # `add` replaces the whole list: the same result however often it is sent.
+        await self._patch_secret(
+            row, name, [{"op": "add", "path": "/metadata/ownerReferences", "value": [owner]}]
+        )
         return name
 
     # --- the loop ------------------------------------------------------------------------------

@@ -17,7 +17,10 @@ RULES: tuple[Rule, ...] = (
     # The dispatcher creates each PermitRequest and, when it already exists (409), reads it for its
     # uid; /readyz reads a name that never exists to see that the API server answers.
     (GROUP, "permitrequests", ("create", "get")),
-    # The applicant Secret: created first, then read and patched to add its owner reference to the
-    # PermitRequest. Secret names are per application, so `resourceNames` cannot narrow this.
-    ("", "secrets", ("create", "get", "patch")),
+    # The applicant Secret: created first, then patched (never read) with its owner reference to
+    # the PermitRequest, and with the current data when it already existed; each patch is a JSON
+    # patch that first tests the Secret is this application's. No `get`; but a patch answers with
+    # the whole object, so this still exposes any Secret of the namespace whose name is known.
+    # Secret names are per application, so `resourceNames` cannot narrow this.
+    ("", "secrets", ("create", "patch")),
 )

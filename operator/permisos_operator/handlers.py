@@ -31,6 +31,11 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.peering.priority = operator.priority
     settings.peering.standalone = operator.standalone
     settings.peering.lifetime = operator.peering_lifetime
+    # Watching named namespaces, Kopf need not list and watch the cluster's namespaces and CRDs
+    # (which would need a ClusterRole): it serves exactly those namespaces, and the resources
+    # (peering kinds included) that discovery shows at start. A CRD added or changed later is
+    # noticed after a restart. Cluster-wide, it keeps observing CRDs (see rbac.py).
+    settings.scanning.disabled = bool(operator.namespaces)
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     # Handlers only touch the cache, so per-object workers may go idle quickly.

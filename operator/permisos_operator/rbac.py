@@ -41,10 +41,10 @@ PEERING_READ: tuple[Rule, ...] = (
 NAMESPACED_PEERING_WRITE: Rule = ("kopf.dev", "kopfpeerings", ("patch",))
 CLUSTER_PEERING_WRITE: Rule = ("kopf.dev", "clusterkopfpeerings", ("patch",))
 
-# Kopf's observation of the cluster: CRDs (to notice resources appearing), and namespaces when it
-# watches named namespaces. Without these it falls back to a start-time scan and logs a warning.
+# Kopf's observation of the cluster's CRDs (to notice resources appearing or changing), only when
+# it works cluster-wide. In named namespaces handlers.py turns Kopf's scanning off: no CRDs and no
+# namespaces are listed or watched, the resources are those discovery shows at start.
 CRD_OBSERVATION: Rule = ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"))
-NAMESPACE_OBSERVATION: Rule = ("", "namespaces", ("list", "watch"))
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,10 @@ def grants(cluster_wide: bool) -> Grants:
             cluster=(*WORK, *PEERING_READ, CRD_OBSERVATION),
             own_peering=CLUSTER_PEERING_WRITE,
         )
+    # The one cluster read left: the cluster peering kind, which Kopf watches for the daemon
+    # registered on it even when the operator peers through its namespace's KopfPeering.
     return Grants(
         namespaced=(*WORK, PEERING_READ[0]),
-        cluster=(PEERING_READ[1], CRD_OBSERVATION, NAMESPACE_OBSERVATION),
+        cluster=(PEERING_READ[1],),
         own_peering=NAMESPACED_PEERING_WRITE,
     )

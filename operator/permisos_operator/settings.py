@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import random
+import re
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PERMISOS_OPERATOR_")
 
-    # Namespaces to watch; empty means the whole cluster.
+    # Namespaces to watch, by name (no Kopf globs: see `exact_namespaces`); empty means the whole
+    # cluster.
     namespaces: list[str] = []
     # Peering lets two replicas run safely: the one with the highest priority is active.
     peering_name: str = "permisos-operator"
@@ -37,3 +39,18 @@ class OperatorSettings(BaseSettings):
     database_connect_timeout_seconds: int = 3
     # How long after a failed mirror write (the database down) the request is tried again.
     mirror_retry_seconds: float = 5.0
+
+    @field_validator("namespaces")
+    @classmethod
+    def exact_namespaces(cls, names: list[str]) -> list[str]:
+        """Names only: with named namespaces Kopf does not observe the cluster's namespaces
+        (handlers.py turns its scanning off), so a glob such as `team-*` would match nothing;
+        the controller's resync lists each namespace by its name too."""
+        bad = [name for name in names if not _NAMESPACE.fullmatch(name)]
+        if bad:
+            raise ValueError(f"not namespace names (globs are not supported): {bad}")
+        return names
+
+
+# A DNS-1123 label, as kube requires of a namespace's name.
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")

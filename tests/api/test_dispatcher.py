@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from lightkube import ApiError, AsyncClient
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Secret
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, select, update
@@ -24,7 +25,7 @@ from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
 from permisos_api.models import Application, Outbox
 from permisos_api.settings import ApiSettings
 from permisos_sandbox.kubeapi import KubeApiServer
-from tests.cluster import CRDS, NS, PermitRequest, as_dict, client, kube_client
+from tests.cluster import CRDS, NS, PermitRequest, as_dict, client, kube_client, permit_request
 
 from .conftest import PERSONAL, paid_application
 
@@ -97,6 +98,34 @@ def assert_no_personal_data(obj: Any) -> None:
 
 def new_dispatcher(settings: ApiSettings, engine: Engine) -> Dispatcher:
     return Dispatcher(dispatcher_settings(settings), engine, DispatcherMetrics(CollectorRegistry()))
+
+
+def decoded(secret: dict[str, Any]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+
+def applicant_secret(
+    name: str, labels: dict[str, str] | None, data: dict[str, str], owner: dict[str, Any] | None
+) -> Secret:
+    return Secret(
+        metadata=ObjectMeta(
+            name=f"{name}-applicant",
+            namespace=NS,
+            labels=labels,
+            ownerReferences=[owner] if owner else None,  # type: ignore[list-item]
+        ),
+        type="Opaque",
+        stringData=data,
+    )
+
+
+def owner_of(request: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": request["apiVersion"],
+        "kind": "PermitRequest",
+        "name": request["metadata"]["name"],
+        "uid": request["metadata"]["uid"],
+    }
 
 
 async def test_dispatch_creates_one_permit_request_and_its_secret(
@@ -176,6 +205,7 @@ async def test_dispatching_twice_and_concurrently_makes_one_permit_request(
     assert len(requests) == 1 and requests[0]["metadata"]["uid"] == uid
     secret = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
     assert [r["uid"] for r in secret["metadata"]["ownerReferences"]] == [uid]
+    assert decoded(secret) == PERSONAL
     row = outbox_row(engine, app_id)
     assert row.dispatched_at is not None and row.last_error is None
 
@@ -299,3 +329,83 @@ async def test_a_retry_row_creates_a_new_permit_request(
             )
         ).all()
     assert sorted(kinds) == [("permit_request", True), ("permit_request_r1", True)]
+
+
+def ours(app_id: uuid.UUID) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/managed-by": "permisos-api",
+        "permisosdigitales.mx/application": str(app_id),
+    }
+
+
+async def test_an_existing_applicant_secret_gets_the_current_data_and_one_owner_unread(
+    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
+) -> None:
+    """The dispatcher's Secret found again (409): stale data is replaced without reading it, and
+    a reference to another request is dropped, so only this request keeps the data alive."""
+    app_id = paid_application(engine, outbox=True)
+    other = as_dict(await kube.create(permit_request("other-request")))
+    stale = {"first_name": "Viejo", "curp": "XXXX000000XXXXXX00", "leftover": "x"}
+    await kube.create(applicant_secret(str(app_id), ours(app_id), stale, owner_of(other)))
+    dispatcher = new_dispatcher(settings, engine)
+    try:
+        assert await dispatcher.run_once() >= 1
+        request = (await permit_requests(kube, app_id))[0]
+        secret = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
+        assert decoded(secret) == PERSONAL
+        assert secret["metadata"]["labels"] == ours(app_id)
+        (owner,) = secret["metadata"]["ownerReferences"]
+        assert owner["uid"] == request["metadata"]["uid"] and owner["name"] == str(app_id)
+        assert owner["controller"] is False and owner["blockOwnerDeletion"] is True
+
+        # The applicant's data changed before the row was delivered again: the Secret follows.
+        with engine.begin() as conn:
+            conn.execute(update(Application).where(Application.id == app_id).values(phone="5599"))
+            conn.execute(
+                update(Outbox)
+                .where(Outbox.application_id == app_id)
+                .values(dispatched_at=None, next_attempt_at=utcnow())
+            )
+        assert await dispatcher.run_once() >= 1
+    finally:
+        await dispatcher.close()
+    secret = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
+    assert decoded(secret) == {**PERSONAL, "phone": "5599"}
+    assert [r["uid"] for r in secret["metadata"]["ownerReferences"]] == [request["metadata"]["uid"]]
+    assert len(await permit_requests(kube, app_id)) == 1
+    assert outbox_row(engine, app_id).last_error is None
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [None, {"app.kubernetes.io/managed-by": "someone-else"}, "another application"],
+    ids=["unlabelled", "another manager", "another application"],
+)
+async def test_a_secret_that_is_not_the_applications_is_left_alone_and_no_request_is_made(
+    settings: ApiSettings,
+    engine: Engine,
+    cluster: Cluster,
+    kube: AsyncClient,
+    labels: dict[str, str] | str | None,
+) -> None:
+    app_id = paid_application(engine, outbox=True)
+    if labels == "another application":
+        labels = ours(uuid.uuid4())
+    assert not isinstance(labels, str)
+    await kube.create(applicant_secret(str(app_id), labels, {"token": "not-yours"}, None))
+    before = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
+    dispatcher = new_dispatcher(settings, engine)
+    try:
+        await dispatcher.run_once()
+    finally:
+        await dispatcher.close()
+    after = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
+    assert after == before
+    assert await permit_requests(kube, app_id) == []
+    row = outbox_row(engine, app_id)
+    assert row.dispatched_at is None and row.attempts == 1
+    assert row.last_error == (
+        f"Secret {app_id}-applicant exists and is not this application's "
+        "(managed-by, application labels or type differ); left untouched"
+    )
+    assert permit_request_of(engine, app_id) is None

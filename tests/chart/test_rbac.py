@@ -20,7 +20,6 @@ import httpx
 import pytest
 import yaml
 from lightkube import AsyncClient, KubeConfig
-from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap
 from lightkube.types import PatchType
@@ -39,6 +38,7 @@ from tests.api.conftest import paid_application
 from tests.cluster import (
     NS,
     ClusterKopfPeering,
+    KopfPeering,
     Kubelet,
     OperatorProcess,
     PermitRequest,
@@ -52,7 +52,6 @@ from tests.databases import fresh_database
 
 from .conftest import CHART, RELEASE, Rendered, clean, render
 
-KopfPeering = create_namespaced_resource("kopf.dev", "v1", "KopfPeering", "kopfpeerings")
 FULLNAME = f"{RELEASE}-permisos"
 # One grant: (apiGroup, resource[/subresource], verb, resourceNames).
 Grant = tuple[str, str, str, tuple[str, ...]]
@@ -405,7 +404,8 @@ async def test_the_api_calls_exactly_what_its_role_grants(
     try:
         application = paid_application(engine, outbox=True)
         assert await dispatcher.run_once() >= 1
-        # Delivered again (a replica died before recording it): the request exists, is read back.
+        # Delivered again (a replica died before recording it): the Secret exists and is patched
+        # (never read), the request exists and is read back for its uid.
         with engine.begin() as conn:
             conn.execute(
                 update(Outbox)

@@ -21,6 +21,7 @@ from tests.cluster import (
     CRDS,
     NS,
     ClusterKopfPeering,
+    KopfPeering,
     Kubelet,
     OperatorProcess,
     PermitRequest,
@@ -443,21 +444,26 @@ async def test_killed_mid_work_and_restarted_makes_no_duplicate_job(
         assert done["status"]["attempts"] == 1
 
 
+@pytest.mark.parametrize("scope", ["cluster", "namespace"])
 async def test_two_replicas_one_active_and_the_standby_takes_over(
-    kube: AsyncClient, kubelet: Kubelet, start_operator: Any
+    kube: AsyncClient, kubelet: Kubelet, start_operator: Any, scope: str
 ) -> None:
+    """Cluster-wide they peer through a ClusterKopfPeering; in a named namespace through its
+    KopfPeering, with Kopf's scanning off (no namespaces or CRDs observed)."""
+    peering: Any
+    if scope == "cluster":
+        peering, env = ClusterKopfPeering, {}
+    else:
+        peering, env = KopfPeering, {"PERMISOS_OPERATOR_NAMESPACES": json.dumps([NS])}
+    metadata = {"name": "permisos-operator"} | ({"namespace": NS} if scope == "namespace" else {})
     await kube.create(
-        ClusterKopfPeering.from_dict(
-            {
-                "apiVersion": "kopf.dev/v1",
-                "kind": "ClusterKopfPeering",
-                "metadata": {"name": "permisos-operator"},
-            }
+        peering.from_dict(
+            {"apiVersion": "kopf.dev/v1", "kind": peering.__name__, "metadata": metadata}
         )
     )
     await kube.create(runner_pool(replicas=5))
-    low: OperatorProcess = start_operator("low", standalone=False, priority=10)
-    high: OperatorProcess = start_operator("high", standalone=False, priority=20)
+    low: OperatorProcess = start_operator("low", standalone=False, priority=10, extra_env=env)
+    high: OperatorProcess = start_operator("high", standalone=False, priority=20, extra_env=env)
     for i in range(3):
         await kube.create(permit_request(f"req-p{i}"))
     for i in range(3):
