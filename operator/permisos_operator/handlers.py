@@ -39,8 +39,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     # Handlers only touch the cache, so per-object workers may go idle quickly.
-    settings.batching.idle_timeout = 1.0
-    settings.batching.batch_window = 0.0
+    settings.queueing.idle_timeout = 1.0
 
 
 @kopf.on.event(GROUP, VERSION, "permitrequests")
