@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, Table, delete
 
-from .db import upsert
+from permisos.database import upsert
+
 from .models import RateLimitBucket
 from .problems import ProblemError
 

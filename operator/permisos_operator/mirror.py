@@ -35,7 +35,6 @@ from pydantic import ValidationError
 from sqlalchemy import (
     JSON,
     Column,
-    Connection,
     DateTime,
     Engine,
     Integer,
@@ -45,17 +44,13 @@ from sqlalchemy import (
     Uuid,
     and_,
     case,
-    create_engine,
-    event,
     or_,
     select,
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import QueuePool
 
+from permisos.database import make_database_engine, upsert
 from permisos.resources import TERMINAL_PHASES, PermitRequestStatus
 
 metadata = MetaData()
@@ -95,8 +90,6 @@ STATUS_OF_PHASE = {"Succeeded": "permit_ready", "Failed": "permit_failed"}
 # Statuses the mirror may move from (a refunded or cancelled application keeps its status).
 PERMIT_STATUSES = ("paid", "permit_ready", "permit_failed")
 TERMINAL = tuple(sorted(TERMINAL_PHASES))
-# SQLite (the one-machine demo): how long a write waits for the API's transactions.
-SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 
 Body = dict[str, Any]
 
@@ -188,60 +181,14 @@ def snapshot_of(body: Body) -> Snapshot | None:
     )
 
 
-def _sqlite_engine(url: str, pool_size: int) -> Engine:
-    """The demo's SQLite file, shared with the API's processes: the same per-connection settings
-    as the API's engine (permisos_api.db.configure_sqlite; the operator does not import the API).
-
-    WAL (cheap commits); a busy timeout, so the mirror waits for the API's transactions instead of
-    failing; foreign keys on; and BEGIN IMMEDIATE, since `record` reads, then writes: without a
-    transaction from the first read the two are not atomic, a deferred one fails at once
-    ("database is locked") whenever the API wrote in between, and the database's write lock
-    stands in for FOR UPDATE, which SQLite lacks.
-    """
-    engine = create_engine(
-        url,
-        poolclass=QueuePool,
-        pool_size=pool_size,
-        max_overflow=0,
-        pool_timeout=SQLITE_BUSY_TIMEOUT_SECONDS,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # transactions begin in _on_begin
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
-            cursor.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
 class Mirror:
     """Writes snapshots to the database; blocking work runs in threads, a few at a time."""
 
     def __init__(self, url: str, pool_size: int = 2, connect_timeout: int = 3) -> None:
-        if make_url(url).get_backend_name() == "sqlite":
-            self.engine: Engine = _sqlite_engine(url, pool_size)
-        else:
-            kwargs: dict[str, Any] = {"pool_pre_ping": True}
-            if url.startswith("postgresql"):
-                kwargs.update(
-                    pool_size=pool_size,
-                    max_overflow=0,
-                    pool_timeout=connect_timeout + 2,
-                    connect_args={"connect_timeout": connect_timeout},
-                )
-            self.engine = create_engine(url, **kwargs)
+        # The API's engine settings: the demo's SQLite file is shared with the API's processes.
+        self.engine: Engine = make_database_engine(
+            url, pool_size=pool_size, max_overflow=0, connect_timeout_seconds=connect_timeout
+        )
         self._gate = asyncio.Semaphore(pool_size)
 
     def close(self) -> None:
@@ -256,11 +203,6 @@ class Mirror:
         for snap in snapshots:
             self.record(snap)
 
-    def _insert(self) -> Any:
-        if self.engine.dialect.name == "sqlite":
-            return sqlite.insert(permit_history)
-        return postgresql.insert(permit_history)
-
     def record(self, snap: Snapshot) -> bool:
         """One transition, in one transaction. False when the application is not in the database."""
         now = datetime.now(UTC)
@@ -274,7 +216,7 @@ class Mirror:
             if found is None:
                 return False
             conn.execute(
-                self._insert()
+                upsert(self.engine, permit_history)
                 .values(
                     application_id=snap.application_id,
                     phase=snap.phase,

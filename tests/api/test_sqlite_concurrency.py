@@ -4,7 +4,7 @@ Writers on the same file at the same time: the API's request threads (registrati
 payments, Stripe's webhooks, polls), its outbox dispatcher and notices, the operator as its own
 process mirroring every phase, and a second process writing as the mirror does, all the time.
 Every applicant must get their permit and exactly one notice, with no error anywhere: without
-WAL, the busy timeout and BEGIN IMMEDIATE (`permisos_api.db.configure_sqlite`, and the mirror's
+WAL, the busy timeout and BEGIN IMMEDIATE (`permisos.database.configure_sqlite`, and the mirror's
 copy), SQLite answers some of these writes with "database is locked".
 """
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine, create_engine, pool
 
-from permisos_api import models  # noqa: F401  (registers the tables on the metadata)
-from permisos_api.db import (
+from permisos.database import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
-    Base,
     configure_sqlite,
     ensure_sqlite_file,
     is_sqlite,
 )
+from permisos_api import models  # noqa: F401  (registers the tables on the metadata)
+from permisos_api.db import Base
 from permisos_api.settings import ApiSettings
 
 config = context.config

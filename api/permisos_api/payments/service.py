@@ -19,7 +19,9 @@ import stripe
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..db import upsert, utcnow
+from permisos.database import upsert
+
+from ..db import utcnow
 from ..mail import Mailer
 from ..metrics import Metrics
 from ..models import Application, ApplicationStatus, Outbox, Payment, PaymentMethod

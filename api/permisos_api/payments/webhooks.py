@@ -19,7 +19,9 @@ import stripe
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..db import upsert, utcnow
+from permisos.database import upsert
+
+from ..db import utcnow
 from ..models import Application, Payment, PaymentEvent
 from .intents import IntentSnapshot
 from .service import Transition, apply_intent
