@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,6 @@ import aiohttp
 import psutil
 import psycopg
 from sqlalchemy.engine import make_url
-from stdnum.mx import curp as stdnum_curp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -70,8 +69,9 @@ from harness import (  # the bench folder is not a package
     wait_for,
 )
 
-from permisos_sandbox.platform import PartFailed, Platform, PlatformConfig
+from permisos_sandbox.platform import Platform, PlatformConfig
 from permisos_sandbox.platform.applicant import FINAL_STATUSES, Applicant, Progress
+from permisos_sandbox.platform.people import fictional_person
 
 RESULTS = ROOT / "bench" / "results"
 NS = "default"
@@ -94,8 +94,6 @@ STAGES = (
     ("pod_done", "Succeeded", "process ended -> PermitRequest Succeeded (operator)"),
     ("Succeeded", "ready", "Succeeded -> API shows permit_ready (mirror, polling)"),
 )
-FIRST_NAMES = ["Anacleta", "Bonifacia", "Casimira", "Dionisia", "Eulalia", "Filomena"]
-LAST_NAMES = ["Ozuna", "Peralta", "Quezada", "Renteria", "Saucedo", "Tellechea"]
 
 
 # --- the floor: the portal simulator walked by plain HTTP -------------------------------------
@@ -306,25 +304,6 @@ class Permit:
     failure: str | None = None
 
 
-def person(i: int, run: str) -> dict[str, Any]:
-    """A distinct, valid applicant and vehicle: CURP, email, phone and plates nobody else uses."""
-    letter = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[i % 26]
-    base = f"GOD{letter}5612{10 + (i // 26) % 18:02d}HDFRRN0"
-    return {
-        "first_name": FIRST_NAMES[i % len(FIRST_NAMES)],
-        "last_name": LAST_NAMES[i % len(LAST_NAMES)],
-        "maternal_surname": "Ibarrola",
-        "curp": base + stdnum_curp.calc_check_digit(base),
-        "email": f"bench-{run}-{i}@example.com",
-        "phone": f"55{i:08d}",
-        "plates": f"BEN{i:04d}",
-        "make": "nissan",
-        "line": "versa",
-        "service_type": "particular",
-        "model_year": 2022,
-    }
-
-
 class ClusterClock:
     """Watches PermitRequests and pods in the emulator and notes, per application, the moment
     its request and its first pod reached each stage. Only notes: it never writes."""
@@ -522,35 +501,8 @@ def database(server_url: str, label: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@contextlib.asynccontextmanager
-async def platform_up(config: PlatformConfig, runners: int) -> AsyncIterator[Platform]:
-    """A started platform, stopped on the way out. A part that fails to start (e.g. a port that
-    was free when picked and taken when bound) gets one more try, said aloud: no part of the
-    figures, which only start once applicants are signed up."""
-    for attempt in (1, 2):
-        p = Platform(config)
-        try:
-            await p.start()
-        except PartFailed as error:
-            await p.stop()
-            if attempt == 2:
-                raise
-            first = str(error).splitlines()
-            print(f"R={runners}: the platform did not start: {first[0]} ... {first[-1].strip()}")
-            print(f"R={runners}: starting it once more (fresh ports)", flush=True)
-            continue
-        except BaseException:
-            await p.stop()
-            raise
-        try:
-            yield p
-        finally:
-            await p.stop()
-        return
-
-
 async def setup(p: Platform, i: int, run: str) -> Applicant:
-    data = person(i, run)
+    data = {**fictional_person(i, f"bench-{run}"), "plates": f"BEN{i:04d}"}
     applicant = Applicant(p.api_url, p.outbox, data["email"], data)
     await applicant.register_and_verify()
     await applicant.login()
@@ -604,7 +556,7 @@ async def run_pool(args: argparse.Namespace, runners: int, state_dir: Path) -> d
             operator_metrics_port=0,
             operator_health_port=0,
         )
-        async with platform_up(config, runners) as p:
+        async with Platform(config) as p:
             started_in = time.monotonic() - began
             applicants = await asyncio.gather(*(setup(p, i, run) for i in range(n)))
             permits = [Permit(i, a) for i, a in enumerate(applicants)]

@@ -25,11 +25,11 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Event, Pod
 from pypdf import PdfReader
 from sqlalchemy import create_engine, text
-from stdnum.mx import curp as stdnum_curp
 
 from permisos_sandbox.platform import Platform, PlatformConfig
 from permisos_sandbox.platform.applicant import Applicant
 from permisos_sandbox.platform.demo import DEMO_APPLICATION, run_demo
+from permisos_sandbox.platform.people import fictional_person
 from tests.databases import fresh_database
 
 PermitRequest = create_namespaced_resource(
@@ -38,30 +38,8 @@ PermitRequest = create_namespaced_resource(
 NS = "default"
 REJECTED_PLATES = "AAA0001"  # the portal simulator's plates that already hold a permit
 PORTAL_REJECTION = "Las placas ya cuentan con un permiso vigente"
-FIRST = ["Anacleta", "Bonifacia", "Casimira", "Dionisia", "Eulalia"]
-FIRST += ["Filomena", "Gumersinda", "Hermenegilda", "Iluminada", "Jacinta"]
-LAST = ["Ozuna", "Peralta", "Quezada", "Renteria", "Saucedo"]
-LAST += ["Tellechea", "Urquidi", "Villasenor", "Yanez", "Zavaleta"]
-MATERNAL = ["Abundiz", "Barbosa", "Cisneros", "Dorantes", "Echeverria"]
-MATERNAL += ["Fajardo", "Galindo", "Hinojosa", "Iturbide", "Jaramillo"]
+RUN = secrets.token_hex(3)  # emails differ from any earlier run's
 ADMIN_PASSWORD = "Administradora-segura-42"
-
-
-def person(i: int) -> dict[str, Any]:
-    """A distinct, valid applicant: names, CURP, email and phone nobody else uses."""
-    base = f"GOD{'ABCDEFGHIJ'[i]}5612{10 + i}HDFRRN0"
-    return {
-        "first_name": FIRST[i],
-        "last_name": LAST[i],
-        "maternal_surname": MATERNAL[i],
-        "curp": base + stdnum_curp.calc_check_digit(base),
-        "email": f"e2e-{secrets.token_hex(3)}-{i}@example.com",
-        "phone": f"55900{i:05d}",
-        "make": "nissan",
-        "line": "versa",
-        "service_type": "particular",
-        "model_year": 2022,
-    }
 
 
 @pytest.fixture
@@ -89,7 +67,7 @@ PORTS = ("api", "kube", "portal", "payments", "s3", "operator_metrics", "operato
 
 
 async def one_applicant(p: Platform, i: int, plates: str, method: str) -> Applicant:
-    data = {**person(i), "plates": plates}
+    data = {**fictional_person(i, f"e2e-{RUN}"), "plates": plates}
     applicant = Applicant(p.api_url, p.outbox, data["email"], data)
     await applicant.register_and_verify()
     await applicant.login()
