@@ -84,6 +84,26 @@ async def eventually(
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
 
+async def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> tuple[int, str, str]:
+    """The real kubectl against `kubeconfig` (its discovery cache beside it): exit code, stdout,
+    stderr; with `check`, a non-zero exit fails the test with kubectl's own message."""
+    proc = await asyncio.create_subprocess_exec(
+        "kubectl",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--cache-dir",
+        str(kubeconfig.parent / "kube-cache"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    code = proc.returncode or 0
+    if check:
+        assert code == 0, err.decode()
+    return code, out.decode(), err.decode()
+
+
 def as_dict(obj: Any) -> dict[str, Any]:
     return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
 

@@ -30,6 +30,7 @@ from permisos_sandbox.platform import Platform, PlatformConfig
 from permisos_sandbox.platform.applicant import Applicant
 from permisos_sandbox.platform.demo import DEMO_APPLICATION, run_demo
 from permisos_sandbox.platform.people import fictional_person
+from tests.cluster import kubectl as cluster_kubectl
 from tests.databases import fresh_database
 
 PermitRequest = create_namespaced_resource(
@@ -276,19 +277,7 @@ async def check_no_personal_data(p: Platform, applicants: list[Applicant]) -> No
 
 
 async def kubectl(p: Platform, *args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        "kubectl",
-        "--kubeconfig",
-        str(p.kubeconfig),
-        "--cache-dir",
-        str(p.config.state_dir / "kube-cache"),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
+    return (await cluster_kubectl(p.kubeconfig, *args))[1]
 
 
 async def check_runner_steps_reach_the_metrics(p: Platform) -> None:

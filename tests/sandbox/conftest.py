@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from permisos_sandbox.kubeapi import KubeApiServer
+from tests.cluster import kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -49,21 +50,7 @@ class Kube:
         return obj
 
     async def kubectl(self, *args: str, check: bool = True) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            "kubectl",
-            "--kubeconfig",
-            str(self.kubeconfig),
-            "--cache-dir",
-            str(self.kubeconfig.parent / "kube-cache"),
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-        code = proc.returncode or 0
-        if check:
-            assert code == 0, err.decode()
-        return code, out.decode(), err.decode()
+        return await kubectl(self.kubeconfig, *args, check=check)
 
 
 def widget(name: str, **spec: Any) -> dict[str, Any]:

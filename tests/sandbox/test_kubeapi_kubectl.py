@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.cluster import kubectl
+
 from .conftest import ROOT, WIDGETS, Kube, widget
 
 MERGE = "application/merge-patch+json"
@@ -210,13 +212,8 @@ async def test_cli_serves_and_writes_kubeconfig(tmp_path: Path) -> None:
         assert config["current-context"] == "permisos-local"
         assert config["contexts"][0]["context"]["namespace"] == "default"
         assert config["clusters"][0]["cluster"]["server"] == line.split()[-1]
-        check = await asyncio.create_subprocess_exec(
-            "kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "cache"),
-            "get", "runnerpools",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        _, err = await check.communicate()
-        assert check.returncode == 0 and b"No resources found" in err
+        _, _, err = await kubectl(kubeconfig, "get", "runnerpools")
+        assert "No resources found" in err
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 10) == 0
