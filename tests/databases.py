@@ -1,16 +1,48 @@
-"""Fresh PostgreSQL databases for tests (PostgreSQL is on 127.0.0.1:5432 on the CI machine)."""
+"""Fresh PostgreSQL databases for tests, on one server per test session.
+
+The server is the tests' own (`permisos_sandbox.postgres`, started on first use and stopped when
+the session ends) unless `PERMISOS_TEST_DATABASE_URL` names a superuser's libpq URL of another.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+from sqlalchemy.engine import make_url
 
 from permisos_api.migrate import upgrade
+from permisos_sandbox.postgres import PostgresServer
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+_server: PostgresServer | None = None
+
+
+def admin_dsn() -> str:
+    """libpq URL of a superuser on the session's server (started here on first use)."""
+    given = os.environ.get("PERMISOS_TEST_DATABASE_URL")
+    if given:
+        return given
+    global _server
+    if _server is None:
+        _server = PostgresServer(durable=False).start()
+    return _server.admin_dsn
+
+
+def stop_server() -> None:
+    global _server
+    if _server is not None:
+        _server.stop()
+        _server = None
+
+
+def with_port(url: str, port: int) -> str:
+    """`url` with its port replaced (a proxy in front of the server, say)."""
+    return make_url(url).set(port=port).render_as_string(hide_password=False)
 
 
 @contextmanager
@@ -18,13 +50,57 @@ def fresh_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
     """A new database named `<prefix>_<random>`, migrated to head unless `migrate` is false;
     yields its SQLAlchemy URL and drops it (even with connections still open) afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+    admin = admin_dsn()
+    with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        url = make_url(admin).set(drivername="postgresql+psycopg", database=name)
+        rendered = url.render_as_string(hide_password=False)
         if migrate:
-            upgrade(url)
-        yield url
+            upgrade(rendered)
+        yield rendered
     finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class DatabaseProxy:
+    """A TCP proxy in front of the PostgreSQL server of `url` that a test can cut (an outage)."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        self._upstream = (parsed.host or "127.0.0.1", parsed.port or 5432)
+        self._url = url
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.conns: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        """The database's URL through the proxy."""
+        return with_port(self._url, self.port)
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in list(self.conns):
+            w.close()
+        await self.server.wait_closed()
+        self.server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        self.conns.update({writer, up_writer})
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))

@@ -671,9 +671,10 @@ def test_runner_image_carries_debians_chromium() -> None:
     final = dockerfile(BY_ARTIFACT["permisos-browser-runner"]).final
     installed = {w for _, c in final.commands() if c[:2] == ["apt-get", "install"] for w in c}
     assert "chromium-headless-shell" in installed
-    # Where Debian's package puts it, which is also the runner's default and the Makefile's.
+    # Where Debian's package puts it, which is also the runner's default; the Makefile installs
+    # the same package on this machine.
     assert final.env()["PERMISOS_RUNNER_CHROMIUM_PATH"] == DEFAULT_CHROMIUM
-    assert f"CHROMIUM := {DEFAULT_CHROMIUM}" in (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "chromium-headless-shell" in (ROOT / "Makefile").read_text(encoding="utf-8")
 
 
 def under_tmp(path: str) -> bool:

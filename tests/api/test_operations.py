@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -13,6 +11,7 @@ import pytest
 
 from permisos.logs import JsonFormatter
 from tests.api.conftest import APPLICATION, CURP, Api, User
+from tests.databases import DatabaseProxy
 
 Make = Callable[..., Any]
 
@@ -115,45 +114,11 @@ def test_openapi_documents_every_operation(api: Api) -> None:
         assert schemas[name].get("examples"), name
 
 
-class Proxy:
-    """A TCP proxy in front of PostgreSQL that the test can cut and restore."""
-
-    def __init__(self) -> None:
-        self.server: asyncio.Server | None = None
-        self.port = 0
-        self.conns: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for w in list(self.conns):
-            w.close()
-        await self.server.wait_closed()
-        self.server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 5432)
-        self.conns.update({writer, up_writer})
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
 async def test_database_outage_answers_503_and_recovers(api: Api, make_user: Make) -> None:
     user: User = await make_user()
-    proxy = Proxy()
+    proxy = DatabaseProxy(api.settings.database_url)
     await proxy.start()
-    url = api.settings.database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    url = proxy.url
     client = api.client(api.app(database_url=url, database_connect_timeout_seconds=1))
     headers = user.bearer()
     assert (await client.get("/v1/applications", headers=headers)).status_code == 200

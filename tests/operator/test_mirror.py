@@ -20,7 +20,6 @@ from permisos_api.models import Application, PermitHistory
 from permisos_api.settings import ApiSettings
 from permisos_operator.mirror import Mirror, Snapshot
 from tests.api.conftest import PERSONAL, paid_application
-from tests.api.test_operations import Proxy
 from tests.cluster import (
     NS,
     Kubelet,
@@ -30,7 +29,7 @@ from tests.cluster import (
     permit_request,
     runner_pool,
 )
-from tests.databases import fresh_database
+from tests.databases import DatabaseProxy, fresh_database
 
 FAST_RETRIES = {"maxAttempts": 3, "backoffSeconds": 1, "maxBackoffSeconds": 2}
 
@@ -141,9 +140,9 @@ async def test_phases_are_mirrored_into_the_application(
 async def test_database_outage_catches_up_and_deletion_waits_for_the_final_state(
     kube: AsyncClient, kubelet: Kubelet, start_operator: Any, engine: Engine, database_url: str
 ) -> None:
-    proxy = Proxy()
+    proxy = DatabaseProxy(database_url)
     await proxy.start()
-    url = database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    url = proxy.url
     await kube.create(runner_pool(replicas=2, retryPolicy=FAST_RETRIES))
     operator = start_operator(extra_env=mirror_env(url))
     app_id = str(paid_application(engine))

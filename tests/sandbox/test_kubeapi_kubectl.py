@@ -1,4 +1,4 @@
-"""kubectl 1.32 against the emulator: tables with printer columns, describe, scale, explain."""
+"""kubectl against the emulator: tables with printer columns, describe, scale, explain."""
 
 from __future__ import annotations
 
