@@ -40,7 +40,8 @@ class Metrics:
         self.webhook_events = Counter(
             "permisos_webhook_events",
             "Stripe webhook events received, by type and outcome (applied, ignored_stale, "
-            "ignored_unknown, rejected_mismatch, duplicate).",
+            "ignored_unknown, rejected_mismatch, rejected_unconfirmed: Stripe does not confirm "
+            "it, provider_unavailable: answered 502 for Stripe to retry, duplicate).",
             ["type", "outcome"],
             registry=self.registry,
         )

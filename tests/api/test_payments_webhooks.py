@@ -1,14 +1,19 @@
-"""The webhook endpoint: replays and any order, forged and stale signatures, mismatches."""
+"""The webhook endpoint: replays and any order, forged and stale signatures, mismatches, and
+events that Stripe's API does not confirm."""
 
 from __future__ import annotations
 
 import copy
+import json
 import random
 import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.api.payments_support import UNREACHABLE, WEBHOOK_SECRET, Pay
+from pydantic import SecretStr
+
+from permisos_sandbox.payments import sign
+from tests.api.payments_support import API_KEY, UNREACHABLE, WEBHOOK_SECRET, Pay
 
 
 def final_state(pay: Pay, app_id: str) -> list[tuple[Any, ...]]:
@@ -98,16 +103,23 @@ async def test_failure_and_challenge_in_the_same_second_settle_on_the_failure(
     assert (await pay.application(user, app_id))["status"] == "awaiting_payment"
 
 
-async def test_forged_missing_and_stale_signatures_are_refused_and_counted(
-    pay: Pay, make_user: Callable[..., Any]
-) -> None:
-    user = await make_user()
+async def voucher_paid_at_the_store(pay: Pay, user: Any) -> tuple[str, dict[str, Any]]:
+    """An application whose OXXO voucher was paid, with webhooks off: its id and Stripe's
+    `payment_intent.succeeded` event, for the test to deliver."""
     pay.sim.configure_webhook(UNREACHABLE, WEBHOOK_SECRET)
     app_id = await pay.new_application(user)
     r = await pay.pay(user, app_id, method="oxxo")
     intent_id = r.json()["intent_id"]
     pay.sim.pay_oxxo(intent_id)
     succeeded = next(e for e in pay.events_for(intent_id) if e["type"].endswith(".succeeded"))
+    return app_id, succeeded
+
+
+async def test_forged_missing_and_stale_signatures_are_refused_and_counted(
+    pay: Pay, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    app_id, succeeded = await voucher_paid_at_the_store(pay, user)
 
     forged = await pay.post_event(succeeded, secret="whsec_someone_else")
     stale = await pay.post_event(succeeded, timestamp=int(time.time()) - 3600)
@@ -133,20 +145,21 @@ async def test_an_amount_mismatch_is_recorded_and_never_paid(
     r = await pay.pay(user, app_id, method="oxxo")
     intent_id = r.json()["intent_id"]
     await pay.sim.wait_for_deliveries()
-    # A signed event whose intent claims another amount (a tampered or buggy sender).
+    # A signed event whose intent claims another amount (a tampered or buggy sender): Stripe,
+    # asked, reports the real amount, so the payload is not trusted and nothing moves.
     pay.sim.configure_webhook(UNREACHABLE, WEBHOOK_SECRET)
-    pay.sim.pay_oxxo(intent_id)
     event = copy.deepcopy(
-        next(e for e in pay.events_for(intent_id) if e["type"].endswith(".succeeded"))
+        next(e for e in pay.events_for(intent_id) if e["type"].endswith(".requires_action"))
     )
-    event["data"]["object"]["amount"] = 100
-    event["data"]["object"]["amount_received"] = 100
+    event["id"] = "evt_tampered_amount"
+    event["type"] = "payment_intent.succeeded"
+    event["data"]["object"].update(status="succeeded", amount=100, amount_received=100)
     r = await pay.post_event(event)
-    assert r.status_code == 200 and r.json()["outcome"] == "rejected_mismatch"
+    assert r.status_code == 200 and r.json()["outcome"] == "rejected_unconfirmed"
     assert (await pay.application(user, app_id))["status"] == "payment_pending"
     assert pay.outbox_rows(app_id) == []
     assert pay.sql("SELECT outcome FROM payment_events WHERE id = %s", event["id"]) == [
-        ("rejected_mismatch",)
+        ("rejected_unconfirmed",)
     ]
 
     # An intent someone made for this application at another price, paid: not adopted.
@@ -173,3 +186,138 @@ async def test_an_amount_mismatch_is_recorded_and_never_paid(
     assert (await pay.application(user, other_app))["status"] == "draft"
     assert pay.outbox_rows(other_app) == []
     assert 'outcome="rejected_mismatch",type="payment_intent.succeeded"' in await pay.metrics()
+
+
+def signed_succeeded_event(intent_id: str, application_id: str, amount: int) -> dict[str, Any]:
+    """A correctly signed `payment_intent.succeeded` written by whoever holds the secret."""
+    return {
+        "id": f"evt_forged_{intent_id}",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {
+            "object": {
+                "id": intent_id,
+                "object": "payment_intent",
+                "status": "succeeded",
+                "amount": amount,
+                "amount_received": amount,
+                "currency": "mxn",
+                "payment_method_types": ["card"],
+                "metadata": {"application_id": application_id},
+            }
+        },
+    }
+
+
+async def test_a_signed_event_for_an_intent_stripe_does_not_have_changes_nothing(
+    pay: Pay, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    app_id = await pay.new_application(user)
+    price = (await pay.application(user, app_id))["amount_centavos"]
+    event = signed_succeeded_event("pi_never_created_at_stripe", app_id, price)
+
+    r = await pay.post_event(event)
+    assert r.status_code == 200 and r.json()["outcome"] == "rejected_unconfirmed"
+    assert (await pay.application(user, app_id))["status"] == "draft"
+    assert pay.outbox_rows(app_id) == []
+    assert pay.sql("SELECT count(*) FROM payments WHERE application_id = %s", app_id) == [(0,)]
+    assert pay.sql("SELECT outcome FROM payment_events WHERE id = %s", event["id"]) == [
+        ("rejected_unconfirmed",)
+    ]
+    assert (
+        'permisos_webhook_events_total{outcome="rejected_unconfirmed",'
+        'type="payment_intent.succeeded"} 1.0'
+    ) in await pay.metrics()
+    # Delivered again, it stays a duplicate of the refused one.
+    assert (await pay.post_event(event)).json()["outcome"] == "duplicate"
+
+
+async def test_a_signed_succeeded_for_an_intent_stripe_says_is_unpaid_changes_nothing(
+    pay: Pay, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    pay.sim.configure_webhook(UNREACHABLE, WEBHOOK_SECRET)
+    app_id = await pay.new_application(user)
+    r = await pay.pay(user, app_id, method="oxxo")
+    intent_id = r.json()["intent_id"]
+    price = (await pay.application(user, app_id))["amount_centavos"]
+    # The voucher is issued, not paid: Stripe reports requires_action.
+    r = await pay.post_event(signed_succeeded_event(intent_id, app_id, price))
+    assert r.status_code == 200 and r.json()["outcome"] == "rejected_unconfirmed"
+    assert (await pay.application(user, app_id))["status"] == "payment_pending"
+    assert pay.sql("SELECT status FROM payments WHERE application_id = %s", app_id) == [
+        ("requires_action",)
+    ]
+    assert pay.outbox_rows(app_id) == []
+
+    # Once the voucher is paid at the store, Stripe's own event is applied.
+    pay.sim.pay_oxxo(intent_id)
+    genuine = next(e for e in pay.events_for(intent_id) if e["type"].endswith(".succeeded"))
+    assert (await pay.post_event(genuine)).json()["outcome"] == "applied"
+    assert (await pay.application(user, app_id))["status"] == "paid"
+    assert len(pay.outbox_rows(app_id)) == 1
+
+
+async def test_an_unknown_intent_is_adopted_only_as_stripe_reports_it(
+    pay: Pay, make_user: Callable[..., Any]
+) -> None:
+    """The request that created an intent died before recording it: Stripe's answer, with our
+    metadata, price and currency and a paid state, is what lets the application be paid."""
+    user = await make_user()
+    pay.sim.configure_webhook(UNREACHABLE, WEBHOOK_SECRET)
+    app_id = await pay.new_application(user)
+    price = (await pay.application(user, app_id))["amount_centavos"]
+    intent = await pay.sim_call(
+        pay.stripe.v1.payment_intents.create,
+        params={
+            "amount": price,
+            "currency": "mxn",
+            "payment_method_types": ["card"],
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "metadata": {"application_id": app_id},
+        },
+    )
+    succeeded = next(e for e in pay.events_for(intent.id) if e["type"].endswith(".succeeded"))
+    assert (await pay.post_event(succeeded)).json()["outcome"] == "applied"
+    assert (await pay.application(user, app_id))["status"] == "paid"
+    assert pay.sql(
+        "SELECT status, amount_centavos FROM payments WHERE stripe_payment_intent_id = %s",
+        intent.id,
+    ) == [("succeeded", price)]
+
+
+async def test_when_stripe_cannot_be_asked_the_event_is_refused_for_a_retry(
+    pay: Pay, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    app_id, succeeded = await voucher_paid_at_the_store(pay, user)
+
+    # The same API, but its Stripe address answers nothing (the discard port).
+    cut_off = pay.api.client(
+        pay.api.app(
+            stripe_secret_key=SecretStr(API_KEY),
+            stripe_api_base="http://127.0.0.1:9",
+            stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
+        )
+    )
+    payload = json.dumps(succeeded)
+    r = await cut_off.post(
+        "/v1/webhooks/stripe",
+        content=payload,
+        headers={
+            "Stripe-Signature": sign(payload, WEBHOOK_SECRET),
+            "Content-Type": "application/json",
+        },
+    )
+    assert r.status_code == 502, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["type"].endswith("/payment-provider-error") and r.headers["retry-after"]
+    # Nothing recorded, so Stripe's next delivery is not a duplicate, and it is applied.
+    assert pay.sql("SELECT count(*) FROM payment_events WHERE id = %s", succeeded["id"]) == [(0,)]
+    assert (await pay.application(user, app_id))["status"] == "payment_pending"
+    assert (await pay.post_event(succeeded)).json()["outcome"] == "applied"
+    assert (await pay.application(user, app_id))["status"] == "paid"

@@ -1,10 +1,10 @@
 """The payment's life in the database: creation, the one transition function, expiry.
 
 `apply_intent` is the only place a payment or its application changes state because of Stripe.
-The payment request's synchronous answer, every webhook and the reconciliation command all go
-through it, inside the caller's transaction and without any network call, so each path is
-idempotent and they cannot disagree. It locks the application row first, then the payment row,
-the same order payment creation uses.
+The payment request's synchronous answer, every webhook (through a fresh retrieval of its
+intent) and the reconciliation command all go through it, inside the caller's transaction and
+without any network call of its own, so each path is idempotent and they cannot disagree. It
+locks the application row first, then the payment row, the same order payment creation uses.
 """
 
 from __future__ import annotations
@@ -91,16 +91,11 @@ def _is_failed(status: str, error_code: str | None) -> bool:
     return status == "requires_payment_method" and error_code is not None
 
 
-def apply_intent(
-    db: Session,
-    snap: IntentSnapshot,
-    *,
-    event_at: datetime | None = None,
-    now: datetime | None = None,
-) -> Transition:
+def apply_intent(db: Session, snap: IntentSnapshot, *, now: datetime | None = None) -> Transition:
     """Move the payment (and its application) to what Stripe says, if the state machine allows.
 
-    `event_at` is the Stripe event's `created`; None means a fresh read of the intent.
+    `snap` is what Stripe's API answered for the intent (a retrieval, or the answer to the call
+    that created or confirmed it), never a webhook's payload.
     """
     now = now or utcnow()
     known = db.scalar(
@@ -138,17 +133,10 @@ def apply_intent(
     new = snap.local_status
     new_failed = _is_failed(new, snap.error_code)
     decision = decide(
-        payment.status,
-        _is_failed(payment.status, payment.last_error_code),
-        new,
-        new_failed,
-        last_event_at=payment.last_event_at,
-        event_at=event_at,
+        payment.status, _is_failed(payment.status, payment.last_error_code), new, new_failed
     )
     if decision is Decision.stale:
         return Transition("ignored_stale", payment)
-    if event_at is not None and (payment.last_event_at is None or event_at > payment.last_event_at):
-        payment.last_event_at = event_at
     if decision is Decision.same:
         return Transition("applied", payment)
 
@@ -165,7 +153,7 @@ def apply_intent(
         payment.voucher_expires_at = snap.voucher.expires_at
     transition = Transition("applied", payment, changed=True)
     if new == SUCCEEDED:
-        payment.succeeded_at = event_at or now
+        payment.succeeded_at = now
         transition.payment_outcome = "succeeded"
         _paid(db, app, payment, now, transition)
     else:
@@ -183,8 +171,9 @@ def _adopt(
     db: Session, app: Application, snap: IntentSnapshot, now: datetime
 ) -> Payment | Transition:
     """An intent for one of our applications that we have no row for (the request that created it
-    died before committing): keep it, if it is what the application costs."""
-    if snap.application_id != str(app.id):
+    died before committing): keep it if Stripe reports it with this application's metadata, its
+    price and currency, and a state that shows money moving (pending or succeeded)."""
+    if snap.application_id != str(app.id) or snap.local_status not in PENDING | {SUCCEEDED}:
         return Transition("ignored_unknown")
     if snap.amount != app.amount_centavos or snap.currency != app.currency:
         log.error(

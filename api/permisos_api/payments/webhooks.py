@@ -1,16 +1,24 @@
-"""Stripe webhook events: verified, deduplicated by event id, audited, applied.
+"""Stripe webhook events: verified, deduplicated by event id, audited, confirmed, applied.
 
-`verify` checks the signature on the raw body (and the timestamp's age) with the SDK.
-`process_event` runs in ONE transaction and makes no network call: it first inserts the event
-into payment_events (a redelivery finds it there and stops), then applies the intent through
-`service.apply_intent`, then records the outcome on the event row.
+`verify` checks the signature on the raw body (and the timestamp's age) with the SDK. A verified
+event is still only a notification: as Stripe's guide says, its payload may be stale, out of
+order, or (if the signing secret leaked) invented. `process_event` runs in ONE transaction: it
+inserts the event into payment_events (a redelivery finds it there and stops), locks the
+application, retrieves the PaymentIntent from Stripe's API, and applies what Stripe answered
+through `service.apply_intent`, then records the outcome on the event row. Retrieving under the
+application's lock keeps the reads of one application in order. An intent Stripe does not have,
+or a payload that contradicts Stripe (another amount, currency or application, or "succeeded"
+for an intent that has not), changes nothing and is recorded as `rejected_unconfirmed`. When
+Stripe cannot be asked, the transaction rolls back (the event is not recorded) and the endpoint
+answers 502, so Stripe delivers the event again; the reconcile command also finds the payment.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +33,9 @@ from ..db import utcnow
 from ..models import Application, Payment, PaymentEvent
 from .intents import IntentSnapshot
 from .service import Transition, apply_intent
+from .state import SUCCEEDED
+
+log = logging.getLogger("permisos_api.webhooks")
 
 HANDLED = frozenset(
     {
@@ -39,6 +50,28 @@ HANDLED = frozenset(
 
 class SignatureError(Exception):
     pass
+
+
+class StripeUnavailable(Exception):
+    """Stripe's API could not confirm the event now; the event must be delivered again."""
+
+
+# Stripe's current view of an intent by id; None when Stripe has no such intent.
+Retrieve = Callable[[str], IntentSnapshot | None]
+
+
+def stripe_retriever(client: stripe.StripeClient) -> Retrieve:
+    def retrieve(intent_id: str) -> IntentSnapshot | None:
+        try:
+            return IntentSnapshot.from_object(client.v1.payment_intents.retrieve(intent_id))
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return None
+            raise StripeUnavailable(f"{type(exc).__name__} {exc.http_status}") from exc
+        except stripe.StripeError as exc:
+            raise StripeUnavailable(f"{type(exc).__name__} {exc.http_status}") from exc
+
+    return retrieve
 
 
 def verify(payload: bytes, header: str | None, secret: str, tolerance: int) -> dict[str, Any]:
@@ -57,7 +90,9 @@ def verify(payload: bytes, header: str | None, secret: str, tolerance: int) -> d
 @dataclass
 class Processed:
     event_type: str
-    outcome: str  # applied | ignored_stale | ignored_unknown | rejected_mismatch | duplicate
+    # applied | ignored_stale | ignored_unknown | rejected_mismatch | rejected_unconfirmed
+    # | duplicate
+    outcome: str
     transition: Transition | None = None
 
 
@@ -81,14 +116,51 @@ def _application_id(db: Session, snap: IntentSnapshot | None) -> uuid.UUID | Non
     return db.scalar(select(Application.id).where(Application.id == candidate))
 
 
-def process_event(db: Session, event: Mapping[str, Any]) -> Processed:
-    """Apply one verified event. The caller's session must not be in a transaction."""
+def _contradiction(claimed: IntentSnapshot, current: IntentSnapshot) -> str | None:
+    """The field in which an event's payload contradicts what Stripe reports, if any."""
+    for field in ("amount", "currency", "application_id"):
+        if getattr(claimed, field) != getattr(current, field):
+            return field
+    if claimed.local_status == SUCCEEDED and current.local_status != SUCCEEDED:
+        return "status"
+    return None
+
+
+def _confirm_and_apply(
+    db: Session, claimed: IntentSnapshot, application_id: uuid.UUID, retrieve: Retrieve
+) -> Transition:
+    db.get(Application, application_id, with_for_update=True)
+    current = retrieve(claimed.id)  # under the lock: one application's reads stay in order
+    wrong = "intent" if current is None else _contradiction(claimed, current)
+    if current is None or wrong:
+        # Alert-worthy (PermisosWebhookUnconfirmed): a correctly signed event that Stripe denies.
+        log.error(
+            "ALERT webhook not confirmed by Stripe, not applied: intent=%s application=%s field=%s",
+            claimed.id,
+            application_id,
+            wrong,
+        )
+        return Transition("rejected_unconfirmed")
+    transition = apply_intent(db, current)
+    if (
+        transition.outcome == "applied"
+        and not transition.changed
+        and claimed.local_status != current.local_status
+    ):
+        transition.outcome = "ignored_stale"  # the event told of a state Stripe has left
+    return transition
+
+
+def process_event(db: Session, event: Mapping[str, Any], retrieve: Retrieve) -> Processed:
+    """Apply one verified event, as Stripe confirms it. The caller's session must not be in a
+    transaction. Raises StripeUnavailable (nothing recorded) when Stripe cannot be asked."""
     event_type = str(event.get("type") or "")
     created = event.get("created")
     event_at = datetime.fromtimestamp(created, UTC) if isinstance(created, int) else utcnow()
     obj = (event.get("data") or {}).get("object") or {}
     snap = IntentSnapshot.from_object(obj) if obj.get("object") == "payment_intent" else None
     with db.begin():
+        application_id = _application_id(db, snap)
         if snap is not None:
             detail: dict[str, Any] = snap.audit()
             intent_id: str | None = snap.id
@@ -100,7 +172,7 @@ def process_event(db: Session, event: Mapping[str, Any]) -> Processed:
             upsert(db, PaymentEvent)
             .values(
                 id=str(event["id"])[:64],
-                application_id=_application_id(db, snap),
+                application_id=application_id,
                 payment_intent_id=intent_id[:64] if intent_id else None,
                 type=event_type[:64],
                 status=snap.status[:32] if snap else None,
@@ -116,9 +188,14 @@ def process_event(db: Session, event: Mapping[str, Any]) -> Processed:
         ).scalar_one_or_none()
         if inserted is None:
             return Processed(event_type, "duplicate")
-        if snap is None or event_type not in HANDLED:
+        if snap is None or event_type not in HANDLED or application_id is None:
             return Processed(event_type, "ignored_unknown")
-        transition = apply_intent(db, snap, event_at=event_at)
+        transition = _confirm_and_apply(db, snap, application_id, retrieve)
+        payment = transition.payment
+        if payment is not None and (
+            payment.last_event_at is None or event_at > payment.last_event_at
+        ):
+            payment.last_event_at = event_at  # when Stripe last told us about it
         db.execute(
             update(PaymentEvent)
             .where(PaymentEvent.id == inserted)

@@ -1,7 +1,8 @@
-"""POST /v1/webhooks/stripe: Stripe's signed events, answered fast.
+"""POST /v1/webhooks/stripe: Stripe's signed events, confirmed with Stripe, answered fast.
 
-The signature is checked on the raw body; the work is one short database transaction in a worker
-thread (no network call); mail goes out after the answer.
+The signature is checked on the raw body; the work is one database transaction in a worker
+thread, around one retrieval of the event's PaymentIntent from Stripe; mail goes out after the
+answer.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..context import Svc
 from ..payments.service import deliver
-from ..payments.webhooks import Processed, SignatureError, metric_type, process_event, verify
+from ..payments.webhooks import (
+    Processed,
+    Retrieve,
+    SignatureError,
+    StripeUnavailable,
+    metric_type,
+    process_event,
+    stripe_retriever,
+    verify,
+)
 from ..problems import ProblemError, problem_responses
 from ..schemas import WebhookAck
 
@@ -22,9 +32,11 @@ log = logging.getLogger("permisos_api.webhooks")
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 
-def _process(factory: sessionmaker[Session], event: dict[str, object]) -> Processed:
+def _process(
+    factory: sessionmaker[Session], event: dict[str, object], retrieve: Retrieve
+) -> Processed:
     with factory() as db:
-        return process_event(db, event)
+        return process_event(db, event, retrieve)
 
 
 @router.post(
@@ -32,9 +44,14 @@ def _process(factory: sessionmaker[Session], event: dict[str, object]) -> Proces
     response_model=WebhookAck,
     summary="Stripe webhook endpoint",
     description="Verifies `Stripe-Signature` on the raw body (400 `invalid-signature` when "
-    "missing, wrong or older than the tolerance), deduplicates by event id, and applies "
-    "payment_intent.succeeded, payment_failed, requires_action, processing and canceled.",
-    responses=problem_responses(400, 503),
+    "missing, wrong or older than the tolerance), deduplicates by event id, and for "
+    "payment_intent.succeeded, payment_failed, requires_action, processing and canceled "
+    "retrieves the PaymentIntent from Stripe and applies what Stripe reports, never the "
+    "payload. An intent Stripe does not have, or a payload that contradicts it, is recorded as "
+    "`rejected_unconfirmed` and changes nothing. 502 `payment-provider-error` (with "
+    "Retry-After) when Stripe cannot be asked: the event is not recorded, and Stripe sends it "
+    "again.",
+    responses=problem_responses(400, 502, 503),
 )
 async def stripe_webhook(request: Request, svc: Svc, background: BackgroundTasks) -> WebhookAck:
     payload = await request.body()
@@ -50,7 +67,20 @@ async def stripe_webhook(request: Request, svc: Svc, background: BackgroundTasks
         svc.metrics.webhook_signature_failures.inc()
         log.warning("webhook refused: %s", exc)
         raise ProblemError("invalid-signature") from None
-    processed = await run_in_threadpool(_process, request.app.state.sessionmaker, event)
+    try:
+        processed = await run_in_threadpool(
+            _process, request.app.state.sessionmaker, event, stripe_retriever(svc.stripe)
+        )
+    except StripeUnavailable as exc:
+        svc.metrics.webhook_events.labels(
+            metric_type(str(event.get("type") or "")), "provider_unavailable"
+        ).inc()
+        log.warning("webhook not confirmed, Stripe unreachable: %s", exc)
+        raise ProblemError(
+            "payment-provider-error",
+            "Stripe could not be asked to confirm the event; deliver it again.",
+            headers={"Retry-After": "30"},
+        ) from None
     svc.metrics.webhook_events.labels(metric_type(processed.event_type), processed.outcome).inc()
     if processed.transition is not None:
         background.add_task(deliver, processed.transition, svc.mailer, svc.metrics)
