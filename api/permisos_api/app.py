@@ -16,11 +16,12 @@ from .kube import ReadinessProbe
 from .mail import Mailer
 from .metrics import Metrics
 from .observability import ObservabilityMiddleware
+from .openapi import install_openapi
 from .passwords import Hasher
 from .payments.stripe_client import make_stripe_client
-from .problems import PROBLEM_BASE, install
+from .problems import PROBLEM_BASE, install, problem_responses
 from .ratelimit import RateLimiter
-from .routes import account, admin, applications, auth, ops, payments, permits, webhooks
+from .routes import account, admin, applications, auth, catalog, ops, payments, permits, webhooks
 from .settings import ApiSettings
 from .storage import PermitStorage
 
@@ -75,6 +76,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        responses=problem_responses(500),  # any operation may fail unexpectedly
     )
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.dispatcher = dispatcher
@@ -92,6 +94,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install(app)
     app.include_router(auth.router)
     app.include_router(applications.router)
+    app.include_router(catalog.router)
     app.include_router(permits.router)
     app.include_router(account.router)
     app.include_router(payments.router)
@@ -99,4 +102,5 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(ops.router)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    install_openapi(app)
     return app

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -109,11 +110,20 @@ class Principal:
         return self.user.role in (Role.admin, Role.superadmin)
 
 
-def _presented_token(request: Request) -> tuple[str, Literal["cookie", "bearer"]] | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip(), "bearer"
+# Declared as a FastAPI security dependency so that the OpenAPI document marks every operation
+# that needs a principal (permisos_api/openapi.py completes the requirement with the cookie).
+bearer_token = HTTPBearer(
+    scheme_name="bearerToken",
+    description="The `token` that `POST /v1/auth/login` returns with `issue_bearer: true`.",
+    auto_error=False,
+)
+
+
+def _presented_token(
+    request: Request, bearer: HTTPAuthorizationCredentials | None
+) -> tuple[str, Literal["cookie", "bearer"]] | None:
+    if bearer is not None and bearer.credentials.strip():
+        return bearer.credentials.strip(), "bearer"
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         return cookie, "cookie"
@@ -126,8 +136,12 @@ def _unauthenticated(detail: str) -> ProblemError:
     )
 
 
-def current_principal(request: Request, db: Annotated[Session, Depends(get_db)]) -> Principal:
-    presented = _presented_token(request)
+def current_principal(
+    request: Request,
+    db: Annotated[Session, Depends(get_db)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_token)],
+) -> Principal:
+    presented = _presented_token(request, bearer)
     if presented is None:
         raise _unauthenticated("Log in first.")
     token, via = presented

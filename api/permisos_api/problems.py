@@ -167,11 +167,39 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _sends_other_than_json(request: Request) -> bool:
+    """A body came, and the request does not say it is JSON (an empty body is just missing)."""
+    sent = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in (
+        request.headers
+    )
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return sent and not (media == "application/json" or media.endswith("+json"))
+
+
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    raw = exc.errors()
+    if _sends_other_than_json(request) and any(tuple(e["loc"])[:1] == ("body",) for e in raw):
+        # FastAPI reads a JSON body only when the request says it is JSON.
+        return problem_response(
+            request,
+            "unsupported-media-type",
+            "Send the body as JSON with Content-Type: application/json.",
+            errors=[
+                FieldError(field="body", rule="media_type", detail="Expected application/json")
+            ],
+        )
     errors = []
-    for err in exc.errors():
+    for err in raw:
         # Never echo the rejected input: it may be a CURP or a password.
+        if err["type"] == "json_invalid":
+            # Pydantic's location is a character offset, which names no field.
+            offset = tuple(err["loc"])[1:2]
+            where = f" (at character {offset[0]})" if offset else ""
+            errors.append(
+                FieldError(field="body", rule="json_invalid", detail=f"Not valid JSON{where}")
+            )
+            continue
         errors.append(
             FieldError(field=_field_path(tuple(err["loc"])), rule=err["type"], detail=err["msg"])
         )
@@ -189,8 +217,18 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     slug = _BY_STATUS.get(exc.status_code, "bad-request" if exc.status_code < 500 else "")
     slug = slug or "internal-error"
     detail = exc.detail if isinstance(exc.detail, str) else None
+    errors = None
+    if exc.status_code == 400:
+        # The framework's only 400: a body it could not decode (not UTF-8, say).
+        detail = "The body could not be read: send UTF-8 JSON."
+        errors = [FieldError(field="body", rule="body_unreadable", detail="Not UTF-8 JSON")]
     return problem_response(
-        request, slug, detail, status=exc.status_code, headers=dict(exc.headers or {}) or None
+        request,
+        slug,
+        detail,
+        status=exc.status_code,
+        errors=errors,
+        headers=dict(exc.headers or {}) or None,
     )
 
 

@@ -278,6 +278,37 @@ class ApplicationPage(BaseModel):
     offset: int
 
 
+# --- catalog --------------------------------------------------------------------------------
+
+
+class CatalogLine(BaseModel):
+    clave: str = Field(examples=["NIS-01"])
+    name: str = Field(examples=["Versa"])
+
+
+class CatalogMake(BaseModel):
+    clave: str = Field(examples=["NIS"])
+    name: str = Field(examples=["Nissan"])
+    lines: list[CatalogLine]
+
+
+class ServiceTypeOut(BaseModel):
+    code: ServiceType
+    price_centavos: int = Field(description="The permit's price, in centavos.")
+    currency: Literal["MXN"]
+
+
+class ModelYears(BaseModel):
+    min: int = Field(description="Oldest accepted model year (inclusive).")
+    max: int = Field(description="Newest accepted model year (inclusive): next year.")
+
+
+class CatalogOut(BaseModel):
+    makes: list[CatalogMake]
+    service_types: list[ServiceTypeOut]
+    model_years: ModelYears
+
+
 # --- payments -------------------------------------------------------------------------------
 
 
@@ -286,6 +317,11 @@ class PaymentIn(BaseModel):
         {"method": "oxxo"},
         {"method": "card"},
         {"method": "card", "payment_method": "pm_card_visa"},
+        {
+            "method": "card",
+            "payment_method": "pm_card_threeDSecure2Required",
+            "return_url": "https://example.com/pago-terminado",
+        },
     )
 
     method: Literal["card", "oxxo"]
@@ -296,10 +332,31 @@ class PaymentIn(BaseModel):
         description="Card only, for tests and demos: a (test) PaymentMethod id the API confirms "
         "server-side. Browsers leave it out and confirm with Stripe.js and `client_secret`.",
     )
+    return_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="Card with `payment_method` only: where the card's 3-D Secure page sends the "
+        "payer afterwards. With it, a challenge comes back as `next_action.redirect_to_url`; "
+        "without it, as `use_stripe_sdk` (for Stripe.js).",
+    )
+
+
+class RedirectToUrl(BaseModel):
+    url: str = Field(description="The 3-D Secure page to open in a browser.")
+    return_url: str | None = Field(description="Where that page sends the payer when done.")
 
 
 class NextAction(BaseModel):
-    type: str = Field(description="e.g. `use_stripe_sdk` (3-D Secure) or `oxxo_display_details`.")
+    """What the payer must do next, as Stripe returns it on the PaymentIntent."""
+
+    type: str = Field(
+        description="`redirect_to_url` or `use_stripe_sdk` (3-D Secure), `oxxo_display_details`."
+    )
+    redirect_to_url: RedirectToUrl | None = None
+    use_stripe_sdk: dict[str, Any] | None = Field(
+        default=None, description="Opaque data for Stripe.js `handleNextAction`."
+    )
 
 
 class VoucherOut(BaseModel):

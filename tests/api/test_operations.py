@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -98,20 +100,119 @@ def test_openapi_documents_every_operation(api: Api) -> None:
     doc = api.default_app.openapi()
     assert "Problem" in doc["components"]["schemas"]
     assert "HTTPValidationError" not in doc["components"]["schemas"]
+    # The probes and /metrics stay inside the cluster, as the Ingress keeps them.
+    assert all(path.startswith("/v1/") for path in doc["paths"]), list(doc["paths"])
     for path, item in doc["paths"].items():
         for method, op in item.items():
             assert op.get("summary"), (method, path)
             # A success, or a redirect to one (the presigned permit download).
             assert any(code.startswith(("2", "307")) for code in op["responses"]), (method, path)
-            if path.startswith("/v1/"):
-                problems = [c for c in op["responses"] if c[0] in "45"]
-                assert problems, (method, path)
-                for code in problems:
-                    content = op["responses"][code]["content"]
-                    assert "application/problem+json" in content, (method, path, code)
+            problems = [c for c in op["responses"] if c[0] in "45"]
+            assert "500" in problems, (method, path)
+            if "requestBody" in op:
+                assert {"400", "415", "422"} <= set(problems), (method, path)
+            for code in problems:
+                content = op["responses"][code]["content"]
+                assert "application/problem+json" in content, (method, path, code)
     schemas = doc["components"]["schemas"]
     for name in ("ApplicationIn", "ApplicationOut", "LoginIn", "LoginOut", "RegisterIn"):
         assert schemas[name].get("examples"), name
+
+
+def test_openapi_declares_how_each_operation_authenticates(api: Api) -> None:
+    doc = api.default_app.openapi()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["bearerToken"] == {**schemes["bearerToken"], "type": "http", "scheme": "bearer"}
+    assert (schemes["sessionCookie"]["in"], schemes["sessionCookie"]["name"]) == (
+        "cookie",
+        "permisos_session",
+    )
+    assert (schemes["csrfHeader"]["in"], schemes["csrfHeader"]["name"]) == (
+        "header",
+        "X-CSRF-Token",
+    )
+    paths = doc["paths"]
+    # A browser's unsafe request needs the cookie AND the CSRF header; a safe one the cookie.
+    assert paths["/v1/applications"]["post"]["security"] == [
+        {"bearerToken": []},
+        {"sessionCookie": [], "csrfHeader": []},
+    ]
+    assert paths["/v1/applications"]["get"]["security"] == [
+        {"bearerToken": []},
+        {"sessionCookie": []},
+    ]
+    assert paths["/v1/admin/users/{user_id}/disable"]["post"]["security"][0] == {"bearerToken": []}
+    for public in (
+        ("/v1/auth/register", "post"),
+        ("/v1/auth/login", "post"),
+        ("/v1/catalog", "get"),
+        ("/v1/webhooks/stripe", "post"),
+    ):
+        assert paths[public[0]][public[1]]["security"] == [], public
+    # Every operation says one or the other, and each authenticated one can answer 401.
+    for path, item in paths.items():
+        for method, op in item.items():
+            assert "security" in op, (method, path)
+            if op["security"]:
+                assert "401" in op["responses"], (method, path)
+
+
+async def test_bodies_that_are_not_json_say_so(api: Api) -> None:
+    client = api.client()
+    cases = [
+        (b'{"email": "a@example.com", "password": ', "application/json", 422, "json_invalid"),
+        (b"email=a@example.com", "application/x-www-form-urlencoded", 415, "media_type"),
+        (b'{"email": "a@example.com"}', None, 415, "media_type"),
+        (b'{"email": "\xff@example.com"}', "application/json", 400, "body_unreadable"),
+    ]
+    for body, media, status, rule in cases:
+        headers = {"content-type": media} if media else {}
+        r = await client.post("/v1/auth/register", content=body, headers=headers)
+        assert r.status_code == status, (body, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        problem = r.json()
+        assert problem["errors"] == [{"field": "body", "rule": rule, "detail": ANY}], problem
+        assert "a@example.com" not in r.text  # the rejected input is never echoed
+    r = await client.post(
+        "/v1/auth/register",
+        content=b'{"email": "a@example.com", "password": ',
+        headers={"content-type": "application/json"},
+    )
+    assert r.json()["errors"][0]["detail"] == "Not valid JSON (at character 39)"
+
+
+async def test_the_catalog_lists_what_an_application_may_name(api: Api, make_user: Make) -> None:
+    r = await api.client().get("/v1/catalog")
+    assert r.status_code == 200
+    catalog = r.json()
+    nissan = next(m for m in catalog["makes"] if m["clave"] == "NIS")
+    assert nissan["name"] == "Nissan"
+    assert {"clave": "NIS-01", "name": "Versa"} in nissan["lines"]
+    assert {s["code"]: s["price_centavos"] for s in catalog["service_types"]} == {
+        "particular": api.settings.price_particular_centavos,
+        "publico": api.settings.price_publico_centavos,
+        "carga": api.settings.price_carga_centavos,
+    }
+    year = datetime.now(UTC).year
+    assert catalog["model_years"] == {"min": year - 30, "max": year + 1}
+
+    # What the catalog lists is what an application accepts, by clave and by name.
+    user: User = await make_user()
+    kia = next(m for m in catalog["makes"] if m["name"] == "Kia")
+    body = {
+        **APPLICATION,
+        "make": kia["clave"],
+        "line": kia["lines"][-1]["name"],
+        "model_year": catalog["model_years"]["min"],
+        "service_type": "publico",
+    }
+    r = await user.client.post("/v1/applications", json=body, headers=user.bearer())
+    assert r.status_code == 201, r.text
+    assert r.json()["amount_centavos"] == api.settings.price_publico_centavos
+    too_old = {**body, "model_year": catalog["model_years"]["min"] - 1}
+    r = await user.client.post("/v1/applications", json=too_old, headers=user.bearer())
+    assert r.status_code == 422
+    assert [e["rule"] for e in r.json()["errors"]] == ["model_year_range"]
 
 
 async def test_database_outage_answers_503_and_recovers(api: Api, make_user: Make) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from tests.api.conftest import read_mail
 from tests.api.payments_support import Pay, eventually
@@ -121,7 +124,10 @@ async def test_three_d_secure_requires_action_then_the_webhook_marks_it_paid(
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["status"] == "requires_action"
-    assert body["next_action"] == {"type": "use_stripe_sdk"}
+    assert body["next_action"]["type"] == "use_stripe_sdk"
+    assert body["next_action"]["use_stripe_sdk"]["type"] == "three_d_secure_redirect"
+    assert body["next_action"]["redirect_to_url"] is None
+    assert body["client_secret"].startswith(f"{body['intent_id']}_secret_")
     assert body["application_status"] == "payment_pending"
     # Not payable while the challenge is open.
     assert (await pay.pay(user, app_id, method="oxxo")).status_code == 409
@@ -131,6 +137,56 @@ async def test_three_d_secure_requires_action_then_the_webhook_marks_it_paid(
     await pay.sim.wait_for_deliveries()
     assert len(pay.outbox_rows(app_id)) == 1
     assert len(mails_received(outbox)) == 1
+
+
+async def test_an_api_client_completes_3d_secure_from_the_answer_alone(
+    pay: Pay, make_user: Callable[..., Any]
+) -> None:
+    """What the README tells a newcomer: pay with a return_url, open the challenge page it gets
+    back, press "Complete authentication", land on the return_url, and the application is paid."""
+    user = await make_user()
+    app_id = await pay.new_application(user)
+    done = "https://tienda.example/pago-terminado?pedido=7"
+    r = await pay.pay(
+        user,
+        app_id,
+        method="card",
+        payment_method="pm_card_threeDSecure2Required",
+        return_url=done,
+    )
+    assert r.status_code == 201, r.text
+    action = r.json()["next_action"]
+    assert action["type"] == "redirect_to_url"
+    assert action["redirect_to_url"]["return_url"] == done
+    challenge = action["redirect_to_url"]["url"]
+
+    async with httpx.AsyncClient() as browser:
+        page = await browser.get(challenge)
+        assert page.status_code == 200 and "Complete authentication" in page.text
+        form = re.search(r'<form method="post" action="([^"]+/complete)"', page.text)
+        assert form is not None, page.text
+        landed = await browser.post(httpx.URL(challenge).join(form.group(1)))
+    assert landed.status_code == 303
+    back = httpx.URL(landed.headers["location"])
+    assert str(back).startswith(done + "&")
+    assert back.params["redirect_status"] == "succeeded"
+    assert back.params["payment_intent"] == r.json()["intent_id"]
+    await pay.status_becomes(user, app_id, "paid")
+
+
+async def test_a_return_url_needs_a_card_the_api_confirms(
+    pay: Pay, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    app_id = await pay.new_application(user)
+    r = await pay.pay(user, app_id, method="card", return_url="https://tienda.example/fin")
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == ["return_url"]
+    r = await pay.pay(
+        user, app_id, method="card", payment_method="pm_card_visa", return_url="ftp:x"
+    )
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == ["return_url"]
 
 
 async def test_a_card_intent_for_stripe_js_leaves_the_application_payable(

@@ -37,6 +37,9 @@ class IntentSnapshot:
     method: str  # card | oxxo
     voucher: Voucher | None
     next_action_type: str | None
+    # The challenge of a 3-D Secure card: Stripe's redirect_to_url or use_stripe_sdk hash.
+    next_action_redirect: Mapping[str, Any] | None
+    next_action_sdk: Mapping[str, Any] | None
     client_secret: str | None
 
     @classmethod
@@ -70,6 +73,8 @@ class IntentSnapshot:
             method="oxxo" if "oxxo" in types else "card",
             voucher=voucher,
             next_action_type=_str(next_action.get("type")),
+            next_action_redirect=_mapping(next_action.get("redirect_to_url")),
+            next_action_sdk=_mapping(next_action.get("use_stripe_sdk")),
             client_secret=_str(data.get("client_secret")),
         )
 
@@ -103,6 +108,10 @@ class IntentSnapshot:
                 else None
             ),
         }
+
+
+def _mapping(value: object) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) and value else None
 
 
 def _str(value: object) -> str | None:

@@ -308,7 +308,12 @@ def check_oxxo_amount(amount_centavos: int) -> None:
 
 
 def _intent_params(
-    app: Application, method: str, payment_method: str | None, attempt: int, s: ApiSettings
+    app: Application,
+    method: str,
+    payment_method: str | None,
+    return_url: str | None,
+    attempt: int,
+    s: ApiSettings,
 ) -> dict[str, Any]:
     params: dict[str, Any] = {
         "amount": app.amount_centavos,
@@ -330,6 +335,8 @@ def _intent_params(
     elif payment_method:
         params["payment_method"] = payment_method
         params["confirm"] = True
+        if return_url:
+            params["return_url"] = return_url
     return params
 
 
@@ -340,6 +347,7 @@ def create_payment(
     app: Application,
     method: str,
     payment_method: str | None,
+    return_url: str | None = None,
 ) -> Created:
     """Create (and for OXXO or a given card method, confirm) a PaymentIntent for `app`.
 
@@ -353,7 +361,7 @@ def create_payment(
     )
     attempt = (count or 0) + 1
     key = intent_key(app.id, method, attempt)
-    params = _intent_params(app, method, payment_method, attempt, settings)
+    params = _intent_params(app, method, payment_method, return_url, attempt, settings)
     declined = False
     try:
         intent = client.v1.payment_intents.create(

@@ -1,4 +1,8 @@
-"""Liveness, readiness and metrics: what Kubernetes probes and Prometheus scrapes."""
+"""Liveness, readiness and metrics: what Kubernetes probes and Prometheus scrapes.
+
+They stay out of the public OpenAPI document, as the Ingress keeps them inside the cluster;
+api/README.md describes them.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,12 @@ def database_check(engine: Engine) -> Check:
     return Check(status="ok", latency_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
-@router.get("/healthz", response_model=Liveness, summary="Liveness: the process answers")
+@router.get(
+    "/healthz",
+    response_model=Liveness,
+    summary="Liveness: the process answers",
+    include_in_schema=False,
+)
 def healthz() -> Liveness:
     return Liveness()
 
@@ -45,6 +54,7 @@ def healthz() -> Liveness:
     "payments keep being accepted while Kubernetes is down (the outbox delivers them when it "
     "is back), and only permit downloads need storage.",
     responses={503: {"model": Readiness, "description": "A dependency failed"}},
+    include_in_schema=False,
 )
 def readyz(svc: Svc, request: Request) -> Response:
     checks: dict[str, Callable[[], Check]] = {"database": lambda: database_check(svc.engine)}
@@ -64,6 +74,7 @@ def readyz(svc: Svc, request: Request) -> Response:
     summary="Prometheus metrics",
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Text exposition"}},
+    include_in_schema=False,
 )
 def metrics(svc: Svc) -> Response:
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

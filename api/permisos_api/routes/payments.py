@@ -16,9 +16,18 @@ from sqlalchemy.orm import Session
 from ..auth import CurrentPrincipal, Principal
 from ..context import Svc, get_db
 from ..models import Application, Payment
+from ..payments.intents import IntentSnapshot
 from ..payments.service import PAYABLE, create_payment, deliver
 from ..problems import FieldError, ProblemError, problem_responses, validation_problem
-from ..schemas import NextAction, PaymentCreated, PaymentIn, PaymentList, PaymentOut, VoucherOut
+from ..schemas import (
+    NextAction,
+    PaymentCreated,
+    PaymentIn,
+    PaymentList,
+    PaymentOut,
+    RedirectToUrl,
+    VoucherOut,
+)
 
 router = APIRouter(prefix="/v1/applications", tags=["payments"])
 Db = Annotated[Session, Depends(get_db)]
@@ -36,8 +45,11 @@ def _visible(app: Application | None, principal: Principal) -> Application:
     response_model=PaymentCreated,
     summary="Pay an application (card or OXXO)",
     description="Only the applicant, while `draft` or `awaiting_payment`. **card**: a "
-    "PaymentIntent; confirm it with Stripe.js and `client_secret` (3-D Secure shows as "
-    "`requires_action`), or pass a test `payment_method` to confirm it here. **oxxo**: a "
+    "PaymentIntent; confirm it with Stripe.js and `client_secret`, or pass a test "
+    "`payment_method` to confirm it here. A card that needs 3-D Secure answers `requires_action` "
+    "with `next_action`: `redirect_to_url.url` (the challenge page, when `return_url` was given) "
+    "or `use_stripe_sdk` (for Stripe.js); the outcome arrives by webhook and shows in the "
+    "application's status. **oxxo**: a "
     "voucher (number, hosted URL, expiry) payable at any OXXO store; 10.00 to 10,000.00 MXN. "
     "A declined card answers 402 `payment-declined`.",
     responses=problem_responses(401, 402, 403, 404, 409, 422, 502),
@@ -56,7 +68,19 @@ def pay(
         raise validation_problem(
             [FieldError(field="payment_method", rule="card_only", detail="Only for cards")]
         )
-    created = create_payment(db, svc.stripe, svc.settings, app, body.method, body.payment_method)
+    if body.return_url and not body.payment_method:
+        raise validation_problem(
+            [
+                FieldError(
+                    field="return_url",
+                    rule="needs_payment_method",
+                    detail="Only with a card payment_method that the API confirms",
+                )
+            ]
+        )
+    created = create_payment(
+        db, svc.stripe, svc.settings, app, body.method, body.payment_method, body.return_url
+    )
     db.commit()
     deliver(created.transition, svc.mailer, svc.metrics)
     snap, payment = created.snapshot, created.payment
@@ -79,8 +103,23 @@ def pay(
         currency="MXN",
         application_status=app.status,
         client_secret=snap.client_secret,
-        next_action=NextAction(type=snap.next_action_type) if snap.next_action_type else None,
+        next_action=_next_action(snap),
         voucher=voucher,
+    )
+
+
+def _next_action(snap: IntentSnapshot) -> NextAction | None:
+    if not snap.next_action_type:
+        return None
+    redirect = snap.next_action_redirect
+    return NextAction(
+        type=snap.next_action_type,
+        redirect_to_url=RedirectToUrl(
+            url=str(redirect.get("url") or ""), return_url=redirect.get("return_url")
+        )
+        if redirect and redirect.get("url")
+        else None,
+        use_stripe_sdk=dict(snap.next_action_sdk) if snap.next_action_sdk else None,
     )
 
 
