@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
-.PHONY: run up test lint typecheck check bench clean venv run-packages test-packages
+.PHONY: run up test lint typecheck check bench clean venv run-packages test-packages controlplane
 
 # The virtual environment is rebuilt whenever the lock file or the project metadata changes.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -38,6 +38,12 @@ run-packages:
 test-packages:
 	$(call apt_install,$(TEST_PACKAGES))
 
+# The real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# helm) of the release pinned in sandbox/controlplane/go.mod, built from source with Go into a
+# cache outside the repository; a no-op once built (about 11 minutes on a cold Go cache).
+controlplane: $(VENV)/.installed
+	@$(PY) -m permisos_sandbox.cluster build >/dev/null
+
 # The whole platform on this machine, then the demo: one permit, registration to PDFs on disk.
 run: $(VENV)/.installed run-packages
 	$(PY) -m permisos_sandbox.platform
@@ -54,7 +60,7 @@ typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy permisos operator/permisos_operator sandbox/permisos_sandbox browser-runner/permisos_runner api/permisos_api tools
 
 # The whole suite: style and types are tests too.
-test: $(VENV)/.installed test-packages lint typecheck
+test: $(VENV)/.installed test-packages controlplane lint typecheck
 	$(VENV)/bin/pytest
 
 bench: $(VENV)/.installed test-packages

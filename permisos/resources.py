@@ -254,8 +254,11 @@ class PoolRetryPolicy(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
+                # Guarded like RetryPolicy's: kube-apiserver checks the rule against the
+                # `default: {}` itself, before the fields' own defaults fill it in.
                 cel(
-                    "self.maxBackoffSeconds >= self.backoffSeconds",
+                    "!has(self.backoffSeconds) || !has(self.maxBackoffSeconds)"
+                    " || self.maxBackoffSeconds >= self.backoffSeconds",
                     "maxBackoffSeconds must not be less than backoffSeconds",
                 )
             ]
