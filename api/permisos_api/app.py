@@ -76,7 +76,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        responses=problem_responses(500),  # any operation may fail unexpectedly
+        # Any operation may fail unexpectedly, or find the database down.
+        responses=problem_responses(500, 503),
     )
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.dispatcher = dispatcher

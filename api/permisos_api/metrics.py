@@ -7,6 +7,17 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+# The Stripe events the webhook endpoint acts on (the metric's bounded `type` values).
+PAYMENT_EVENT_TYPES = (
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.requires_action",
+    "payment_intent.processing",
+    "payment_intent.canceled",
+)
+# Outcomes that page: their series exist from the start at 0, so the first one is an increase.
+ALERTING_WEBHOOK_OUTCOMES = ("rejected_unconfirmed", "rejected_mismatch")
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -45,6 +56,9 @@ class Metrics:
             ["type", "outcome"],
             registry=self.registry,
         )
+        for event_type in PAYMENT_EVENT_TYPES:
+            for outcome in ALERTING_WEBHOOK_OUTCOMES:
+                self.webhook_events.labels(event_type, outcome)
         self.manual_refunds_flagged = Counter(
             "permisos_payments_manual_refund_required",
             "Payments that succeeded for an application that could no longer take them (already "

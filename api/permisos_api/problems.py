@@ -167,6 +167,10 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# The detail of the 400 FastAPI raises when it cannot read a request body.
+FRAMEWORK_BODY_ERROR = "There was an error parsing the body"
+
+
 def _sends_other_than_json(request: Request) -> bool:
     """A body came, and the request does not say it is JSON (an empty body is just missing)."""
     sent = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in (
@@ -218,8 +222,8 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     slug = slug or "internal-error"
     detail = exc.detail if isinstance(exc.detail, str) else None
     errors = None
-    if exc.status_code == 400:
-        # The framework's only 400: a body it could not decode (not UTF-8, say).
+    if exc.status_code == 400 and detail == FRAMEWORK_BODY_ERROR:
+        # FastAPI could not decode the body (not UTF-8, say).
         detail = "The body could not be read: send UTF-8 JSON."
         errors = [FieldError(field="body", rule="body_unreadable", detail="Not UTF-8 JSON")]
     return problem_response(

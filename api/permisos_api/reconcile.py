@@ -2,9 +2,10 @@
 
 Repairs what webhooks missed.
 
-Re-fetches, with the SDK, every payment whose local state looks stuck (not final and unchanged
-for longer than N minutes; this includes intents that succeeded at Stripe but not here) and
-applies what Stripe says through the same transition function the webhooks use. Then expires
+Re-fetches, with the SDK and under the application's row lock (as the webhooks do), every
+payment whose local state looks stuck (not final and unchanged for longer than N minutes; this
+includes intents that succeeded at Stripe but not here) and applies what Stripe says through the
+same transition function the webhooks use. Then expires
 applications whose OXXO voucher lapsed more than the grace days ago. Prints a JSON summary.
 Run it from a CronJob; running it twice, or alongside webhooks, is harmless.
 """
@@ -28,10 +29,9 @@ from .db import utcnow
 from .mail import Mailer
 from .metrics import Metrics
 from .models import Application, ApplicationStatus, Payment
-from .payments.intents import IntentSnapshot
 from .payments.service import apply_intent, deliver, expire_abandoned_applications
 from .payments.state import FINAL
-from .payments.stripe_client import make_stripe_client
+from .payments.stripe_client import StripeUnavailable, make_stripe_client, stripe_retriever
 from .settings import ApiSettings
 
 log = logging.getLogger("permisos_api.reconcile")
@@ -92,17 +92,29 @@ def reconcile(
     report = Report()
     with factory() as db:
         intents = stuck_intents(db, timedelta(minutes=older_than_minutes), now, application_ids)
+    retrieve = stripe_retriever(client)
     for intent_id in intents:
         report.checked += 1
         try:
-            intent = client.v1.payment_intents.retrieve(intent_id)
-        except stripe.StripeError as exc:
+            # Read under the application's lock, like the webhooks: a read taken before a
+            # webhook's never overwrites what that webhook applied.
+            with factory() as db, db.begin():
+                application_id = db.scalar(
+                    select(Payment.application_id).where(
+                        Payment.stripe_payment_intent_id == intent_id
+                    )
+                )
+                db.get(Application, application_id, with_for_update=True)
+                current = retrieve(intent_id)
+                if current is None:
+                    report.errors += 1
+                    log.error("ALERT %s is recorded here but Stripe has no such intent", intent_id)
+                    continue
+                transition = apply_intent(db, current)
+        except StripeUnavailable as exc:
             report.errors += 1
-            log.warning("could not fetch %s: %s", intent_id, type(exc).__name__)
+            log.warning("could not fetch %s: %s", intent_id, exc)
             continue
-        # The network call is done; the transaction is short.
-        with factory() as db, db.begin():
-            transition = apply_intent(db, IntentSnapshot.from_object(intent))
         if transition.changed:
             report.repaired += 1
             log.info(

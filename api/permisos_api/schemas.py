@@ -355,7 +355,9 @@ class NextAction(BaseModel):
     )
     redirect_to_url: RedirectToUrl | None = None
     use_stripe_sdk: dict[str, Any] | None = Field(
-        default=None, description="Opaque data for Stripe.js `handleNextAction`."
+        default=None,
+        description="Stripe's data for the challenge; Stripe.js reads it itself when given the "
+        "`client_secret` (`handleNextAction`).",
     )
 
 

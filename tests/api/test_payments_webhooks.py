@@ -85,7 +85,7 @@ async def test_events_replayed_three_times_in_any_order_give_one_state_and_one_o
         assert count == [(len(events) * 4,)]
 
 
-async def test_failure_and_challenge_in_the_same_second_settle_on_the_failure(
+async def test_an_event_about_a_state_stripe_has_left_is_stale_whatever_its_time(
     pay: Pay, make_user: Callable[..., Any]
 ) -> None:
     user = await make_user()
@@ -97,7 +97,7 @@ async def test_failure_and_challenge_in_the_same_second_settle_on_the_failure(
     events = {e["type"]: e for e in pay.events_for(intent_id)}
     failed = events["payment_intent.payment_failed"]
     challenge = copy.deepcopy(events["payment_intent.requires_action"])
-    challenge["created"] = failed["created"]  # a tie: the failure still wins
+    challenge["created"] = failed["created"] + 60  # a payload's time decides nothing
     assert (await pay.post_event(failed)).json()["outcome"] == "applied"
     assert (await pay.post_event(challenge)).json()["outcome"] == "ignored_stale"
     assert (await pay.application(user, app_id))["status"] == "awaiting_payment"
@@ -214,6 +214,12 @@ def signed_succeeded_event(intent_id: str, application_id: str, amount: int) -> 
 async def test_a_signed_event_for_an_intent_stripe_does_not_have_changes_nothing(
     pay: Pay, make_user: Callable[..., Any]
 ) -> None:
+    # The alert's series exists at 0 before the first forgery, so that one is an increase.
+    unconfirmed = (
+        'permisos_webhook_events_total{outcome="rejected_unconfirmed",'
+        'type="payment_intent.succeeded"}'
+    )
+    assert f"{unconfirmed} 0.0" in await pay.metrics()
     user = await make_user()
     app_id = await pay.new_application(user)
     price = (await pay.application(user, app_id))["amount_centavos"]
@@ -227,10 +233,7 @@ async def test_a_signed_event_for_an_intent_stripe_does_not_have_changes_nothing
     assert pay.sql("SELECT outcome FROM payment_events WHERE id = %s", event["id"]) == [
         ("rejected_unconfirmed",)
     ]
-    assert (
-        'permisos_webhook_events_total{outcome="rejected_unconfirmed",'
-        'type="payment_intent.succeeded"} 1.0'
-    ) in await pay.metrics()
+    assert f"{unconfirmed} 1.0" in await pay.metrics()
     # Delivered again, it stays a duplicate of the refused one.
     assert (await pay.post_event(event)).json()["outcome"] == "duplicate"
 
@@ -319,5 +322,26 @@ async def test_when_stripe_cannot_be_asked_the_event_is_refused_for_a_retry(
     # Nothing recorded, so Stripe's next delivery is not a duplicate, and it is applied.
     assert pay.sql("SELECT count(*) FROM payment_events WHERE id = %s", succeeded["id"]) == [(0,)]
     assert (await pay.application(user, app_id))["status"] == "payment_pending"
+
+    # A wrong Stripe address answers 404 too, but not Stripe's "resource_missing": an outage,
+    # never mistaken for a forgery (which would be answered 200 and lost).
+    misrouted = pay.api.client(
+        pay.api.app(
+            stripe_secret_key=SecretStr(API_KEY),
+            stripe_api_base=pay.url,  # our own API: 404 for /v1/payment_intents/…
+            stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
+        )
+    )
+    r = await misrouted.post(
+        "/v1/webhooks/stripe",
+        content=payload,
+        headers={
+            "Stripe-Signature": sign(payload, WEBHOOK_SECRET),
+            "Content-Type": "application/json",
+        },
+    )
+    assert r.status_code == 502, r.text
+    assert pay.sql("SELECT count(*) FROM payment_events WHERE id = %s", succeeded["id"]) == [(0,)]
+
     assert (await pay.post_event(succeeded)).json()["outcome"] == "applied"
     assert (await pay.application(user, app_id))["status"] == "paid"

@@ -1,12 +1,15 @@
-"""The `stripe` SDK client as configured, and the idempotency keys of every call that creates."""
+"""The `stripe` SDK client as configured, the idempotency keys of every call that creates, and
+the one way the API reads an intent's current state back from Stripe."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import stripe
 
 from ..settings import ApiSettings
+from .intents import IntentSnapshot
 
 MAX_NETWORK_RETRIES = 2
 
@@ -29,3 +32,35 @@ def intent_key(application_id: uuid.UUID, method: str, attempt: int) -> str:
 
 def cancel_key(application_id: uuid.UUID, intent_id: str) -> str:
     return f"{application_id}:cancel:{intent_id}"
+
+
+class StripeUnavailable(Exception):
+    """Stripe's API could not say what an intent's state is now; ask again later."""
+
+
+# Stripe's current view of an intent by id; None when Stripe has no such intent.
+Retrieve = Callable[[str], IntentSnapshot | None]
+
+
+def stripe_retriever(client: stripe.StripeClient) -> Retrieve:
+    """Reads an intent as Stripe reports it now. Callers hold a row lock meanwhile, so the SDK's
+    own retries are off: a failure answers at once and the caller's caller retries."""
+
+    def retrieve(intent_id: str) -> IntentSnapshot | None:
+        if not intent_id.startswith("pi_"):
+            return None  # not a PaymentIntent id (an empty one would list intents)
+        try:
+            intent = client.v1.payment_intents.retrieve(
+                intent_id, options={"max_network_retries": 0}
+            )
+        except stripe.InvalidRequestError as exc:
+            # Only Stripe's own "no such object" means it has none; a 404 from a wrong base URL
+            # or a proxy carries no such code and must not look like a forgery.
+            if exc.http_status == 404 and exc.code == "resource_missing":
+                return None
+            raise StripeUnavailable(f"{type(exc).__name__} {exc.http_status}") from exc
+        except stripe.StripeError as exc:
+            raise StripeUnavailable(f"{type(exc).__name__} {exc.http_status}") from exc
+        return IntentSnapshot.from_object(intent)
+
+    return retrieve

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,48 +30,20 @@ from sqlalchemy.orm import Session
 from permisos.database import upsert
 
 from ..db import utcnow
+from ..metrics import PAYMENT_EVENT_TYPES
 from ..models import Application, Payment, PaymentEvent
 from .intents import IntentSnapshot
 from .service import Transition, apply_intent
 from .state import SUCCEEDED
+from .stripe_client import Retrieve
 
 log = logging.getLogger("permisos_api.webhooks")
 
-HANDLED = frozenset(
-    {
-        "payment_intent.succeeded",
-        "payment_intent.payment_failed",
-        "payment_intent.requires_action",
-        "payment_intent.processing",
-        "payment_intent.canceled",
-    }
-)
+HANDLED = frozenset(PAYMENT_EVENT_TYPES)
 
 
 class SignatureError(Exception):
     pass
-
-
-class StripeUnavailable(Exception):
-    """Stripe's API could not confirm the event now; the event must be delivered again."""
-
-
-# Stripe's current view of an intent by id; None when Stripe has no such intent.
-Retrieve = Callable[[str], IntentSnapshot | None]
-
-
-def stripe_retriever(client: stripe.StripeClient) -> Retrieve:
-    def retrieve(intent_id: str) -> IntentSnapshot | None:
-        try:
-            return IntentSnapshot.from_object(client.v1.payment_intents.retrieve(intent_id))
-        except stripe.InvalidRequestError as exc:
-            if exc.http_status == 404:
-                return None
-            raise StripeUnavailable(f"{type(exc).__name__} {exc.http_status}") from exc
-        except stripe.StripeError as exc:
-            raise StripeUnavailable(f"{type(exc).__name__} {exc.http_status}") from exc
-
-    return retrieve
 
 
 def verify(payload: bytes, header: str | None, secret: str, tolerance: int) -> dict[str, Any]:
@@ -129,8 +101,8 @@ def _contradiction(claimed: IntentSnapshot, current: IntentSnapshot) -> str | No
 def _confirm_and_apply(
     db: Session, claimed: IntentSnapshot, application_id: uuid.UUID, retrieve: Retrieve
 ) -> Transition:
-    db.get(Application, application_id, with_for_update=True)
-    current = retrieve(claimed.id)  # under the lock: one application's reads stay in order
+    """The caller holds the application's row lock: one application's reads stay in order."""
+    current = retrieve(claimed.id)
     wrong = "intent" if current is None else _contradiction(claimed, current)
     if current is None or wrong:
         # Alert-worthy (PermisosWebhookUnconfirmed): a correctly signed event that Stripe denies.
@@ -161,6 +133,10 @@ def process_event(db: Session, event: Mapping[str, Any], retrieve: Retrieve) -> 
     snap = IntentSnapshot.from_object(obj) if obj.get("object") == "payment_intent" else None
     with db.begin():
         application_id = _application_id(db, snap)
+        if application_id is not None:
+            # Before the event row, whose foreign key would take a weaker lock on it first: two
+            # events of one application then queue here instead of deadlocking.
+            db.get(Application, application_id, with_for_update=True)
         if snap is not None:
             detail: dict[str, Any] = snap.audit()
             intent_id: str | None = snap.id

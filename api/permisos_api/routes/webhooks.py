@@ -15,16 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..context import Svc
 from ..payments.service import deliver
-from ..payments.webhooks import (
-    Processed,
-    Retrieve,
-    SignatureError,
-    StripeUnavailable,
-    metric_type,
-    process_event,
-    stripe_retriever,
-    verify,
-)
+from ..payments.stripe_client import Retrieve, StripeUnavailable, stripe_retriever
+from ..payments.webhooks import Processed, SignatureError, metric_type, process_event, verify
 from ..problems import ProblemError, problem_responses
 from ..schemas import WebhookAck
 
