@@ -89,6 +89,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         mailer=Mailer(settings),
         limiter=RateLimiter(engine, settings.rate_limit_window_seconds),
         metrics=metrics,
+        stripe_reads=make_stripe_client(settings, timeout=settings.stripe_read_timeout_seconds),
         stripe=make_stripe_client(settings),
         storage=PermitStorage(settings),
     )

@@ -27,6 +27,7 @@ class Services:
     mailer: Mailer
     limiter: RateLimiter
     metrics: Metrics
+    stripe_reads: stripe.StripeClient  # short timeout: for reads under a row lock
     stripe: stripe.StripeClient
     storage: PermitStorage
 

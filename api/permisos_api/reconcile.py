@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda settings, factory: reconcile(
             settings,
             factory,
-            make_stripe_client(settings),
+            make_stripe_client(settings, timeout=settings.stripe_read_timeout_seconds),
             older_than_minutes=args.older_than_minutes,
             application_ids=args.application,
             mailer=Mailer(settings),

@@ -84,6 +84,8 @@ class ApiSettings(BaseSettings):
     stripe_api_base: AnyHttpUrl | None = None
     stripe_webhook_secret: SecretStr = SecretStr("")
     stripe_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Reads that confirm a webhook or reconcile a payment hold the application's row lock: short.
+    stripe_read_timeout_seconds: float = Field(default=5.0, gt=0)
     # A webhook whose signature timestamp is older than this is refused (replay protection).
     stripe_webhook_tolerance_seconds: int = Field(default=300, gt=0)
     # OXXO: the voucher's validity; then the application waits for another payment this many

@@ -458,6 +458,9 @@ async def test_admin_search_retry_refunds_and_accounts(
     card = await pay.new_application(owner, email="Dueno.Tarjeta@Example.com")
     r = await pay.pay(owner, card, method="card", payment_method="pm_card_visa")
     assert r.status_code == 201, r.text
+    # The simulator answers the API's confirming read on this test's event loop: let its
+    # webhook finish before blocking the loop on the database.
+    await pay.sim.wait_for_deliveries()
     failed_permit(pay.api.settings.database_url, card, name=None)
 
     r = await admin.client.get(

@@ -14,14 +14,19 @@ from .intents import IntentSnapshot
 MAX_NETWORK_RETRIES = 2
 
 
-def make_stripe_client(settings: ApiSettings) -> stripe.StripeClient:
-    """Stripe itself, or whatever `stripe_api_base` names (the sandbox's payments simulator)."""
+def make_stripe_client(
+    settings: ApiSettings, *, timeout: float | None = None
+) -> stripe.StripeClient:
+    """Stripe itself, or whatever `stripe_api_base` names (the sandbox's payments simulator);
+    `timeout` replaces `stripe_timeout_seconds` (the reads under a row lock use a short one)."""
     base = str(settings.stripe_api_base).rstrip("/") if settings.stripe_api_base else None
     return stripe.StripeClient(
         settings.stripe_secret_key.get_secret_value() or "sk_unset",
         base_addresses={"api": base} if base else None,
         max_network_retries=MAX_NETWORK_RETRIES,
-        http_client=stripe.new_default_http_client(timeout=settings.stripe_timeout_seconds),
+        http_client=stripe.new_default_http_client(
+            timeout=timeout or settings.stripe_timeout_seconds
+        ),
     )
 
 

@@ -61,7 +61,7 @@ async def stripe_webhook(request: Request, svc: Svc, background: BackgroundTasks
         raise ProblemError("invalid-signature") from None
     try:
         processed = await run_in_threadpool(
-            _process, request.app.state.sessionmaker, event, stripe_retriever(svc.stripe)
+            _process, request.app.state.sessionmaker, event, stripe_retriever(svc.stripe_reads)
         )
     except StripeUnavailable as exc:
         svc.metrics.webhook_events.labels(
