@@ -419,6 +419,14 @@ class PaymentOut(BaseModel):
     succeeded_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    next_action: NextAction | None = Field(
+        default=None,
+        description="Owner only, for a card awaiting 3-D Secure: the open challenge, read from "
+        "Stripe now (so a client that lost the payment's answer can still finish it).",
+    )
+    client_secret: str | None = Field(
+        default=None, description="With `next_action`: for Stripe.js."
+    )
 
 
 class PaymentList(BaseModel):

@@ -159,6 +159,11 @@ async def test_an_api_client_completes_3d_secure_from_the_answer_alone(
     assert action["type"] == "redirect_to_url"
     assert action["redirect_to_url"]["return_url"] == done
     challenge = action["redirect_to_url"]["url"]
+    # A client that lost that answer finds the open challenge in the payment list.
+    listed = await user.client.get(f"/v1/applications/{app_id}/payments", headers=user.bearer())
+    [open_payment] = listed.json()["items"]
+    assert open_payment["next_action"]["redirect_to_url"]["url"] == challenge
+    assert open_payment["client_secret"] == r.json()["client_secret"]
 
     async with httpx.AsyncClient() as browser:
         page = await browser.get(challenge)
@@ -172,6 +177,10 @@ async def test_an_api_client_completes_3d_secure_from_the_answer_alone(
     assert back.params["redirect_status"] == "succeeded"
     assert back.params["payment_intent"] == r.json()["intent_id"]
     await pay.status_becomes(user, app_id, "paid")
+    listed = await user.client.get(f"/v1/applications/{app_id}/payments", headers=user.bearer())
+    assert [(p["status"], p["next_action"]) for p in listed.json()["items"]] == [
+        ("succeeded", None)
+    ]
 
 
 async def test_a_return_url_needs_a_card_the_api_confirms(

@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..auth import CurrentPrincipal, Principal
-from ..context import Svc, get_db
+from ..context import Services, Svc, get_db
 from ..models import Application, Payment
 from ..payments.intents import IntentSnapshot
 from ..payments.service import PAYABLE, create_payment, deliver
+from ..payments.stripe_client import StripeUnavailable, stripe_retriever
 from ..problems import FieldError, ProblemError, problem_responses, validation_problem
 from ..schemas import (
     NextAction,
@@ -127,14 +128,36 @@ def _next_action(snap: IntentSnapshot) -> NextAction | None:
     "/{application_id}/payments",
     response_model=PaymentList,
     summary="List an application's payments",
-    description="The applicant or an admin; newest first.",
+    description="The applicant or an admin; newest first. For the applicant, a card payment "
+    "awaiting 3-D Secure also carries its open `next_action` and `client_secret`, read from "
+    "Stripe.",
     responses=problem_responses(401, 403, 404, 422),
 )
-def list_payments(application_id: uuid.UUID, principal: CurrentPrincipal, db: Db) -> PaymentList:
-    _visible(db.get(Application, application_id), principal)
+def list_payments(
+    application_id: uuid.UUID, principal: CurrentPrincipal, db: Db, svc: Svc
+) -> PaymentList:
+    app = _visible(db.get(Application, application_id), principal)
     rows = db.scalars(
         select(Payment)
         .where(Payment.application_id == application_id)
         .order_by(Payment.created_at.desc(), Payment.id.desc())
     ).all()
-    return PaymentList(items=[PaymentOut.model_validate(row) for row in rows])
+    items = [PaymentOut.model_validate(row) for row in rows]
+    is_owner = app.owner_id == principal.user.id
+    db.rollback()  # nothing is written; no transaction stays open across the Stripe read
+    if is_owner:
+        for item in items:
+            if item.method == "card" and item.status == "requires_action":
+                _open_challenge(svc, item)
+    return PaymentList(items=items)
+
+
+def _open_challenge(svc: Services, item: PaymentOut) -> None:
+    """The challenge as Stripe has it now; left out when Stripe cannot say."""
+    try:
+        current = stripe_retriever(svc.stripe_reads)(item.intent_id)
+    except StripeUnavailable:
+        return
+    if current is not None and current.status == "requires_action":
+        item.next_action = _next_action(current)
+        item.client_secret = current.client_secret
