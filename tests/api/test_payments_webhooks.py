@@ -293,22 +293,17 @@ async def test_an_unknown_intent_is_adopted_only_as_stripe_reports_it(
     ) == [("succeeded", price)]
 
 
-async def test_when_stripe_cannot_be_asked_the_event_is_refused_for_a_retry(
-    pay: Pay, make_user: Callable[..., Any]
-) -> None:
-    user = await make_user()
-    app_id, succeeded = await voucher_paid_at_the_store(pay, user)
-
-    # The same API, but its Stripe address answers nothing (the discard port).
-    cut_off = pay.api.client(
+async def deliver_through(pay: Pay, stripe_base: str, event: dict[str, Any]) -> Any:
+    """The event, signed, to the same API configured with another Stripe address."""
+    client = pay.api.client(
         pay.api.app(
             stripe_secret_key=SecretStr(API_KEY),
-            stripe_api_base="http://127.0.0.1:9",
+            stripe_api_base=stripe_base,
             stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
         )
     )
-    payload = json.dumps(succeeded)
-    r = await cut_off.post(
+    payload = json.dumps(event)
+    return await client.post(
         "/v1/webhooks/stripe",
         content=payload,
         headers={
@@ -316,6 +311,16 @@ async def test_when_stripe_cannot_be_asked_the_event_is_refused_for_a_retry(
             "Content-Type": "application/json",
         },
     )
+
+
+async def test_when_stripe_cannot_be_asked_the_event_is_refused_for_a_retry(
+    pay: Pay, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    app_id, succeeded = await voucher_paid_at_the_store(pay, user)
+
+    # The same API, but its Stripe address answers nothing (the discard port).
+    r = await deliver_through(pay, "http://127.0.0.1:9", succeeded)
     assert r.status_code == 502, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["type"].endswith("/payment-provider-error") and r.headers["retry-after"]
@@ -325,21 +330,7 @@ async def test_when_stripe_cannot_be_asked_the_event_is_refused_for_a_retry(
 
     # A wrong Stripe address answers 404 too, but not Stripe's "resource_missing": an outage,
     # never mistaken for a forgery (which would be answered 200 and lost).
-    misrouted = pay.api.client(
-        pay.api.app(
-            stripe_secret_key=SecretStr(API_KEY),
-            stripe_api_base=pay.url,  # our own API: 404 for /v1/payment_intents/…
-            stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
-        )
-    )
-    r = await misrouted.post(
-        "/v1/webhooks/stripe",
-        content=payload,
-        headers={
-            "Stripe-Signature": sign(payload, WEBHOOK_SECRET),
-            "Content-Type": "application/json",
-        },
-    )
+    r = await deliver_through(pay, pay.url, succeeded)  # our own API: 404 for the intent
     assert r.status_code == 502, r.text
     assert pay.sql("SELECT count(*) FROM payment_events WHERE id = %s", succeeded["id"]) == [(0,)]
 
