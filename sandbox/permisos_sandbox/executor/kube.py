@@ -17,26 +17,15 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Secret
 from lightkube.types import CascadeType, PatchType
 
+from permisos.kube import fmt_time as fmt_time
+from permisos.kube import parse_time as parse_time  # the executor's modules take it from here
+
 JSON = dict[str, Any]
 log = logging.getLogger("permisos.executor")
 
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def fmt_time(moment: datetime) -> str:
-    """RFC 3339 at second precision, as Kubernetes writes timestamps."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def as_dict(obj: Any) -> JSON:
