@@ -44,11 +44,6 @@ def fmt_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def fmt_micro_time(moment: datetime) -> str:
-    """RFC 3339 with microseconds (a Lease's renewTime, an Event's eventTime)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
