@@ -44,6 +44,10 @@ def fmt_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
 def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None

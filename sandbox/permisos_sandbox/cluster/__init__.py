@@ -2,6 +2,6 @@
 run on loopback (`controlplane.py`, with its PKI in `pki.py`); `python -m
 permisos_sandbox.cluster` runs it until Ctrl-C."""
 
-from .controlplane import ControlPlane, ControlPlaneError
+from .controlplane import ControlPlane, ControlPlaneError, NodeCredentials
 
-__all__ = ["ControlPlane", "ControlPlaneError"]
+__all__ = ["ControlPlane", "ControlPlaneError", "NodeCredentials"]

@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -62,6 +63,13 @@ AUDIT_POLICY = {
 
 class ControlPlaneError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class NodeCredentials:
+    kubeconfig: Path
+    serving: KeyPair
+    client_ca: Path  # verifies the apiserver's client certificate when it asks for logs
 
 
 class _Component:
@@ -128,6 +136,20 @@ class ControlPlane:
         safe = "".join(c if c.isalnum() or c in "-." else "_" for c in user)
         pair = self.pki.client(f"user-{safe}", user, groups)
         return self._write_kubeconfig(f"{safe}.kubeconfig", user, pair)
+
+    def node_credentials(self, node: str) -> NodeCredentials:
+        """What a node agent needs: a kubeconfig as `system:node:<node>` (group system:nodes,
+        so the Node authorizer and NodeRestriction apply), and a serving certificate for its
+        kubelet endpoint on loopback."""
+        safe = "".join(c if c.isalnum() or c in "-." else "_" for c in node)
+        user = f"system:node:{node}"
+        kubeconfig = self._write_kubeconfig(
+            f"node-{safe}.kubeconfig",
+            user,
+            self.pki.client(f"node-{safe}", user, ("system:nodes",)),
+        )
+        serving = self.pki.serving(f"node-{safe}-serving", (node,), (HOST,))
+        return NodeCredentials(kubeconfig, serving, self.pki.ca.cert)
 
     def audit_events(self) -> list[dict[str, Any]]:
         """The audit log so far, one dict per event."""
@@ -234,6 +256,10 @@ class ControlPlane:
                 f"--client-ca-file={pki.ca.cert}",
                 f"--kubelet-client-certificate={kubelet_client.cert}",
                 f"--kubelet-client-key={kubelet_client.key}",
+                # Node agents serve their kubelet endpoint (logs) with certificates of this CA,
+                # on the node's InternalIP (loopback; there is no node DNS).
+                f"--kubelet-certificate-authority={pki.ca.cert}",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={pki.service_account.cert}",
                 f"--service-account-signing-key-file={pki.service_account.key}",

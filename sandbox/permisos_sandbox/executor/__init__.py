@@ -93,7 +93,9 @@ policies, resource limits, probes, ``readOnly`` mounts (the files are the pod's 
 types other than Secret, ConfigMap and emptyDir, and ``pods/log`` (read the log file).
 """
 
+from permisos_sandbox.node.images import DEFAULT_IMAGES, RUNNER_ARGV
+
 from .executor import JobExecutor
-from .settings import DEFAULT_IMAGES, NODE_NAME, RUNNER_ARGV
+from .settings import NODE_NAME
 
 __all__ = ["DEFAULT_IMAGES", "NODE_NAME", "RUNNER_ARGV", "JobExecutor"]

@@ -9,9 +9,10 @@ import signal
 from pathlib import Path
 
 from permisos.logs import configure
+from permisos_sandbox.node.images import DEFAULT_IMAGES, parse_image_flag
 
 from .executor import JobExecutor
-from .settings import DEFAULT_IMAGES, ExecutorSettings, parse_image_flag
+from .settings import ExecutorSettings
 
 log = logging.getLogger("permisos.executor")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from lightkube import ApiError, AsyncClient
@@ -18,14 +17,11 @@ from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Secret
 from lightkube.types import CascadeType, PatchType
 
 from permisos.kube import fmt_time as fmt_time
+from permisos.kube import now as now
 from permisos.kube import parse_time as parse_time  # the executor's modules take it from here
 
 JSON = dict[str, Any]
 log = logging.getLogger("permisos.executor")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def as_dict(obj: Any) -> JSON:

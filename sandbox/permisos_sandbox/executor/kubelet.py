@@ -17,10 +17,20 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from .informer import Informer
-from .kube import JSON, Kube, fmt_time, now, parse_time, uid_of
-from .podfiles import ContainerPlan, PodFiles, SetupError, config_error
-from .podstatus import (
+from permisos_sandbox.node.config import MAX_GRACE_SECONDS, STOP_GRACE_SECONDS
+from permisos_sandbox.node.files import ContainerPlan, PodFiles, SetupError, config_error
+from permisos_sandbox.node.images import image_candidates, lookup_image
+from permisos_sandbox.node.pods import (
+    DEADLINE_MESSAGE,
+    LOST_MESSAGE,
+    LOST_REASON,
+    SHUTDOWN_MESSAGE,
+    describe,
+    grace_seconds,
+    log_extra,
+)
+from permisos_sandbox.node.process import ContainerProcess, StartError
+from permisos_sandbox.node.status import (
     UNSCHEDULABLE,
     condition,
     pod_status,
@@ -29,15 +39,10 @@ from .podstatus import (
     unschedulable,
     waiting,
 )
-from .process import ContainerProcess, StartError
-from .settings import (
-    DEFAULT_GRACE_SECONDS,
-    MAX_GRACE_SECONDS,
-    STOP_GRACE_SECONDS,
-    ExecutorConfig,
-    image_candidates,
-    lookup_image,
-)
+
+from .informer import Informer
+from .kube import JSON, Kube, fmt_time, now, parse_time, uid_of
+from .settings import ExecutorConfig
 
 log = logging.getLogger("permisos.executor.kubelet")
 
@@ -45,38 +50,6 @@ _SETUP_RETRY_FIRST = 1.0
 _SETUP_RETRY_MAX = 10.0
 _REPORT_RETRY_MAX = 5.0
 _FINISHED_MEMORY = 10_000
-# kubelet's words for a container it cannot find any more (here: the executor restarted).
-LOST_REASON = "ContainerStatusUnknown"
-LOST_MESSAGE = "The container could not be located when the pod was terminated"
-SHUTDOWN_MESSAGE = "Pod was terminated in response to imminent node shutdown."
-DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
-
-
-def log_extra(pod: Mapping[str, Any]) -> dict[str, str]:
-    """The identifiers a log line may carry: the Job and, for runner pods, the PermitRequest
-    and attempt (from labels; never anything personal)."""
-    labels = pod["metadata"].get("labels") or {}
-    extra = {"job": labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")}
-    extra["permitrequest"] = labels.get("permisosdigitales.mx/permitrequest")
-    extra["attempt"] = labels.get("permisosdigitales.mx/attempt")
-    return {k: v for k, v in extra.items() if v}
-
-
-def describe(pod: Mapping[str, Any]) -> str:
-    meta = pod["metadata"]
-    return f"{meta.get('namespace')}/{meta['name']}"
-
-
-def grace_seconds(pod: Mapping[str, Any], cap: float = MAX_GRACE_SECONDS) -> float:
-    """The pod's grace period: the deletion's when it gave one, else the spec's; capped."""
-    meta, spec = pod["metadata"], pod.get("spec") or {}
-    deletion = meta.get("deletionGracePeriodSeconds")
-    grace = spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
-    if isinstance(deletion, int) and deletion > 0:
-        grace = deletion
-    if not isinstance(grace, int | float) or grace < 0:
-        grace = DEFAULT_GRACE_SECONDS
-    return float(min(grace, cap))
 
 
 def is_terminal(pod: Mapping[str, Any]) -> bool:

@@ -8,19 +8,23 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import shlex
+import shutil
 import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
-from .kube import now
-from .podfiles import ContainerPlan
-from .settings import FALLBACK_LOG_BYTES, FALLBACK_LOG_LINES, MAX_MESSAGE_BYTES
+from permisos.kube import now
+
+from .config import FALLBACK_LOG_BYTES, FALLBACK_LOG_LINES, MAX_MESSAGE_BYTES
+from .files import ContainerPlan
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
-    """On Linux, a child asks to be SIGKILLed when the executor dies, so even a crashed
-    executor leaves no container running."""
+    """On Linux, a child asks to be SIGKILLed when its agent dies, so even a crashed agent
+    leaves no container running."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -37,6 +41,22 @@ def _parent_death_signal() -> Callable[[], None] | None:
 
 
 _PREEXEC = _parent_death_signal()
+
+
+def _mount_prelude(binds: list[tuple[Path, str, bool]]) -> list[str]:
+    """The command that gives a container its own mount namespace with the bind mounts it asks
+    for, then runs it. A small tmpfs over /run/secrets keeps the mount points off the host's
+    disk; the namespace, and every mount in it, is gone when the container's last process is."""
+    steps = ["set -e", "mount -t tmpfs -o mode=0755,size=1m permisos-secrets /run/secrets"]
+    for source, target, read_only in binds:
+        real = "/run/" + target.removeprefix("/var/run/").removeprefix("/run/")
+        steps.append(f"mkdir -p {shlex.quote(real)}")
+        steps.append(f"mount --bind {shlex.quote(str(source))} {shlex.quote(real)}")
+        if read_only:
+            steps.append(f"mount -o remount,bind,ro {shlex.quote(real)}")
+    steps.append('exec "$@"')
+    script = "\n".join(steps)
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"]
 
 
 def exit_code(returncode: int) -> int:
@@ -62,10 +82,22 @@ class ContainerProcess:
 
     async def start(self) -> None:
         plan = self.plan
+        # Each start of a container begins with an empty termination message.
+        os.truncate(plan.termination_file, 0)
+        argv = plan.argv
+        if plan.binds:
+            # The shell of the prelude would report a missing program only as exit code 127.
+            if not argv or not shutil.which(argv[0], path=plan.env.get("PATH")):
+                program = argv[0] if argv else ""
+                raise StartError(
+                    f'failed to start container process: exec: "{program}": '
+                    "executable file not found in $PATH"
+                )
+            argv = [*_mount_prelude(plan.binds), *argv]
         log_fd = os.open(plan.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *plan.argv,
+                *argv,
                 env=plan.env,
                 cwd=plan.cwd,
                 stdin=asyncio.subprocess.DEVNULL,

@@ -1,11 +1,14 @@
 """What the kubelet prepares before a container starts, done in a private directory: volumes,
 the termination-message file, and the environment with its Secret and ConfigMap references.
 
-A local process cannot see `/var/run/secrets/...`, `/tmp` of its pod or `/dev/termination-log`,
-so every volume mount and the termination-message path get a local directory or file, and any
-environment value, command word or argument that names a mounted container path (or a path
-under it) is rewritten to the local one, except the program itself, which is a file of this
-machine (the local "image"). Nothing read from a Secret is ever logged.
+The pod's directory lives in memory (`NodeConfig.runtime_dir`), mode 0700, and goes when the
+pod ends. Mounts under `/var/run/secrets/` become real bind mounts in the container's own mount
+namespace where the agent can make one (root), because client libraries read fixed paths there
+(the ServiceAccount token, for one). A local process cannot see any other container path (`/tmp`
+of its pod, `/dev/termination-log`), so every other volume mount and the termination-message
+path get a local directory or file, and any environment value, command word or argument that
+names such a path (or a path under it) is rewritten to the local one, except the program itself,
+which is a file of this machine (the local "image"). Nothing read from a Secret is ever logged.
 """
 
 from __future__ import annotations
@@ -17,16 +20,22 @@ import re
 import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .kube import JSON
+from permisos.kube import JSON, now
 
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 DEFAULT_MODE = 0o644
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 Fetch = Callable[[str, str], Awaitable[JSON | None]]
+# (pod, audience or None for the apiserver's, expirationSeconds) -> (token, its expiry)
+TokenFetch = Callable[[JSON, str | None, int], Awaitable[tuple[str, datetime]]]
+# Where a real bind mount is made instead of rewriting paths (see the module's docstring).
+BIND_PREFIXES = ("/var/run/secrets/", "/run/secrets/")
+DEFAULT_TOKEN_SECONDS = 3600
 
 
 class SetupError(Exception):
@@ -66,6 +75,21 @@ def _private_file(path: Path, data: bytes, mode: int = 0o600) -> None:
     path.chmod(mode)
 
 
+def _fresh_dir(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    return _private_dir(path)
+
+
+def _inside(target: Path, volume: str, rel: str) -> Path:
+    """`target/rel`, refusing a path that leaves the volume."""
+    path = (target / rel).resolve()
+    if not rel or target.resolve() not in path.parents:
+        raise mount_error(volume, f"invalid path {rel!r}")
+    _private_dir(path.parent)
+    return path
+
+
 def _owner_mode(mode: Any) -> int:
     """A file mode for this machine: the owner's bits of the requested one, never group or
     other (every pod runs as the executor's own user), and always readable by the owner."""
@@ -100,11 +124,18 @@ class Mounts:
     """Container paths and their local stand-ins, longest first."""
 
     pairs: list[tuple[str, Path]] = field(default_factory=list)
+    # Real bind mounts: (local source, container path, read-only).
+    binds: list[tuple[Path, str, bool]] = field(default_factory=list)
 
-    def add(self, container_path: str, local: Path) -> None:
+    def add(
+        self, container_path: str, local: Path, *, bind: bool = False, ro: bool = False
+    ) -> None:
         path = container_path.rstrip("/")
         if not path:
             return  # a mount over "/" would rewrite every path
+        if bind:
+            self.binds.append((local, path, ro))
+            return
         self.pairs.append((path, local))
         self.pairs.sort(key=lambda pair: len(pair[0]), reverse=True)
 
@@ -134,6 +165,7 @@ class ContainerPlan:
     termination_file: Path
     termination_policy: str
     log_file: Path
+    binds: list[tuple[Path, str, bool]] = field(default_factory=list)
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
@@ -158,8 +190,14 @@ def expand(text: str, env: Mapping[str, str]) -> str:
 class PodFiles:
     """One pod's private directory: `<pods_dir>/<pod uid>`, mode 0700, removed with the pod."""
 
-    def __init__(self, pods_dir: Path, logs_dir: Path, pod: JSON) -> None:
+    def __init__(
+        self, pods_dir: Path, logs_dir: Path, pod: JSON, *, real_mounts: bool = False
+    ) -> None:
         meta = pod["metadata"]
+        self.real_mounts = real_mounts
+        # Projected ServiceAccount tokens: (file, audience, expirationSeconds, mode).
+        self.tokens: list[tuple[Path, str | None, int, int]] = []
+        self.token_refresh_at: datetime | None = None
         self.pod = pod
         self.namespace = str(meta.get("namespace") or "")
         self.name = str(meta["name"])
@@ -175,15 +213,25 @@ class PodFiles:
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
-    async def prepare_volumes(self, get_secret: Fetch, get_configmap: Fetch) -> None:
+    async def prepare_volumes(
+        self, get_secret: Fetch, get_configmap: Fetch, get_token: TokenFetch | None = None
+    ) -> None:
         """Creates the pod directory and fills every volume (again on each try, so a Secret
         created late is seen)."""
         _private_dir(self.root)
         _private_dir(self.root / "volumes")
+        self.tokens = []
         for volume in self.spec.get("volumes") or []:
             name = str(volume.get("name", ""))
             target = self.root / "volumes" / _SAFE_NAME.sub("_", name)
-            if "emptyDir" in volume:
+            if "projected" in volume and get_token is not None:
+                await self._projected_volume(
+                    target, name, volume["projected"] or {}, get_secret, get_configmap, get_token
+                )
+            elif "downwardAPI" in volume:
+                _fresh_dir(target)
+                self._write_fields(target, name, volume["downwardAPI"] or {}, None)
+            elif "emptyDir" in volume:
                 _private_dir(target)
             elif "secret" in volume:
                 await self._projected(
@@ -215,16 +263,26 @@ class PodFiles:
     def _write_projection(
         self, target: Path, volume: str, source: JSON, kind: str, name_field: str, obj: JSON | None
     ) -> None:
+        _fresh_dir(target)
+        self._write_items(target, volume, source, kind, name_field, obj, None)
+
+    def _write_items(
+        self,
+        target: Path,
+        volume: str,
+        source: JSON,
+        kind: str,
+        name_field: str,
+        obj: JSON | None,
+        default: Any,
+    ) -> None:
         optional = bool(source.get("optional"))
-        if target.exists():
-            shutil.rmtree(target)
-        _private_dir(target)
         if obj is None:
             if optional:
                 return
             raise mount_error(volume, f'{kind.lower()} "{source.get(name_field)}" not found')
         data = source_data(obj, kind)
-        default_mode = source.get("defaultMode", DEFAULT_MODE)
+        default_mode = source.get("defaultMode", DEFAULT_MODE if default is None else default)
         items = source.get("items")
         wanted: list[tuple[str, str, Any]] = (
             [(str(i["key"]), str(i["path"]), i.get("mode", default_mode)) for i in items]
@@ -236,11 +294,70 @@ class PodFiles:
                 if optional:
                     continue
                 raise mount_error(volume, f"references non-existent {kind.lower()} key: {key}")
-            path = (target / rel).resolve()
-            if target.resolve() not in path.parents:
-                raise mount_error(volume, f"invalid path {rel!r}")
-            _private_dir(path.parent)
-            _private_file(path, data[key], _owner_mode(mode))
+            _private_file(_inside(target, volume, rel), data[key], _owner_mode(mode))
+
+    async def _projected_volume(
+        self,
+        target: Path,
+        volume: str,
+        projected: JSON,
+        get_secret: Fetch,
+        get_configmap: Fetch,
+        get_token: TokenFetch,
+    ) -> None:
+        """Secrets, ConfigMaps, downward API fields and ServiceAccount tokens in one
+        directory, as the ServiceAccount admission plugin's `kube-api-access-*` volume asks."""
+        _fresh_dir(target)
+        mode = projected.get("defaultMode", DEFAULT_MODE)
+        for source in projected.get("sources") or []:
+            if "secret" in source:
+                secret = source["secret"] or {}
+                obj = await get_secret(self.namespace, str(secret.get("name") or ""))
+                self._write_items(target, volume, secret, "Secret", "name", obj, mode)
+            elif "configMap" in source:
+                config = source["configMap"] or {}
+                obj = await get_configmap(self.namespace, str(config.get("name") or ""))
+                self._write_items(target, volume, config, "ConfigMap", "name", obj, mode)
+            elif "downwardAPI" in source:
+                self._write_fields(target, volume, source["downwardAPI"] or {}, mode)
+            elif "serviceAccountToken" in source:
+                token = source["serviceAccountToken"] or {}
+                seconds = int(token.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS)
+                path = _inside(target, volume, str(token.get("path") or "token"))
+                self.tokens.append((path, token.get("audience") or None, seconds, mode))
+            else:
+                kinds = sorted(source)
+                raise mount_error(volume, f"projected source {', '.join(kinds)} is not supported")
+        await self.refresh_tokens(get_token)
+
+    async def refresh_tokens(self, get_token: TokenFetch) -> None:
+        """Asks TokenRequest for every projected token and swaps each file in atomically; the
+        next refresh is due at 80 % of the shortest lifetime, as the kubelet does."""
+        due: list[datetime] = []
+        for path, audience, seconds, mode in self.tokens:
+            try:
+                token, expires = await get_token(self.pod, audience, seconds)
+            except SetupError:
+                raise
+            except Exception as error:  # the API unreachable, the account missing, …
+                volume = path.parent.name
+                raise mount_error(volume, f"failed to fetch token: {error}") from error
+            partial = path.with_name(f".{path.name}.new")
+            _private_file(partial, token.encode(), _owner_mode(mode))
+            os.replace(partial, path)
+            lifetime = (expires - now()).total_seconds()
+            due.append(now() + timedelta(seconds=max(lifetime * 0.8, 1.0)))
+        self.token_refresh_at = min(due) if due else None
+
+    def _write_fields(self, target: Path, volume: str, source: JSON, default: Any) -> None:
+        default_mode = source.get("defaultMode", DEFAULT_MODE if default is None else default)
+        for item in source.get("items") or []:
+            ref = item.get("fieldRef") or {}
+            if not ref:
+                raise mount_error(volume, "only fieldRef items are supported in downwardAPI")
+            value = self._field(str(ref.get("fieldPath") or ""))
+            path = _inside(target, volume, str(item.get("path") or ""))
+            _private_file(path, value.encode(), _owner_mode(item.get("mode", default_mode)))
 
     def _mounts(self, container: JSON) -> Mounts:
         mounts = Mounts()
@@ -253,7 +370,9 @@ class PodFiles:
                 local = local / sub
                 if not local.exists():
                     _private_dir(local)
-            mounts.add(str(mount.get("mountPath", "")), local)
+            path = str(mount.get("mountPath", ""))
+            bind = self.real_mounts and (path.rstrip("/") + "/").startswith(BIND_PREFIXES)
+            mounts.add(path, local, bind=bind, ro=bool(mount.get("readOnly")))
         return mounts
 
     async def plan(
@@ -309,6 +428,7 @@ class PodFiles:
             termination_file=term_file,
             termination_policy=str(container.get("terminationMessagePolicy") or "File"),
             log_file=log_dir / f"{_SAFE_NAME.sub('_', name)}.log",
+            binds=list(mounts.binds),
         )
 
     async def _env_from(self, source: JSON, get_secret: Fetch, get_configmap: Fetch) -> JSON:
@@ -370,6 +490,9 @@ class PodFiles:
         }
         if path in simple:
             return simple[path]
+        if path in ("metadata.labels", "metadata.annotations"):
+            values = meta.get(path.split(".")[1]) or {}
+            return "".join(f'{k}="{v}"\n' for k, v in sorted(values.items()))
         match = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
         if match:
             return str((meta.get(match.group(1)) or {}).get(match.group(2), ""))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .kube import JSON, fmt_time, now
-from .settings import NODE_IP
+from permisos.kube import JSON, fmt_time, now
+
+from .config import NODE_IP
 
 UNSCHEDULABLE = "0/1 nodes are available: 1 Too many pods."
 
@@ -49,7 +50,11 @@ def unschedulable(pod: JSON) -> JSON:
     }
 
 
-def container_status(container: JSON, state: JSON, container_id: str = "") -> JSON:
+def container_status(
+    container: JSON, state: JSON, container_id: str = "", extra: JSON | None = None
+) -> JSON:
+    """`extra` overrides what the state alone implies: restartCount, lastState, and ready
+    and started as the container's probes decide them."""
     running = "running" in state
     status: JSON = {
         "name": container.get("name", ""),
@@ -60,6 +65,7 @@ def container_status(container: JSON, state: JSON, container_id: str = "") -> JS
         "started": running,
         "state": state,
         "lastState": {},
+        **(extra or {}),
     }
     if container_id:
         status["containerID"] = container_id
@@ -75,12 +81,19 @@ def pod_status(
     container_ids: dict[str, str] | None = None,
     reason: str | None = None,
     message: str | None = None,
+    extras: dict[str, JSON] | None = None,
 ) -> JSON:
     """The whole status of an admitted pod, from its phase and each container's state."""
     containers = (pod.get("spec") or {}).get("containers") or []
     ids = container_ids or {}
+    more = extras or {}
     statuses = [
-        container_status(c, states.get(str(c.get("name")), _waiting()), ids.get(str(c["name"]), ""))
+        container_status(
+            c,
+            states.get(str(c.get("name")), _waiting()),
+            ids.get(str(c["name"]), ""),
+            more.get(str(c["name"])),
+        )
         for c in containers
     ]
     terminal = phase in ("Succeeded", "Failed")
