@@ -3,12 +3,15 @@ and the real Kubernetes control plane, each started on first use and stopped at 
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from permisos_sandbox.cluster import ControlPlane
 from tests.databases import stop_server
+from tests.nodes import NodeAgentProcess
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +21,18 @@ def control_plane() -> Iterator[ControlPlane]:
     themselves by namespace."""
     with ControlPlane(log=lambda line: None) as cp:
         yield cp
+
+
+@pytest.fixture(scope="session")
+def node(control_plane: ControlPlane) -> Iterator[NodeAgentProcess]:
+    """The node agent of the session's control plane, Ready: the scheduler binds pods to it
+    and it runs them as local processes."""
+    with tempfile.TemporaryDirectory(prefix="permisos-node-") as directory:
+        agent = NodeAgentProcess(control_plane, "permisos-local", Path(directory)).start()
+        try:
+            yield agent
+        finally:
+            agent.stop()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
