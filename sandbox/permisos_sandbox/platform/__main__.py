@@ -29,10 +29,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-demo", action="store_true", help="with --up: skip the demo")
     parser.add_argument("--state-dir", type=Path, default=defaults.state_dir)
     parser.add_argument(
-        "--database-url", default="", help="PostgreSQL URL; empty: a SQLite file in --state-dir"
+        "--database-url",
+        default="",
+        help="PostgreSQL URL; empty: a PostgreSQL server of the platform's own, started afresh",
     )
     parser.add_argument("--runners", type=int, default=defaults.runners, help="RunnerPool size")
-    parser.add_argument("--max-pods", type=int, default=None, help="pods run at once (CPUs)")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds the demo may take")
     for f in fields(PlatformConfig):
         if f.name.endswith("_port"):
@@ -52,10 +53,12 @@ The platform is up. Everything listens on loopback:
   Mail outbox                {p.outbox}
   Logs                       {p.logs}
 
-kubectl works against the Kubernetes API emulator:
+kubectl works against the local Kubernetes control plane (the real kube-apiserver):
   export KUBECONFIG={p.kubeconfig}
+  kubectl get nodes
   kubectl get permitrequests,runnerpools,jobs,pods
   kubectl describe permitrequest <name>
+  kubectl logs job/<job name>
   kubectl scale runnerpool/default --replicas=4
 
 Ctrl-C stops everything."""
@@ -67,7 +70,6 @@ async def main(argv: list[str]) -> int:
         state_dir=args.state_dir,
         database_url=args.database_url,
         runners=args.runners,
-        max_pods=args.max_pods,
         **{k: v for k, v in vars(args).items() if k.endswith("_port")},
     )
     stop = asyncio.Event()

@@ -12,25 +12,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightkube import AsyncClient, KubeConfig
-from lightkube.generic_resource import create_namespaced_resource
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Secret
+import psycopg
 
 from permisos.resources import GROUP, VERSION
-from permisos_sandbox.executor import JobExecutor
-from permisos_sandbox.kubeapi import KubeApiServer
 from permisos_sandbox.ports import free_port
+from permisos_sandbox.postgres import PostgresServer
 from permisos_sandbox.s3 import CREDENTIALS, S3Server
 
 from .children import Child, PartFailed, run_to_end
+from .kubernetes import LocalKubernetes
 
 ROOT = Path(__file__).resolve().parents[3]
-RunnerPool = create_namespaced_resource(GROUP, VERSION, "RunnerPool", "runnerpools")
 
-# The local Job executor runs this image's pods as `python -m permisos_runner`.
+# The node agent's image map runs this image's pods as `python -m permisos_runner`.
 RUNNER_IMAGE = "permisos-browser-runner:local"
-RUNNER_COMMAND = [sys.executable, "-m", "permisos_runner"]
+DATABASE = "permisos"
 # The runner's Secrets, as an engineer creates them for the chart; the values are the sandbox's.
 PORTAL_ACCOUNT = ("operador", "secreto")
 STRIPE_KEY = "sk_test_permisos_local"
@@ -47,28 +43,21 @@ class PlatformConfig:
     state_dir: Path = ROOT / "var"
     host: str = "127.0.0.1"
     api_port: int = 8000
-    kube_port: int = 8001
     portal_port: int = 8002
     payments_port: int = 8003
     s3_port: int = 8004
     operator_metrics_port: int = 8005
     operator_health_port: int = 8006
-    # Empty: a SQLite file in state_dir, started afresh each time.
+    # Empty: a PostgreSQL server of the platform's own, started afresh each time.
     database_url: str = ""
     namespace: str = "default"
     bucket: str = "permisos-permits"
     runners: int = 2
-    # Pods the executor runs at once (the machine's capacity); None: one per CPU.
-    max_pods: int | None = None
     portal_processing_seconds: float = 2.0
     portal_latency_ms: int = 0
     retry_backoff_seconds: int = 2
     dispatcher_interval_seconds: float = 0.5
     extra_api_env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def sqlite_path(self) -> Path:
-        return self.state_dir / "permisos.db"
 
 
 def _claim_port(host: str, port: int, what: str) -> int:
@@ -92,8 +81,8 @@ class Platform:
         self.config = config or PlatformConfig()
         self.children: list[Child] = []
         self.s3: S3Server | None = None
-        self.kube: KubeApiServer | None = None
-        self.executor: JobExecutor | None = None
+        self.kubernetes: LocalKubernetes | None = None
+        self.postgres: PostgresServer | None = None
         self.ports: dict[str, int] = {}
         self.python = sys.executable
 
@@ -136,7 +125,10 @@ class Platform:
 
     @property
     def database_url(self) -> str:
-        return self.config.database_url or f"sqlite+pysqlite:///{self.config.sqlite_path}"
+        if self.config.database_url:
+            return self.config.database_url
+        assert self.postgres is not None, "the platform's PostgreSQL starts first"
+        return self.postgres.url(DATABASE)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -155,7 +147,6 @@ class Platform:
         cfg = self.config
         for part in (
             "api",
-            "kube",
             "portal",
             "payments",
             "s3",
@@ -168,9 +159,14 @@ class Platform:
         self.s3 = await asyncio.to_thread(S3Server(cfg.host, self.ports["s3"]).start)
         await asyncio.to_thread(self.s3.client().create_bucket, Bucket=cfg.bucket)
 
-        self.kube = KubeApiServer(crd_paths=[ROOT / "crds"])
-        await self.kube.start(host=cfg.host, port=self.ports["kube"])
-        self.kube.write_kubeconfig(self.kubeconfig)
+        if not cfg.database_url:
+            self.postgres = await asyncio.to_thread(
+                PostgresServer(log_path=self.logs / "postgres.log").start
+            )
+            await asyncio.to_thread(_create_database, self.postgres.admin_dsn, DATABASE)
+
+        self.kubernetes = LocalKubernetes(cfg.state_dir, cfg.namespace, self.logs, self._base_env())
+        await self.kubernetes.start()
 
         portal = self._child(
             "portal simulator",
@@ -208,14 +204,6 @@ class Platform:
         await api.ready(f"{self.api_url}/healthz")
 
         await self._seed()
-        self.executor = JobExecutor(
-            self.kubeconfig,
-            namespace=cfg.namespace,
-            max_pods=cfg.max_pods,
-            images={RUNNER_IMAGE.split(":")[0]: RUNNER_COMMAND},
-            workdir=cfg.state_dir / "executor",
-        )
-        await self.executor.start()
 
         operator = self._child("operator", ["-m", "permisos_operator"], self.operator_env())
         await operator.ready(f"{self.url('operator_health')}/healthz")
@@ -225,12 +213,12 @@ class Platform:
         for child in reversed(self.children):
             await asyncio.to_thread(child.stop)
         self.children.clear()
-        if self.executor is not None:
-            await self.executor.stop()
-            self.executor = None
-        if self.kube is not None:
-            await self.kube.stop()
-            self.kube = None
+        if self.kubernetes is not None:
+            await self.kubernetes.stop()
+            self.kubernetes = None
+        if self.postgres is not None:
+            await asyncio.to_thread(self.postgres.stop)
+            self.postgres = None
         if self.s3 is not None:
             await asyncio.to_thread(self.s3.stop)
             self.s3 = None
@@ -254,7 +242,8 @@ class Platform:
     # -- wiring ------------------------------------------------------------------------------
 
     def _fresh_state(self) -> None:
-        """The emulator and the S3 server keep nothing across runs, so neither does the rest."""
+        """The control plane, PostgreSQL and the S3 server keep nothing across runs, so neither
+        does the rest."""
         state = self.config.state_dir
         state.mkdir(parents=True, exist_ok=True)
         # Starting afresh deletes folders in it: only in the repository's var/, an empty
@@ -267,10 +256,7 @@ class Platform:
                 "--state-dir (the platform deletes its own files there on every start)"
             )
         marker.write_text("The local platform's state; every start deletes and rewrites it.\n")
-        if not self.config.database_url:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{self.config.sqlite_path}{suffix}").unlink(missing_ok=True)
-        for stale in (self.outbox, self.logs, state / "executor"):
+        for stale in (self.outbox, self.logs, state / "executor", state / "node"):
             shutil.rmtree(stale, ignore_errors=True)
         self.outbox.mkdir()
         self.logs.mkdir()
@@ -344,18 +330,25 @@ class Platform:
 
     async def _seed(self) -> None:
         """What `helm install` creates: the runner's Secrets and the default RunnerPool."""
+        assert self.kubernetes is not None
         ns = self.config.namespace
-        client = AsyncClient(KubeConfig.from_file(str(self.kubeconfig)), namespace=ns)
         secrets = {
             PORTAL_SECRET: {"username": PORTAL_ACCOUNT[0], "password": PORTAL_ACCOUNT[1]},
             S3_SECRET: {k: CREDENTIALS[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")},
         }
-        try:
-            for name, values in secrets.items():
-                data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
-                secret = Secret(metadata=ObjectMeta(name=name, namespace=ns), data=data)
-                await client.create(secret)
-            pool: Any = RunnerPool.from_dict(self.runner_pool())  # a generic resource
-            await client.create(pool)
-        finally:
-            await client.close()
+        for name, values in secrets.items():
+            data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+            secret = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name},
+                "data": data,
+            }
+            await self.kubernetes.create(f"/api/v1/namespaces/{ns}/secrets", secret)
+        pool = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RunnerPool", **self.runner_pool()}
+        await self.kubernetes.create(f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/runnerpools", pool)
+
+
+def _create_database(admin_dsn: str, name: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
