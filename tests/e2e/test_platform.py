@@ -55,7 +55,6 @@ async def platform(tmp_path: Path, postgres_url: str) -> AsyncIterator[Platform]
         state_dir=tmp_path,
         database_url=postgres_url,
         runners=3,
-        max_pods=3,
         portal_processing_seconds=0.5,
         retry_backoff_seconds=1,
         **{f"{part}_port": 0 for part in PORTS},
@@ -64,7 +63,7 @@ async def platform(tmp_path: Path, postgres_url: str) -> AsyncIterator[Platform]
         yield running
 
 
-PORTS = ("api", "kube", "portal", "payments", "s3", "operator_metrics", "operator_health")
+PORTS = ("api", "portal", "payments", "s3", "operator_metrics", "operator_health")
 
 
 async def one_applicant(p: Platform, i: int, plates: str, method: str) -> Applicant:
@@ -262,7 +261,8 @@ async def check_no_personal_data(p: Platform, applicants: list[Applicant]) -> No
         await kube.close()
     for log in p.logs.rglob("*.log"):
         haystacks[str(log)] = log.read_text(errors="replace")
-    runner_logs = list((p.config.state_dir / "executor").rglob("runner.log"))
+    # The node agent keeps each runner container's output (one file per start).
+    runner_logs = list((p.config.state_dir / "node" / "logs").glob("*/runner/*.log"))
     for log in runner_logs:
         haystacks[str(log)] = log.read_text(errors="replace")
     # Every attempt's pod output was read (13 attempts: ten requests, three retries).
@@ -299,11 +299,13 @@ def kube_client(p: Platform) -> AsyncClient:
     return AsyncClient(KubeConfig.from_file(str(p.kubeconfig)), namespace=NS)
 
 
-async def test_the_make_run_demo_delivers_a_permit_on_sqlite(tmp_path: Path) -> None:
-    """`make run`'s own path: SQLite, the demo applicant, three PDFs written to disk."""
+async def test_the_make_run_demo_delivers_a_permit_on_its_own_postgresql(tmp_path: Path) -> None:
+    """`make run`'s own path: a PostgreSQL server of the platform's, the demo applicant, three
+    PDFs written to disk."""
     config = PlatformConfig(state_dir=tmp_path, runners=1, **{f"{part}_port": 0 for part in PORTS})
     lines: list[str] = []
     async with Platform(config) as p:
+        assert p.database_url.startswith("postgresql+psycopg://")
         paths = await run_demo(p, tmp_path / "permits", say=lines.append, within=180)
     assert sorted(path.name.split("-")[0] for path in paths) == ["certificate", "permit", "placard"]
     assert all(path.read_bytes().startswith(b"%PDF-") for path in paths)
@@ -314,4 +316,3 @@ async def test_the_make_run_demo_delivers_a_permit_on_sqlite(tmp_path: Path) -> 
     personal = ("first_name", "last_name", "maternal_surname", "curp", "phone")
     for value in (*(DEMO_APPLICATION[k] for k in personal), "@example.com"):
         assert value not in shown, value
-    assert (tmp_path / "permisos.db").exists()
