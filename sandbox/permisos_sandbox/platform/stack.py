@@ -124,6 +124,10 @@ class Platform:
         return self.config.state_dir / "logs"
 
     @property
+    def database_url_file(self) -> Path:
+        return self.config.state_dir / "database-url"
+
+    @property
     def database_url(self) -> str:
         if self.config.database_url:
             return self.config.database_url
@@ -164,6 +168,8 @@ class Platform:
                 PostgresServer(log_path=self.logs / "postgres.log").start
             )
             await asyncio.to_thread(_create_database, self.postgres.admin_dsn, DATABASE)
+        # For commands run by hand beside `make up` (create-admin, a second API, reconcile).
+        self.database_url_file.write_text(self.database_url + "\n")
 
         self.kubernetes = LocalKubernetes(cfg.state_dir, cfg.namespace, self.logs, self._base_env())
         await self.kubernetes.start()
@@ -256,6 +262,7 @@ class Platform:
                 "--state-dir (the platform deletes its own files there on every start)"
             )
         marker.write_text("The local platform's state; every start deletes and rewrites it.\n")
+        self.database_url_file.unlink(missing_ok=True)
         for stale in (self.outbox, self.logs, state / "executor", state / "node"):
             shutil.rmtree(stale, ignore_errors=True)
         self.outbox.mkdir()
