@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from permisos_sandbox.cluster import ControlPlane
+from permisos_sandbox.node.config import DEFAULT_RUNTIME_ROOT, runtime_dir
 from tests.cluster import KUBECTL
 
 
@@ -29,7 +30,7 @@ class NodeAgentProcess:
 
     @property
     def runtime_dir(self) -> Path:
-        return Path("/dev/shm") / f"permisos-node-{self.name}"
+        return runtime_dir(DEFAULT_RUNTIME_ROOT, self.name, self.state_dir)
 
     def start(self, timeout: float = 60.0) -> NodeAgentProcess:
         self.directory.mkdir(parents=True, exist_ok=True)

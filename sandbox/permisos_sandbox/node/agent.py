@@ -30,18 +30,11 @@ log = logging.getLogger("permisos.node")
 SECRETS_MOUNT_POINT = Path("/run/secrets")
 
 
-def _make_mount_point() -> bool:
-    """The host's /run/secrets, where each container mounts a small tmpfs of its own; True if
-    this agent made it (and so removes it when it stops)."""
-    if SECRETS_MOUNT_POINT.exists():
-        return False
-    SECRETS_MOUNT_POINT.mkdir(mode=0o755)
-    return True
-
-
-def _remove_mount_point() -> None:
-    with contextlib.suppress(OSError):
-        SECRETS_MOUNT_POINT.rmdir()
+def _make_mount_point() -> None:
+    """The host's /run/secrets, where each container mounts a small tmpfs of its own. It stays
+    (empty) when the agent stops: removing it would detach the mounts of containers that other
+    agents on this machine still run."""
+    SECRETS_MOUNT_POINT.mkdir(mode=0o755, exist_ok=True)
 
 
 def is_terminal(pod: Mapping[str, Any]) -> bool:
@@ -69,7 +62,6 @@ class NodeAgent:
         self._port = port
         self.logs = LogServer(config.logs_dir, self.find_pod, self._is_running)
         self._tasks: list[asyncio.Task[None]] = []
-        self._made_mount_point = False
         self._stopping = False
         self.registration: Registration | None = None
 
@@ -96,7 +88,7 @@ class NodeAgent:
         self.config.runtime_dir.chmod(0o700)
         self.config.logs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.config.mount_namespaces:
-            self._made_mount_point = _make_mount_point()
+            _make_mount_point()
         cert, key, ca = self._tls
         port = await self.logs.start(self._port, cert, key, ca)
         self.registration = Registration(self.kube, self.config, port)
@@ -121,8 +113,6 @@ class NodeAgent:
         await asyncio.gather(*running, return_exceptions=True)
         await self.logs.stop()
         shutil.rmtree(self.config.runtime_dir, ignore_errors=True)
-        if self._made_mount_point:
-            _remove_mount_point()
 
     # --- pods ------------------------------------------------------------------------------
 

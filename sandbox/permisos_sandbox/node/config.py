@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Mapping
@@ -63,7 +64,7 @@ class NodeConfig:
     @property
     def runtime_dir(self) -> Path:
         """This node's memory-backed directory; everything in it goes on every exit path."""
-        return self.runtime_root / f"permisos-node-{self.name}"
+        return runtime_dir(self.runtime_root, self.name, self.state_dir)
 
     @property
     def pods_dir(self) -> Path:
@@ -72,6 +73,14 @@ class NodeConfig:
     @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
+
+
+def runtime_dir(root: Path, name: str, state_dir: Path) -> Path:
+    """Named after the node and its state directory: two agents on one machine (the tests
+    start several) never share one, and an agent restarted on the same state directory finds
+    what its crashed predecessor left there."""
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]
+    return root / f"permisos-node-{name}-{digest}"
 
 
 def base_env() -> dict[str, str]:
