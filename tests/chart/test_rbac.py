@@ -10,6 +10,7 @@ rendered rules (as RBAC would decide), and each declared rule must have been use
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,9 @@ from permisos_api.kube import ReadinessProbe
 from permisos_api.models import Outbox
 from permisos_api.settings import ApiSettings
 from permisos_operator import rbac as operator_rbac
+from permisos_sandbox.cluster import ControlPlane
 from permisos_sandbox.kubeapi import AuditRecord, KubeApiServer
+from tests.accounts import audited_grants, refused, service_account_kubeconfig
 from tests.api.conftest import paid_application
 from tests.cluster import (
     NS,
@@ -45,6 +48,7 @@ from tests.cluster import (
     RunnerPool,
     as_dict,
     eventually,
+    kubectl,
     permit_request,
     runner_pool,
 )
@@ -389,15 +393,37 @@ def database_url() -> Any:
 
 
 async def test_the_api_calls_exactly_what_its_role_grants(
-    chart: helm.Chart, cluster: Cluster, database_url: str, monkeypatch: pytest.MonkeyPatch
+    chart: helm.Chart,
+    control_plane: ControlPlane,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    rendered = render(chart, {}, namespace=NS)
-    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig("api")))
+    """On the real kube-apiserver, as the chart's API ServiceAccount with a token bound to the
+    chart's Role: a missing permission is a 403 that fails the dispatcher, and the audit log
+    shows that every granted verb is used."""
+    admin = control_plane.admin_kubeconfig
+    ns = f"rbac-api-{uuid.uuid4().hex[:6]}"
+    await kubectl(admin, "create", "namespace", ns)
+    await kubectl(admin, "apply", "--server-side", "-f", str(CHART / "crds"))
+    await kubectl(admin, "wait", "--for=condition=Established", "-f", str(CHART / "crds"))
+    rendered = render(chart, {}, namespace=ns)
+    account = f"{FULLNAME}-api"
+    for kind, name in (
+        ("ServiceAccount", account),
+        ("Role", account),
+        ("RoleBinding", account),
+    ):
+        manifest = tmp_path / f"{kind}.yaml"
+        manifest.write_text(yaml.safe_dump(clean(rendered.get(kind, name))))
+        await kubectl(admin, "apply", "-n", ns, "-f", str(manifest))
+    kubeconfig = await service_account_kubeconfig(control_plane, ns, account, tmp_path)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     settings = ApiSettings(
         database_url=database_url,
-        kubernetes_namespace=NS,
-        kubernetes_timeout_seconds=2.0,
-        mail_outbox_dir=cluster.tmp / "mail",
+        kubernetes_namespace=ns,
+        kubernetes_timeout_seconds=5.0,
+        mail_outbox_dir=tmp_path / "mail",
     )
     engine = make_engine(settings)
     dispatcher = Dispatcher(settings, engine, DispatcherMetrics(CollectorRegistry()))
@@ -413,9 +439,8 @@ async def test_the_api_calls_exactly_what_its_role_grants(
                 .values(dispatched_at=None, next_attempt_at=utcnow())
             )
         assert await dispatcher.run_once() >= 1
-        probe = ReadinessProbe(NS, 2.0)
+        probe = ReadinessProbe(ns, 5.0)
         try:
-            # The probe's client is synchronous and the emulator shares this event loop.
             check = await asyncio.to_thread(probe.check)
         finally:
             probe.close()
@@ -423,12 +448,12 @@ async def test_the_api_calls_exactly_what_its_role_grants(
     finally:
         await dispatcher.close()
         engine.dispose()
-    assert len([p async for p in cluster.kube.list(PermitRequest, namespace=NS)]) == 1
+    _, out, _ = await kubectl(admin, "get", "permitrequests", "-n", ns, "-o", "name")
+    assert out.split() == [f"permitrequest.permisosdigitales.mx/{application}"]
 
-    assert cluster.server.audit is not None
-    records = [r for r in cluster.server.audit if r.user == "api"]
-    bound = bound_to(rendered, f"{FULLNAME}-api")
-    denied = sorted({r for r in records if not bound.allows(r)}, key=str)
-    assert denied == [], "calls the rendered RBAC would refuse"
-    assert bound.all() == observed(records, "api"), "granted but never called"
-    assert {r.namespace for r in records} == {NS}
+    user = f"system:serviceaccount:{ns}:{account}"
+    assert refused(control_plane, user) == [], "calls the rendered RBAC refuses"
+    bound = bound_to(rendered, account)
+    used = audited_grants(control_plane, user)
+    assert {(g, r, v, ()) for g, r, v, _ in used} == bound.all(), "granted but never called"
+    assert {namespace for *_, namespace in used} == {ns}
