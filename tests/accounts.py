@@ -1,5 +1,6 @@
-"""Credentials of a ServiceAccount on the session's control plane, as a pod would hold them: a
-token from TokenRequest (`kubectl create token`) in a kubeconfig of its own."""
+"""What tests set up on the session's control plane: the CRDs, and the credentials of a
+ServiceAccount as a pod would hold them (a TokenRequest token, `kubectl create token`, in a
+kubeconfig of its own), and what the audit log says that account did."""
 
 from __future__ import annotations
 
@@ -7,8 +8,19 @@ from pathlib import Path
 
 import yaml
 
+from permisos.kube import Kube
 from permisos_sandbox.cluster import ControlPlane
+from permisos_sandbox.platform.kubernetes import apply_crds, load_crds
 from tests.cluster import kubectl
+
+
+async def install_crds(admin_kubeconfig: Path) -> None:
+    """The project's CRDs, as the platform installs them: applied, Established and served."""
+    kube = await Kube.from_kubeconfig(admin_kubeconfig)
+    try:
+        await apply_crds(kube, load_crds())
+    finally:
+        await kube.close()
 
 
 async def service_account_kubeconfig(

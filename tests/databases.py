@@ -64,21 +64,15 @@ def fresh_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-class DatabaseProxy:
-    """A TCP proxy in front of the PostgreSQL server of `url` that a test can cut (an outage)."""
+class TcpProxy:
+    """A TCP proxy on loopback in front of `upstream` that a test can cut (an outage) and
+    restore on the same port."""
 
-    def __init__(self, url: str) -> None:
-        parsed = make_url(url)
-        self._upstream = (parsed.host or "127.0.0.1", parsed.port or 5432)
-        self._url = url
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self._upstream = upstream
         self.server: asyncio.Server | None = None
         self.port = 0
         self.conns: set[asyncio.StreamWriter] = set()
-
-    @property
-    def url(self) -> str:
-        """The database's URL through the proxy."""
-        return with_port(self._url, self.port)
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -104,3 +98,17 @@ class DatabaseProxy:
             dst.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+class DatabaseProxy(TcpProxy):
+    """A TCP proxy in front of the PostgreSQL server of `url` that a test can cut (an outage)."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        super().__init__((parsed.host or "127.0.0.1", parsed.port or 5432))
+        self._url = url
+
+    @property
+    def url(self) -> str:
+        """The database's URL through the proxy."""
+        return with_port(self._url, self.port)

@@ -1,4 +1,6 @@
-"""The outbox dispatcher against real PostgreSQL and the Kubernetes API emulator."""
+"""The outbox dispatcher against real PostgreSQL and the real kube-apiserver, as the API's
+ServiceAccount with the API's Role (`permisos_api.rbac`, what the chart grants), through a
+TCP proxy a test can cut to play an outage."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lightkube import ApiError, AsyncClient
+import yaml
+from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Secret
 from prometheus_client import CollectorRegistry
@@ -23,42 +26,106 @@ from sqlalchemy.orm import Session
 from permisos_api.db import utcnow
 from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
 from permisos_api.models import Application, Outbox
+from permisos_api.rbac import RULES
 from permisos_api.settings import ApiSettings
-from permisos_sandbox.kubeapi import KubeApiServer
-from tests.cluster import CRDS, NS, PermitRequest, as_dict, client, kube_client, permit_request
+from permisos_sandbox.cluster import ControlPlane
+from tests.accounts import install_crds, refused, service_account_kubeconfig
+from tests.cluster import PermitRequest, as_dict, kubectl, permit_request
+from tests.databases import TcpProxy
 
 from .conftest import PERSONAL, paid_application
+
+ACCOUNT = "permisos-api"
 
 
 @dataclass
 class Cluster:
-    server: KubeApiServer
-    kubeconfig: Path
-    port: int
+    control_plane: ControlPlane
+    namespace: str
+    kubeconfig: Path  # the API's ServiceAccount, through the proxy
+    proxy: TcpProxy
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{ACCOUNT}"
+
+    async def stop(self) -> None:
+        """An outage: the API server is unreachable."""
+        await self.proxy.stop()
 
     async def restart(self) -> None:
-        """A new, empty API server on the same port (as after an outage)."""
-        self.server = KubeApiServer(crd_paths=[CRDS])
-        await self.server.start(host="127.0.0.1", port=self.port)
+        """The API server reachable again, at the same address."""
+        await self.proxy.start()
+
+
+def api_role(namespace: str) -> list[dict[str, Any]]:
+    rules = [
+        {"apiGroups": [group], "resources": [resource], "verbs": list(verbs)}
+        for group, resource, verbs in RULES
+    ]
+    meta = {"name": ACCOUNT, "namespace": namespace}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ACCOUNT},
+            "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": namespace}],
+        },
+    ]
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
-    server = KubeApiServer(crd_paths=[CRDS])
-    await server.start(host="127.0.0.1", port=0)
-    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+async def cluster(
+    control_plane: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Cluster]:
+    admin = control_plane.admin_kubeconfig
+    namespace = f"dispatch-{uuid.uuid4().hex[:8]}"
+    await install_crds(admin)
+    await kubectl(admin, "create", "namespace", namespace)
+    manifest = tmp_path / "api-rbac.yaml"
+    manifest.write_text(yaml.safe_dump_all(api_role(namespace)))
+    await kubectl(admin, "apply", "-f", str(manifest))
+    direct = await service_account_kubeconfig(control_plane, namespace, ACCOUNT, tmp_path)
+    proxy = TcpProxy(("127.0.0.1", control_plane.api_port))
+    await proxy.start()
+    config = yaml.safe_load(direct.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    kubeconfig = tmp_path / "api.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    holder = Cluster(server, kubeconfig, int(server.url.rsplit(":", 1)[1]))
+    holder = Cluster(control_plane, namespace, kubeconfig, proxy)
     try:
         yield holder
     finally:
-        await holder.server.stop()
+        if proxy.server is not None:
+            await proxy.stop()
+    # Whatever the test did, the API's Role let it: RBAC refused nothing.
+    assert refused(control_plane, holder.user) == []
+
+
+@pytest.fixture
+def settings(settings: ApiSettings, cluster: Cluster) -> ApiSettings:
+    """The API's settings, in the test's namespace."""
+    return settings.model_copy(update={"kubernetes_namespace": cluster.namespace})
 
 
 @pytest.fixture
 async def kube(cluster: Cluster) -> AsyncIterator[AsyncClient]:
-    async with kube_client(cluster.kubeconfig) as c:
+    """The test's own view, as cluster-admin, of the test's namespace."""
+    config = KubeConfig.from_file(str(cluster.control_plane.admin_kubeconfig))
+    c = AsyncClient(config, namespace=cluster.namespace, field_manager="tests")
+    try:
         yield c
+    finally:
+        await c.close()
 
 
 def dispatcher_settings(settings: ApiSettings) -> ApiSettings:
@@ -66,7 +133,8 @@ def dispatcher_settings(settings: ApiSettings) -> ApiSettings:
         update={
             "dispatcher_backoff_seconds": 1.0,
             "dispatcher_max_backoff_seconds": 4.0,
-            "kubernetes_timeout_seconds": 2.0,
+            # The setting's default (5 s): on the real apiserver the first write of a new
+            # CRD's resource took 2 s (its storage warming up), more than 2 s allowed.
             "permit_pool": "default",
         }
     )
@@ -86,7 +154,7 @@ def permit_request_of(engine: Engine, application_id: uuid.UUID) -> str | None:
 
 
 async def permit_requests(kube: AsyncClient, application_id: uuid.UUID) -> list[dict[str, Any]]:
-    found = [as_dict(p) async for p in kube.list(PermitRequest, namespace=NS)]
+    found = [as_dict(p) async for p in kube.list(PermitRequest)]
     return [p for p in found if p["spec"]["applicationId"] == str(application_id)]
 
 
@@ -110,7 +178,6 @@ def applicant_secret(
     return Secret(
         metadata=ObjectMeta(
             name=f"{name}-applicant",
-            namespace=NS,
             labels=labels,
             ownerReferences=[owner] if owner else None,  # type: ignore[list-item]
         ),
@@ -158,7 +225,7 @@ async def test_dispatch_creates_one_permit_request_and_its_secret(
     assert request["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "permisos-api"
     assert_no_personal_data(request)
 
-    secret = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
+    secret = as_dict(await kube.get(Secret, f"{app_id}-applicant"))
     assert secret["type"] == "Opaque"
     labels = secret["metadata"]["labels"]
     assert labels == {
@@ -203,7 +270,7 @@ async def test_dispatching_twice_and_concurrently_makes_one_permit_request(
 
     requests = await permit_requests(kube, app_id)
     assert len(requests) == 1 and requests[0]["metadata"]["uid"] == uid
-    secret = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
+    secret = as_dict(await kube.get(Secret, f"{app_id}-applicant"))
     assert [r["uid"] for r in secret["metadata"]["ownerReferences"]] == [uid]
     assert decoded(secret) == PERSONAL
     row = outbox_row(engine, app_id)
@@ -211,12 +278,12 @@ async def test_dispatching_twice_and_concurrently_makes_one_permit_request(
 
 
 async def test_kubernetes_down_keeps_the_row_until_it_is_back(
-    settings: ApiSettings, engine: Engine, cluster: Cluster
+    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
 ) -> None:
     app_id = paid_application(engine, outbox=True)
     dispatcher = new_dispatcher(settings, engine)
     try:
-        await cluster.server.stop()
+        await cluster.stop()
         before = utcnow()
         await dispatcher.run_once()
         row = outbox_row(engine, app_id)
@@ -245,13 +312,9 @@ async def test_kubernetes_down_keeps_the_row_until_it_is_back(
     row = outbox_row(engine, app_id)
     assert row.dispatched_at is not None and row.last_error is None
     assert permit_request_of(engine, app_id) == str(app_id)
-    kube = client(cluster.kubeconfig)
-    try:
-        assert len(await permit_requests(kube, app_id)) == 1
-        secret = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
-        assert secret["metadata"]["ownerReferences"][0]["name"] == str(app_id)
-    finally:
-        await kube.close()
+    assert len(await permit_requests(kube, app_id)) == 1
+    secret = as_dict(await kube.get(Secret, f"{app_id}-applicant"))
+    assert secret["metadata"]["ownerReferences"][0]["name"] == str(app_id)
 
 
 async def test_undeliverable_row_stays_pending_without_personal_data(
@@ -269,7 +332,7 @@ async def test_undeliverable_row_stays_pending_without_personal_data(
     assert row.dispatched_at is None and row.attempts == 1
     assert row.last_error == "invalid application data: pool"
     with pytest.raises(ApiError):
-        await kube.get(PermitRequest, str(app_id), namespace=NS)
+        await kube.get(PermitRequest, str(app_id))
 
 
 async def test_readiness_reports_kubernetes_but_stays_ready_without_it(
@@ -281,7 +344,7 @@ async def test_readiness_reports_kubernetes_but_stays_ready_without_it(
     assert ready.status_code == 200
     assert ready.json()["checks"]["kubernetes"]["status"] == "ok"
 
-    await cluster.server.stop()
+    await cluster.stop()
     degraded = await client.get("/readyz")
     assert degraded.status_code == 200
     checks = degraded.json()["checks"]
@@ -316,7 +379,7 @@ async def test_a_retry_row_creates_a_new_permit_request(
     assert sorted(requests) == sorted([str(app_id), retry])
     spec = requests[retry]["spec"]
     assert spec["applicationId"] == str(app_id) and spec["secretName"] == f"{retry}-applicant"
-    secret = as_dict(await kube.get(Secret, f"{retry}-applicant", namespace=NS))
+    secret = as_dict(await kube.get(Secret, f"{retry}-applicant"))
     (owner,) = secret["metadata"]["ownerReferences"]
     assert owner["name"] == retry and owner["uid"] == requests[retry]["metadata"]["uid"]
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
@@ -344,14 +407,16 @@ async def test_an_existing_applicant_secret_gets_the_current_data_and_one_owner_
     """The dispatcher's Secret found again (409): stale data is replaced without reading it, and
     a reference to another request is dropped, so only this request keeps the data alive."""
     app_id = paid_application(engine, outbox=True)
-    other = as_dict(await kube.create(permit_request("other-request")))
+    another = permit_request("other-request")
+    another.metadata.namespace = cluster.namespace
+    other = as_dict(await kube.create(another))
     stale = {"first_name": "Viejo", "curp": "XXXX000000XXXXXX00", "leftover": "x"}
     await kube.create(applicant_secret(str(app_id), ours(app_id), stale, owner_of(other)))
     dispatcher = new_dispatcher(settings, engine)
     try:
         assert await dispatcher.run_once() >= 1
         request = (await permit_requests(kube, app_id))[0]
-        secret = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
+        secret = as_dict(await kube.get(Secret, f"{app_id}-applicant"))
         assert decoded(secret) == PERSONAL
         assert secret["metadata"]["labels"] == ours(app_id)
         (owner,) = secret["metadata"]["ownerReferences"]
@@ -369,7 +434,7 @@ async def test_an_existing_applicant_secret_gets_the_current_data_and_one_owner_
         assert await dispatcher.run_once() >= 1
     finally:
         await dispatcher.close()
-    secret = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
+    secret = as_dict(await kube.get(Secret, f"{app_id}-applicant"))
     assert decoded(secret) == {**PERSONAL, "phone": "5599"}
     assert [r["uid"] for r in secret["metadata"]["ownerReferences"]] == [request["metadata"]["uid"]]
     assert len(await permit_requests(kube, app_id)) == 1
@@ -393,13 +458,13 @@ async def test_a_secret_that_is_not_the_applications_is_left_alone_and_no_reques
         labels = ours(uuid.uuid4())
     assert not isinstance(labels, str)
     await kube.create(applicant_secret(str(app_id), labels, {"token": "not-yours"}, None))
-    before = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
+    before = as_dict(await kube.get(Secret, f"{app_id}-applicant"))
     dispatcher = new_dispatcher(settings, engine)
     try:
         await dispatcher.run_once()
     finally:
         await dispatcher.close()
-    after = as_dict(await kube.get(Secret, f"{app_id}-applicant", namespace=NS))
+    after = as_dict(await kube.get(Secret, f"{app_id}-applicant"))
     assert after == before
     assert await permit_requests(kube, app_id) == []
     row = outbox_row(engine, app_id)
