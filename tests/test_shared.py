@@ -68,3 +68,12 @@ def test_the_api_catalog_matches_the_portal_simulators() -> None:
     assert tuple(entry.clave for entry in portal.SERVICE_TYPES) == catalog.SERVICE_TYPES
     low, high = catalog.model_year_range()
     assert (low, high) == (min(portal.model_years()), max(portal.model_years()))
+
+
+def test_the_database_engine_refuses_anything_but_postgresql() -> None:
+    from permisos.database import make_database_engine
+
+    with pytest.raises(ValueError, match=r"a PostgreSQL URL is needed .* not sqlite"):
+        make_database_engine(
+            "sqlite:///permisos.db", pool_size=1, max_overflow=0, connect_timeout_seconds=1
+        )

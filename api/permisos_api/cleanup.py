@@ -18,10 +18,10 @@ pay an erased application. This module imports no web framework (no `permisos_ap
 the CronJob starts fast.
 
 This comes after `permisos_api.reconcile`, which expires unpaid OXXO applications after days,
-not weeks. Rows are claimed in batches with `FOR UPDATE SKIP LOCKED` (ignored on SQLite, whose
-writers are serialized anyway) and the erasure is conditional on `anonymized_at IS NULL`, so two
-runs at once erase each application once and a second run finds nothing. It logs and prints
-counts only; exit code 2 with a one-line message when the database is unreachable.
+not weeks. Rows are claimed in batches with `FOR UPDATE SKIP LOCKED` and the erasure is
+conditional on `anonymized_at IS NULL`, so two runs at once erase each application once and a
+second run finds nothing. It logs and prints counts only; exit code 2 with a one-line message
+when the database is unreachable.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ class Base(DeclarativeBase):
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out, also on backends that drop the zone (SQLite)."""
+    """Aware UTC datetimes in and out, whatever the session's time zone."""
 
     impl = DateTime(timezone=True)
     cache_ok = True

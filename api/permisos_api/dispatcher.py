@@ -4,9 +4,6 @@ The webhook that marks an application `paid` writes an `outbox` row in the same 
 loop picks due rows (`dispatched_at IS NULL AND next_attempt_at <= now`) with
 `FOR UPDATE SKIP LOCKED`, so any number of API replicas can run it, and leases them by moving
 `next_attempt_at` ahead: a replica that dies mid-delivery releases its rows when the lease ends.
-(SQLite, the demo's database, has no row locks: there the claim's transaction holds the whole
-database's write lock from its first statement (`permisos.database.configure_sqlite`), which
-is as exclusive.)
 For each row, in this order:
 
 1. the applicant Secret `<name>-applicant` (the personal data), created first so that the runner's

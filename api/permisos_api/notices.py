@@ -4,8 +4,6 @@ The dispatcher's loop calls `send_permit_notices` on every pass. Each applicatio
 `FOR UPDATE SKIP LOCKED` and `permit_notice_sent_at` is set in that same transaction, after the
 mail went out: any number of replicas can run it and each notice goes once (a crash between the
 mail and the commit is the only way to send it twice; a failed mail is tried on the next pass).
-On SQLite the transaction holds the database's write lock instead
-(`permisos.database.configure_sqlite`).
 A retry of a failed permit must clear `permit_notice_sent_at` for the outcome to be mailed again.
 """
 

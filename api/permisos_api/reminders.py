@@ -7,9 +7,9 @@ the PermitRequest succeeded: the operator's mirror writes that transition's time
 change again. Each application in `permit_ready` whose permit expires within
 `PERMISOS_API_EXPIRY_REMINDER_DAYS` (default 5), and has not expired yet, gets one reminder.
 
-Exactly once, with any number of runs at once, on PostgreSQL and SQLite: a run first claims a
-batch (a conditional UPDATE of `expiry_reminder_claimed_at`, after `FOR UPDATE SKIP LOCKED` on
-PostgreSQL) and commits, then mails, then sets `expiry_reminder_sent_at`. A claim is a lease: if
+Exactly once, with any number of runs at once: a run first claims a
+batch (a conditional UPDATE of `expiry_reminder_claimed_at`, after `FOR UPDATE SKIP LOCKED`) and
+commits, then mails, then sets `expiry_reminder_sent_at`. A claim is a lease: if
 the run dies before mailing, the row is claimable again after `CLAIM_LEASE`. A failed mail
 releases the claim and stops the run (exit code 1), so the next run tries again. Only a crash
 between the mail and the mark can send a reminder twice. Anonymized applications are skipped.
@@ -139,7 +139,7 @@ def _claim(
     )
     if not candidates:
         return []
-    # Conditional: a row another run claimed in the meantime (SQLite has no row locks) is not ours.
+    # Conditional: a row another run claimed in the meantime is not ours.
     claimed = list(
         db.scalars(
             update(Application)

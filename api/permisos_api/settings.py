@@ -139,12 +139,6 @@ class ApiSettings(BaseSettings):
                 raise ValueError("PERMISOS_API_COOKIE_SECURE cannot be false in production")
             if not self.stripe_webhook_secret.get_secret_value():
                 raise ValueError("PERMISOS_API_STRIPE_WEBHOOK_SECRET must be set in production")
-            if self.database_url.lower().startswith("sqlite"):
-                # One file on one machine, writers one at a time: the demo's database only.
-                raise ValueError(
-                    "PERMISOS_API_DATABASE_URL: SQLite is for the one-machine demo; "
-                    "production needs PostgreSQL (postgresql+psycopg://...)"
-                )
         return self
 
     def price_centavos(self, service_type: str) -> int:

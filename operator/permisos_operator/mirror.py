@@ -185,7 +185,7 @@ class Mirror:
     """Writes snapshots to the database; blocking work runs in threads, a few at a time."""
 
     def __init__(self, url: str, pool_size: int = 2, connect_timeout: int = 3) -> None:
-        # The API's engine settings: the demo's SQLite file is shared with the API's processes.
+        # The API's engine settings.
         self.engine: Engine = make_database_engine(
             url, pool_size=pool_size, max_overflow=0, connect_timeout_seconds=connect_timeout
         )
@@ -206,7 +206,6 @@ class Mirror:
     def record(self, snap: Snapshot) -> bool:
         """One transition, in one transaction. False when the application is not in the database."""
         now = datetime.now(UTC)
-        # SQLite keeps the wall time without its zone and compares it as text: UTC, always.
         at = snap.transitioned_at.astimezone(UTC)
         app = applications.c
         with self.engine.begin() as conn:

@@ -1,5 +1,4 @@
 """The API against a real PostgreSQL: one fresh database per test session, migrated by Alembic.
-(tests/api/test_sqlite*.py override `database_url` with a SQLite file: the demo's database.)
 
 Each client gets its own fake client address, so per-address rate limits of one test never touch
 another; emails are unique per test for the same reason.
@@ -77,7 +76,7 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture
 def engine(settings: ApiSettings) -> Iterator[Engine]:
-    """The API's own engine (on SQLite: WAL, busy timeout, foreign keys)."""
+    """The API's own engine."""
     eng = make_engine(settings)
     try:
         yield eng

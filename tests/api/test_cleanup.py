@@ -11,16 +11,12 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from permisos_api.cleanup import cleanup
 from permisos_api.db import make_engine, make_sessionmaker
-from permisos_api.migrate import upgrade
-from permisos_api.models import Application, Payment, User
 from permisos_api.privacy import PLACEHOLDERS
 from permisos_api.settings import ApiSettings
 from tests.api.conftest import APPLICATION, CURP, ROOT, at_once, command_line, sql
@@ -337,49 +333,6 @@ async def test_command_line_exit_codes_and_counts_only_output(
     assert down.returncode == 2
     assert "database unreachable" in down.stderr
     assert "Traceback" not in down.stderr
-
-
-def test_runs_on_sqlite(tmp_path: Path) -> None:
-    """The SQLite demo database: same statements, no row locks needed (one writer at a time)."""
-    url = f"sqlite:///{tmp_path / 'permisos.db'}"
-    upgrade(url)
-    settings = ApiSettings(database_url=url)
-    engine = make_engine(settings)  # the API's SQLite setup: WAL, BEGIN IMMEDIATE
-    factory = make_sessionmaker(engine)
-    old = datetime.now(UTC) - LONG_AGO
-    fields = {k: v for k, v in APPLICATION.items() if k != "phone"}
-    fields.update(plates="JKL4821", phone="5512345678", amount_centavos=150_000)
-    with factory() as db, db.begin():
-        owner = User(email="sqlite@example.com", password_hash="x")
-        db.add(owner)
-        db.flush()
-        abandoned = Application(owner_id=owner.id, updated_at=old, **fields)
-        paid = Application(owner_id=owner.id, status="permit_ready", paid_at=old, **fields)
-        paid.updated_at = old
-        db.add_all([abandoned, paid])
-        db.flush()
-        db.add(
-            Payment(
-                application_id=paid.id,
-                method="card",
-                stripe_payment_intent_id="pi_sqlite",
-                idempotency_key="k",
-                status="succeeded",
-                amount_centavos=150_000,
-                succeeded_at=old,
-                updated_at=old,
-            )
-        )
-    try:
-        assert cleanup(settings, factory, dry_run=True).erased == 1
-        assert cleanup(settings, factory).erased == 1
-        assert cleanup(settings, factory).erased == 0
-        with factory() as db:
-            rows = {a.id: a for a in db.scalars(select(Application))}
-        assert rows[abandoned.id].status == "expired" and rows[abandoned.id].curp != CURP
-        assert rows[paid.id].anonymized_at is None and rows[paid.id].curp == CURP
-    finally:
-        engine.dispose()
 
 
 def test_imports_no_web_framework() -> None:

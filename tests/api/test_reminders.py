@@ -12,7 +12,6 @@ import itertools
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
@@ -27,7 +26,6 @@ from sqlalchemy import create_engine, insert, inspect, select
 from permisos_api.db import Base, make_engine, make_sessionmaker
 from permisos_api.mail import Mailer
 from permisos_api.migrate import downgrade, upgrade
-from permisos_api.models import Application, User
 from permisos_api.reminders import MEXICO_CITY, send_reminders
 from permisos_api.settings import ApiSettings
 from permisos_operator.mirror import Mirror, Snapshot
@@ -351,14 +349,8 @@ def reminder_columns_of(url: str, app_id: uuid.UUID) -> tuple[Any, Any]:
         engine.dispose()
 
 
-@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
-def test_migration_0005_upgrades_and_downgrades(backend: str, tmp_path: Path) -> None:
-    database = (
-        nullcontext(f"sqlite:///{tmp_path / 'permisos.db'}")
-        if backend == "sqlite"
-        else fresh_database("permisos_test_mig5", migrate=False)
-    )
-    with database as url:
+def test_migration_0005_upgrades_and_downgrades() -> None:
+    with fresh_database("permisos_test_mig5", migrate=False) as url:
         upgrade(url, "0004")
         assert not REMINDER_COLUMNS & columns(url)
         # A permit issued before the upgrade, written with the columns 0004 knows.
@@ -387,12 +379,11 @@ def test_migration_0005_upgrades_and_downgrades(backend: str, tmp_path: Path) ->
 
         upgrade(url)
         assert columns(url) >= REMINDER_COLUMNS
-        if backend == "postgresql":  # SQLite cannot reflect the expression index on users
-            engine = create_engine(url)
-            with engine.connect() as conn:
-                diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-            engine.dispose()
-            assert diff == [], diff  # the model's new columns are the migration's
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        engine.dispose()
+        assert diff == [], diff  # the model's new columns are the migration's
 
         assert reminder_columns_of(url, app_id) == (None, None)
 
@@ -402,48 +393,3 @@ def test_migration_0005_upgrades_and_downgrades(backend: str, tmp_path: Path) ->
         upgrade(url)
         assert columns(url) >= REMINDER_COLUMNS
         assert reminder_columns_of(url, app_id) == (None, None)
-
-
-def test_runs_on_sqlite_two_at_once(tmp_path: Path) -> None:
-    """The SQLite demo database (the API's own engine setup): the claim is a conditional
-    UPDATE, so two runs at once still mail each permit once."""
-    url = f"sqlite:///{tmp_path / 'permisos.db'}"
-    upgrade(url)
-    outbox = tmp_path / "mail"
-    settings = ApiSettings(
-        database_url=url, mail_outbox_dir=outbox, public_base_url=BASE_URL, reminder_batch_size=2
-    )
-    engine = make_engine(settings)
-    factory = make_sessionmaker(engine)
-    now = datetime.now(UTC)
-    fields = {k: v for k, v in APPLICATION.items() if k not in ("phone", "plates", "email")}
-    fields.update(phone="5512345678", plates="JKL4821", amount_centavos=150_000)
-    due = [f"due{i}@example.com" for i in range(8)]
-    with factory() as db, db.begin():
-        owner = User(email="sqlite@example.com", password_hash="x")
-        db.add(owner)
-        db.flush()
-        for address, ago in [(a, 27) for a in due] + [("far@example.com", 10)]:
-            db.add(
-                Application(
-                    owner_id=owner.id,
-                    email=address,
-                    status="permit_ready",
-                    paid_at=now - timedelta(days=ago, hours=1),
-                    permit_phase="Succeeded",
-                    permit_updated_at=now - timedelta(days=ago),
-                    folio="PC-2026-000001",
-                    **fields,
-                )
-            )
-    try:
-        mailer = Mailer(settings)
-        assert send_reminders(settings, factory, mailer, dry_run=True).due == len(due)
-        reports = at_once(lambda: send_reminders(settings, factory, mailer))
-        assert sum(r.sent for r in reports) == len(due)
-        assert send_reminders(settings, factory, mailer).sent == 0
-        for address in due:
-            assert len(read_mail(outbox, address)) == 1, address
-        assert read_mail(outbox, "far@example.com") == []
-    finally:
-        engine.dispose()

@@ -1,5 +1,4 @@
-"""The phase mirror: PermitRequest transitions written into the API's database, PostgreSQL and
-the demo's SQLite file alike."""
+"""The phase mirror: PermitRequest transitions written into the API's database."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from permisos_api.db import make_engine
-from permisos_api.migrate import upgrade
 from permisos_api.models import Application, PermitHistory
 from permisos_api.settings import ApiSettings
 from permisos_operator.mirror import Mirror, Snapshot
@@ -35,27 +33,14 @@ FAST_RETRIES = {"maxAttempts": 3, "backoffSeconds": 1, "maxBackoffSeconds": 2}
 
 
 @pytest.fixture(scope="module")
-def postgresql_url() -> Iterator[str]:
+def database_url() -> Iterator[str]:
     with fresh_database("permisos_mirror") as url:
         yield url
 
 
-@pytest.fixture(scope="module")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The one-command demo's database: a SQLite file the API and the operator share."""
-    url = f"sqlite+pysqlite:///{tmp_path_factory.mktemp('mirror') / 'permisos.db'}"
-    upgrade(url)
-    return url
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue(f"{request.param}_url"))
-
-
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
-    # The API's own engine settings (on SQLite: WAL, busy timeout, foreign keys).
+    # The API's own engine settings.
     eng = make_engine(ApiSettings(database_url=database_url))
     try:
         yield eng
@@ -136,7 +121,6 @@ async def test_phases_are_mirrored_into_the_application(
     ]
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # a TCP outage
 async def test_database_outage_catches_up_and_deletion_waits_for_the_final_state(
     kube: AsyncClient, kubelet: Kubelet, start_operator: Any, engine: Engine, database_url: str
 ) -> None:

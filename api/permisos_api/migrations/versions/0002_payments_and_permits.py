@@ -22,10 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def _now() -> sa.TextClause:
-    """The column default "now": PostgreSQL's now(); SQLite has no now(), so the UTC time in the
-    format SQLAlchemy stores datetimes in there (comparisons between them are text comparisons)."""
-    if op.get_context().dialect.name == "sqlite":
-        return sa.text("(strftime('%Y-%m-%d %H:%M:%f000', 'now'))")
+    """The column default "now"."""
     return sa.text("now()")
 
 

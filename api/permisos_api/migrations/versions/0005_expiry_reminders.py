@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Nullable columns without defaults: a plain ADD COLUMN on PostgreSQL and SQLite alike.
+    # Nullable columns without defaults: a plain ADD COLUMN.
     op.add_column(
         "applications",
         sa.Column("expiry_reminder_claimed_at", sa.DateTime(timezone=True), nullable=True),
@@ -31,6 +31,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # SQLite has DROP COLUMN since 3.35; batch mode would recreate the whole table for nothing.
     op.drop_column("applications", "expiry_reminder_sent_at")
     op.drop_column("applications", "expiry_reminder_claimed_at")
