@@ -11,6 +11,7 @@ import pytest
 
 from permisos.kube import MERGE_PATCH, Kube, KubeError
 from permisos_sandbox.cluster import ControlPlane
+from tests.cluster import eventually
 
 
 @pytest.fixture
@@ -22,8 +23,11 @@ async def admin(control_plane: ControlPlane) -> AsyncIterator[Kube]:
 
 @pytest.fixture
 async def namespace(admin: Kube) -> str:
+    """A new namespace, once the root CA publisher has put kube-root-ca.crt in it (it does so
+    in its own time), so the tests see it settled."""
     name = f"kc-{uuid.uuid4().hex[:8]}"
     await admin.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
+    await eventually(lambda: admin.get(f"/api/v1/namespaces/{name}/configmaps/kube-root-ca.crt"))
     return name
 
 
