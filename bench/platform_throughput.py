@@ -12,11 +12,12 @@ Prints figures; asserts nothing about them (issue #5). Two parts:
              three PDF downloads): no browser, no platform. The median of --floor-walks walks is
              t_portal, the portal's own time per permit. Floor for R runners: R * 3600 / t_portal
              permits per hour, and t_portal as the latency.
-2. platform  for each pool size R: a fresh `Platform` (every part on loopback, a RunnerPool of R
-             replicas, the Job executor running at most R pods), N applicants who register,
-             verify, log in and apply BEFORE the clock starts; then all pay by card at once (the
-             moment the card payment call returns `succeeded` is that permit's "payment
-             confirmed") and each is followed through the public API until `permit_ready`.
+2. platform  for each pool size R: a fresh `Platform` (every part on loopback, the real
+             Kubernetes control plane and the node agent, a RunnerPool of R replicas), N
+             applicants who register, verify, log in and apply BEFORE the clock starts; then all
+             pay by card at once (the moment the card payment call returns `succeeded` is that
+             permit's "payment confirmed") and each is followed through the public API until
+             `permit_ready`.
              Permits per hour = N / (last ready - first payment confirmed) * 3600; per permit,
              payment confirmed -> ready (p50, p95, min, max). The API's per-address sign-up
              limits are raised (every applicant comes from 127.0.0.1); a platform that fails to
@@ -69,6 +70,7 @@ from harness import (  # the bench folder is not a package
     wait_for,
 )
 
+from permisos.kube import Kube
 from permisos_sandbox.platform import Platform, PlatformConfig
 from permisos_sandbox.platform.applicant import FINAL_STATUSES, Applicant, Progress
 from permisos_sandbox.platform.people import fictional_person
@@ -89,7 +91,7 @@ RUNNER_STEPS += ("processing", "download", "upload", "total")
 STAGES = (
     ("paid", "created", "payment confirmed -> PermitRequest created (webhook, outbox)"),
     ("created", "Running", "created -> Job created (admission, queue wait for a runner)"),
-    ("Running", "pod_running", "Job created -> runner process started (executor)"),
+    ("Running", "pod_running", "Job created -> runner process started (node agent)"),
     ("pod_running", "pod_done", "runner process (Python, Chromium, portal, S3, exit)"),
     ("pod_done", "Succeeded", "process ended -> PermitRequest Succeeded (operator)"),
     ("Succeeded", "ready", "Succeeded -> API shows permit_ready (mirror, polling)"),
@@ -305,19 +307,20 @@ class Permit:
 
 
 class ClusterClock:
-    """Watches PermitRequests and pods in the emulator and notes, per application, the moment
-    its request and its first pod reached each stage. Only notes: it never writes."""
+    """Watches PermitRequests and pods on the platform's kube-apiserver and notes, per
+    application, the moment its request and its first pod reached each stage. Only notes: it
+    never writes."""
 
-    def __init__(self, kube_url: str) -> None:
-        self.url = kube_url
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
         self.marks: dict[str, dict[str, float]] = {}
         self.failed: str | None = None
         self._apps: dict[str, str] = {}  # PermitRequest name -> application id
         self._tasks: list[asyncio.Task[None]] = []
-        self._http: aiohttp.ClientSession | None = None
+        self._kube: Kube | None = None
 
     async def start(self) -> None:
-        self._http = aiohttp.ClientSession()
+        self._kube = await Kube.from_kubeconfig(self.kubeconfig)
         watches: tuple[tuple[str, Callable[[dict[str, Any], float], None]], ...] = (
             (f"/apis/permisosdigitales.mx/v1alpha1/namespaces/{NS}/permitrequests", self._request),
             (f"/api/v1/namespaces/{NS}/pods", self._pod),
@@ -331,8 +334,8 @@ class ClusterClock:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-        if self._http is not None:
-            await self._http.close()
+        if self._kube is not None:
+            await self._kube.close()
 
     def _request(self, obj: dict[str, Any], at: float) -> None:
         name = str(obj["metadata"]["name"])
@@ -358,11 +361,8 @@ class ClusterClock:
             marks.setdefault("pod_done", at)
 
     async def _list(self, path: str, note: Callable[[dict[str, Any], float], None]) -> str:
-        assert self._http is not None
-        async with self._http.get(self.url + path) as response:
-            if response.status != 200:
-                raise BenchError(f"list {path}: {response.status}")
-            body = await response.json()
+        assert self._kube is not None
+        body = await self._kube.request("GET", path)
         now = time.monotonic()
         for item in body.get("items") or []:
             note(item, now)
@@ -371,28 +371,17 @@ class ClusterClock:
     async def _watch(
         self, path: str, rv: str, note: Callable[[dict[str, Any], float], None]
     ) -> None:
-        assert self._http is not None
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        assert self._kube is not None
         try:
             while True:
-                params = {"watch": "1", "resourceVersion": rv, "allowWatchBookmarks": "true"}
-                async with self._http.get(
-                    self.url + path, params=params, timeout=timeout
-                ) as response:
-                    if response.status != 200:
-                        raise BenchError(f"watch {path}: {response.status}")
-                    async for raw in response.content:
-                        at = time.monotonic()
-                        if not raw.strip():
-                            continue
-                        event = json.loads(raw)
-                        obj = event.get("object") or {}
-                        if event.get("type") == "ERROR":
-                            rv = await self._list(path, note)  # 410 Gone: list again
-                            break
-                        rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
-                        if event.get("type") in ("ADDED", "MODIFIED"):
-                            note(obj, at)
+                async for kind, obj in self._kube.watch(path, resource_version=rv):
+                    at = time.monotonic()
+                    if kind == "ERROR":
+                        rv = await self._list(path, note)  # 410 Gone: list again
+                        break
+                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                    if kind in ("ADDED", "MODIFIED"):
+                        note(obj, at)
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -401,10 +390,15 @@ class ClusterClock:
 
 class CpuMeter:
     """CPU seconds used by each part between `start` and `stop`: the platform's processes (and
-    what they started), the runner pods (reaped children of this process, Chromium included),
-    and this process itself (the Kubernetes API emulator, the Job executor, the bench client)."""
+    what they started: the node agent's share includes the runner pods, Chromium included), the
+    control plane's processes, and this process itself (the bench client)."""
 
     PARTS = (
+        ("bin/kube-apiserver", "kube-apiserver"),
+        ("bin/kube-controller-manager", "kube-controller-manager"),
+        ("bin/kube-scheduler", "kube-scheduler"),
+        ("bin/etcd", "etcd"),
+        ("permisos_sandbox.node", "node agent (with the runner pods and Chromium)"),
         ("permisos_api", "API"),
         ("permisos_operator", "operator"),
         ("permisos_sandbox.portal", "portal simulator"),
@@ -430,8 +424,7 @@ class CpuMeter:
         me = psutil.Process()
         own = os.times()
         seconds = {
-            "runner pods (with Chromium)": own.children_user + own.children_system,
-            "this process (kube emulator, executor, bench)": own.user + own.system,
+            "this process (the bench client)": own.user + own.system,
         }
         for child in me.children():
             with contextlib.suppress(psutil.Error):
@@ -480,14 +473,16 @@ def step_means(metrics: str) -> dict[str, float]:
 
 @contextlib.contextmanager
 def database(server_url: str, label: str) -> Iterator[str]:
-    """Empty: the platform's own SQLite file. A PostgreSQL URL: a fresh database on that server
-    for this run, dropped afterwards (an old run's outbox never leaks into a new one)."""
+    """Empty: the platform's own PostgreSQL server. A PostgreSQL URL: a fresh database on that
+    server for this run, dropped afterwards (an old run's outbox never leaks into a new one)."""
     if not server_url:
         yield ""
         return
     url = make_url(server_url)
     if not url.drivername.startswith("postgresql"):
-        raise BenchError("--database-url: a PostgreSQL URL (leave it out for SQLite)")
+        raise BenchError(
+            "--database-url: a PostgreSQL URL (leave it out for the platform's own server)"
+        )
     admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
     name = f"permisos_bench_{label}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -543,13 +538,11 @@ async def run_pool(args: argparse.Namespace, runners: int, state_dir: Path) -> d
             state_dir=state_dir,
             database_url=database_url,
             runners=runners,
-            max_pods=runners,
             portal_latency_ms=args.latency_ms,
             portal_processing_seconds=args.processing_seconds,
             extra_api_env=dict(API_LIMITS),
             # Every port free-picked, so nothing collides with `make run` or a test.
             api_port=0,
-            kube_port=0,
             portal_port=0,
             payments_port=0,
             s3_port=0,
@@ -560,8 +553,7 @@ async def run_pool(args: argparse.Namespace, runners: int, state_dir: Path) -> d
             started_in = time.monotonic() - began
             applicants = await asyncio.gather(*(setup(p, i, run) for i in range(n)))
             permits = [Permit(i, a) for i, a in enumerate(applicants)]
-            assert p.kube is not None
-            clock = ClusterClock(p.kube.url)
+            clock = ClusterClock(p.kubeconfig)
             cpu = CpuMeter()
             try:
                 await clock.start()
@@ -794,7 +786,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--database-url",
         default="",
         help="a PostgreSQL server (SQLAlchemy URL; a fresh database per pool size is created "
-        "and dropped there); default: the platform's SQLite file",
+        "and dropped there); default: the platform's own PostgreSQL server",
     )
     parser.add_argument(
         "--poll-seconds", type=float, default=0.5, help="how often each applicant polls the API"
@@ -826,7 +818,7 @@ async def bench(args: argparse.Namespace, work: Path, kept: list[Path]) -> int:
         "PostgreSQL, a fresh database per pool size on "
         + make_url(args.database_url).render_as_string(hide_password=True)
         if args.database_url
-        else "SQLite (the platform's file)"
+        else "PostgreSQL (the platform's own server, started empty per pool size)"
     )
     print(
         f"Machine: {info['cpus']} CPUs ({info['cpu_model']}), {info['memory_gib']} GiB, "
@@ -834,8 +826,9 @@ async def bench(args: argparse.Namespace, work: Path, kept: list[Path]) -> int:
         f"{info['platform']}"
     )
     print(
-        f"Settings: pool sizes {args.runners} (executor pods = pool size), {args.permits} permits "
-        f"each, portal latency {args.latency_ms} ms per response, processing "
+        f"Settings: pool sizes {args.runners} (the node takes the machine's capacity), "
+        f"{args.permits} permits each, portal latency {args.latency_ms} ms per response, "
+        "processing "
         f"{args.processing_seconds:g} s, card payments, applicants poll every "
         f"{args.poll_seconds:g} s, database {database_shown}, outbox dispatcher every "
         f"{PlatformConfig.dispatcher_interval_seconds:g} s"
