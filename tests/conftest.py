@@ -3,6 +3,7 @@ and the real Kubernetes control plane, each started on first use and stopped at 
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from permisos_sandbox.cluster import ControlPlane
+from tests.accounts import CHART_CRDS, install_crds
 from tests.databases import stop_server
 from tests.nodes import NodeAgentProcess
 
@@ -20,6 +22,16 @@ def control_plane() -> Iterator[ControlPlane]:
     (`make test` builds them before pytest starts), shared by the whole session: tests isolate
     themselves by namespace."""
     with ControlPlane(log=lambda line: None) as cp:
+        yield cp
+
+
+@pytest.fixture(scope="session")
+def operator_control_plane() -> Iterator[ControlPlane]:
+    """A second control plane for the operator's tests, whose Job controller is off: the tests
+    play it (tests/job_controller.py). The chart's CRDs, Kopf's peering kinds included, are
+    installed."""
+    with ControlPlane(controllers="*,-job-controller", log=lambda line: None) as cp:
+        asyncio.run(install_crds(cp.admin_kubeconfig, CHART_CRDS))
         yield cp
 
 

@@ -34,18 +34,19 @@ from typing import Any
 
 import aiohttp
 import pytest
-from lightkube import AsyncClient
-from lightkube.resources.batch_v1 import Job
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from permisos.attempt_result import AttemptResult
+from permisos.kube import JSON, Kube
 from permisos_api.settings import ApiSettings
 from permisos_runner.settings import DEFAULT_CHROMIUM
-from permisos_sandbox.kubeapi import KubeApiServer
+from permisos_sandbox.cluster import ControlPlane
 from permisos_sandbox.portal import PortalConfig, PortalSimulator
 from permisos_sandbox.s3 import CREDENTIALS, S3Server
-from tests.cluster import CRDS, NS, client, eventually, free_port, permit_request, runner_pool
+from tests.accounts import operator_kubeconfig
+from tests.cluster import eventually, free_port
+from tests.namespaces import new_namespace, permit_request, runner_pool
 from tests.runner.conftest import APPLICANT, BUCKET, VEHICLE, write_secret
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1143,13 +1144,16 @@ async def test_api_image_serves_and_writes_nothing_outside_tmp(
 
 
 async def test_operator_image_creates_jobs_and_writes_nothing_outside_tmp(
-    emulated: Callable[[str], EmulatedImage], tmp_path: Path, http: aiohttp.ClientSession
+    emulated: Callable[[str], EmulatedImage],
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+    operator_control_plane: ControlPlane,
 ) -> None:
-    server = KubeApiServer(crd_paths=[CRDS])
-    await server.start(host="127.0.0.1", port=0)
-    kubeconfig = tmp_path / "kubeconfig"
-    server.write_kubeconfig(kubeconfig)
-    kube: AsyncClient = client(kubeconfig)
+    kube = await Kube.from_kubeconfig(operator_control_plane.admin_kubeconfig)
+    ns = await new_namespace(kube, "image")
+    kubeconfig = await operator_kubeconfig(
+        operator_control_plane, kube, ns.name, tmp_path, cluster_wide=False
+    )
     metrics, health = free_port(), free_port()
     pod = Pod(
         emulated("permisos-operator"),
@@ -1157,6 +1161,7 @@ async def test_operator_image_creates_jobs_and_writes_nothing_outside_tmp(
         env={
             "KUBECONFIG": str(kubeconfig),
             "PERMISOS_OPERATOR_STANDALONE": "true",
+            "PERMISOS_OPERATOR_NAMESPACES": json.dumps([ns.name]),
             "PERMISOS_OPERATOR_METRICS_HOST": "127.0.0.1",
             "PERMISOS_OPERATOR_METRICS_PORT": str(metrics),
             "PERMISOS_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{health}/healthz",
@@ -1165,21 +1170,21 @@ async def test_operator_image_creates_jobs_and_writes_nothing_outside_tmp(
         },
     )
     try:
-        await kube.create(runner_pool())
-        await kube.create(permit_request("img-0001", paidAt="2026-11-26T10:00:00Z"))
+        await ns.create("runnerpools", runner_pool())
+        await ns.create("permitrequests", permit_request("img-0001", paidAt="2026-11-26T10:00:00Z"))
         await pod.start()
 
-        async def jobs() -> list[Job]:
+        async def jobs() -> list[JSON]:
             assert pod.running(), pod.logs()
-            return [j async for j in kube.list(Job, namespace=NS)]
+            return await ns.objects("jobs")
 
         await eventually(jobs, timeout=30)
         assert await answers(pod, http, f"http://127.0.0.1:{metrics}/metrics") == 200
         assert await answers(pod, http, f"http://127.0.0.1:{health}/healthz") == 200
     finally:
         code = await pod.stop() if pod.process else 0
+        await ns.discard()
         await kube.close()
-        await server.stop()
     assert code == 0, pod.logs()
     assert pod.writes_outside_tmp() == []
 

@@ -26,10 +26,15 @@ from sqlalchemy.orm import Session
 from permisos_api.db import utcnow
 from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
 from permisos_api.models import Application, Outbox
-from permisos_api.rbac import RULES
 from permisos_api.settings import ApiSettings
 from permisos_sandbox.cluster import ControlPlane
-from tests.accounts import install_crds, refused, service_account_kubeconfig
+from tests.accounts import (
+    api_account,
+    install_crds,
+    refused,
+    service_account_kubeconfig,
+    through,
+)
 from tests.cluster import PermitRequest, as_dict, kubectl, permit_request
 from tests.databases import TcpProxy
 
@@ -58,30 +63,6 @@ class Cluster:
         await self.proxy.start()
 
 
-def api_role(namespace: str) -> list[dict[str, Any]]:
-    rules = [
-        {"apiGroups": [group], "resources": [resource], "verbs": list(verbs)}
-        for group, resource, verbs in RULES
-    ]
-    meta = {"name": ACCOUNT, "namespace": namespace}
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": meta,
-            "rules": rules,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ACCOUNT},
-            "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": namespace}],
-        },
-    ]
-
-
 @pytest.fixture
 async def cluster(
     control_plane: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -91,15 +72,12 @@ async def cluster(
     await install_crds(admin)
     await kubectl(admin, "create", "namespace", namespace)
     manifest = tmp_path / "api-rbac.yaml"
-    manifest.write_text(yaml.safe_dump_all(api_role(namespace)))
+    manifest.write_text(yaml.safe_dump_all(api_account(namespace, ACCOUNT)))
     await kubectl(admin, "apply", "-f", str(manifest))
     direct = await service_account_kubeconfig(control_plane, namespace, ACCOUNT, tmp_path)
     proxy = TcpProxy(("127.0.0.1", control_plane.api_port))
     await proxy.start()
-    config = yaml.safe_load(direct.read_text())
-    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-    kubeconfig = tmp_path / "api.kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(config))
+    kubeconfig = through(direct, proxy.port)
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     holder = Cluster(control_plane, namespace, kubeconfig, proxy)
     try:

@@ -1,10 +1,10 @@
 """RBAC: the rendered Roles grant exactly what the code declares, and the code calls exactly that.
 
 The declared rules live in `permisos_operator.rbac` and `permisos_api.rbac`. The rendered Roles
-and ClusterRoles must equal them; then the real operator (a process, configured from the rendered
-Deployment) and the real dispatcher and readiness probe run against the API emulator with every
-request audited, as kube-apiserver's authorizer sees it. Each request must be allowed by the
-rendered rules (as RBAC would decide), and each declared rule must have been used.
+and ClusterRoles must equal them; then the real operator (a process, configured from the
+rendered Deployment) and the real dispatcher and readiness probe run on the real kube-apiserver
+as the chart's ServiceAccounts bound to the rendered roles: RBAC refuses none of their requests,
+and the audit log shows that each declared rule was used.
 """
 
 from __future__ import annotations
@@ -20,13 +20,10 @@ import helm_python as helm
 import httpx
 import pytest
 import yaml
-from lightkube import AsyncClient, KubeConfig
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import ConfigMap
-from lightkube.types import PatchType
 from prometheus_client import CollectorRegistry
 from sqlalchemy import update
 
+from permisos.kube import Kube
 from permisos_api import rbac as api_rbac
 from permisos_api.db import make_engine, utcnow
 from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
@@ -35,31 +32,19 @@ from permisos_api.models import Outbox
 from permisos_api.settings import ApiSettings
 from permisos_operator import rbac as operator_rbac
 from permisos_sandbox.cluster import ControlPlane
-from permisos_sandbox.kubeapi import AuditRecord, KubeApiServer
 from tests.accounts import audited_grants, refused, service_account_kubeconfig
 from tests.api.conftest import paid_application
-from tests.cluster import (
-    NS,
-    ClusterKopfPeering,
-    KopfPeering,
-    Kubelet,
-    OperatorProcess,
-    PermitRequest,
-    RunnerPool,
-    as_dict,
-    eventually,
-    kubectl,
-    permit_request,
-    runner_pool,
-)
+from tests.cluster import OperatorProcess, eventually, kubectl
 from tests.databases import fresh_database
+from tests.job_controller import JobController
+from tests.namespaces import Namespace, new_namespace, permit_request
 
 from .conftest import CHART, RELEASE, Rendered, clean, render
 
 FULLNAME = f"{RELEASE}-permisos"
 # One grant: (apiGroup, resource[/subresource], verb, resourceNames).
 Grant = tuple[str, str, str, tuple[str, ...]]
-# The emulator's audit is tested on the namespace the cluster helpers use.
+# The operator's work in the audited test: one runner at a time, quick retries.
 AUDIT_VALUES: dict[str, Any] = {
     "portal": {"url": "https://portal.example.gob.mx"},
     "runnerPool": {
@@ -92,21 +77,6 @@ class Bound:
     namespaced: dict[str, set[Grant]]
     cluster: set[Grant]
 
-    def allows(self, record: AuditRecord) -> bool:
-        """RBAC's decision for one request (resourceNames restrict by the request's name)."""
-        resource = (
-            f"{record.resource}/{record.subresource}" if record.subresource else record.resource
-        )
-        grants = set(self.cluster)
-        grants |= self.namespaced.get(record.namespace, set()) if record.namespace else set()
-        return any(
-            group == record.group
-            and granted == resource
-            and verb == record.verb
-            and (not names or record.name in names)
-            for group, granted, verb, names in grants
-        )
-
     def all(self) -> set[Grant]:
         return self.cluster.union(*self.namespaced.values())
 
@@ -127,19 +97,6 @@ def bound_to(rendered: Rendered, account: str) -> Bound:
         else:
             cluster |= grants
     return Bound(namespaced, cluster)
-
-
-def observed(records: list[AuditRecord], user: str) -> set[Grant]:
-    return {
-        (
-            r.group,
-            f"{r.resource}/{r.subresource}" if r.subresource else r.resource,
-            r.verb,
-            (),
-        )
-        for r in records
-        if r.user == user
-    }
 
 
 def unnamed(grants: set[Grant]) -> set[Grant]:
@@ -195,85 +152,27 @@ def test_no_role_uses_wildcards_or_escalating_verbs(
 # --- what the code calls equals what is granted ------------------------------------------------
 
 
-@dataclass
-class Cluster:
-    server: KubeApiServer
-    kube: AsyncClient
-    tmp: Path
-
-    def kubeconfig(self, user: str) -> Path:
-        """A kubeconfig whose bearer token names `user` in the emulator's audit."""
-        config = self.server.kubeconfig()
-        config["users"][0]["user"] = {"token": user}
-        path = self.tmp / f"{user}.kubeconfig"
-        path.write_text(yaml.safe_dump(config))
-        return path
+async def apply_rendered(kubeconfig: Path, manifests: list[dict[str, Any]], tmp: Path) -> None:
+    for number, manifest in enumerate(manifests):
+        path = tmp / f"manifest-{number}.yaml"
+        path.write_text(yaml.safe_dump(clean(manifest)))
+        await kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(path))
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    server = KubeApiServer(crd_paths=[CHART / "crds"], audit=True)
-    await server.start()
-    holder = Cluster(server, None, tmp_path)  # type: ignore[arg-type]
-    holder.kube = AsyncClient(
-        KubeConfig.from_file(str(holder.kubeconfig("tests"))), namespace=NS, field_manager="tests"
-    )
-    try:
-        yield holder
-    finally:
-        await holder.kube.close()
-        await server.stop()
+def rbac_of(rendered: Rendered, account: str) -> list[dict[str, Any]]:
+    """The ServiceAccount, its bindings and the roles they bind, as rendered."""
+    objects = [rendered.get("ServiceAccount", account)]
+    for binding in rendered.of_kind("RoleBinding", "ClusterRoleBinding"):
+        if any(s["kind"] == "ServiceAccount" and s["name"] == account for s in binding["subjects"]):
+            ref = binding["roleRef"]
+            objects += [rendered.get(ref["kind"], ref["name"]), binding]
+    return objects
 
 
-async def test_the_audit_sees_requests_as_rbac_does(cluster: Cluster) -> None:
-    """Each HTTP request becomes the verb kube-apiserver's authorizer would check."""
-    kube = cluster.kube
-    config = ConfigMap(metadata=ObjectMeta(name="c1", namespace=NS), data={"a": "1"})
-    created = await kube.create(config)
-    await kube.get(ConfigMap, "c1", namespace=NS)
-    _ = [c async for c in kube.list(ConfigMap, namespace=NS)]
-    async for _ in kube.watch(ConfigMap, namespace=NS, resource_version="0", server_timeout=5):
-        break
-    await kube.replace(created)
-    await kube.patch(ConfigMap, "c1", {"data": {"b": "2"}}, namespace=NS)
-    await kube.delete(ConfigMap, "c1", namespace=NS)
-    await kube.deletecollection(ConfigMap, namespace=NS)
-    await kube.create(runner_pool())
-    await kube.patch(
-        RunnerPool.Scale,
-        "default",
-        {"spec": {"replicas": 2}},
-        namespace=NS,
-        patch_type=PatchType.MERGE,
-    )
-    assert cluster.server.audit is not None
-    seen = [
-        (r.verb, r.group, r.resource, r.subresource, r.namespace, r.name)
-        for r in cluster.server.audit
-        if r.user == "tests"
-    ]
-    assert seen == [
-        ("create", "", "configmaps", "", NS, ""),
-        ("get", "", "configmaps", "", NS, "c1"),
-        ("list", "", "configmaps", "", NS, ""),
-        ("watch", "", "configmaps", "", NS, ""),
-        ("update", "", "configmaps", "", NS, "c1"),
-        ("patch", "", "configmaps", "", NS, "c1"),
-        ("delete", "", "configmaps", "", NS, "c1"),
-        ("deletecollection", "", "configmaps", "", NS, ""),
-        ("create", "permisosdigitales.mx", "runnerpools", "", NS, ""),
-        ("patch", "permisosdigitales.mx", "runnerpools", "scale", NS, "default"),
-    ]
-
-
-async def phase_of(kube: AsyncClient, name: str) -> str | None:
-    body = as_dict(await kube.get(PermitRequest, name, namespace=NS))
-    return (body.get("status") or {}).get("phase")
-
-
-async def until_phase(kube: AsyncClient, name: str, phase: str) -> None:
+async def until_phase(ns: Namespace, name: str, phase: str) -> None:
     async def reached() -> bool:
-        return await phase_of(kube, name) == phase
+        request = await ns.get("permitrequests", name) or {}
+        return bool((request.get("status") or {}).get("phase") == phase)
 
     await eventually(reached, timeout=30)
 
@@ -290,99 +189,104 @@ def operator_env(rendered: Rendered) -> dict[str, str]:
     }
 
 
-async def drive_the_operator(kube: AsyncClient) -> None:
+async def drive_the_operator(ns: Namespace) -> None:
     """A success, a retried failure, a scale-up, a cancellation and a deletion."""
-    kubelet = Kubelet(kube)
-    await kube.create(permit_request("ok-1"))
-    await kube.create(permit_request("retry-1"))
-    await eventually(lambda: kubelet.job("ok-1-a1"), timeout=30)
-    await until_phase(kube, "retry-1", "Queued")  # the pool runs one at a time
-    await kube.patch(
-        RunnerPool.Scale,
-        "default",
-        {"spec": {"replicas": 3}},
-        namespace=NS,
-        patch_type=PatchType.MERGE,
-    )
-    await eventually(lambda: kubelet.job("retry-1-a1"))
-    await kubelet.start("ok-1-a1")
-    await kubelet.succeed("ok-1-a1")
-    await kubelet.start("retry-1-a1")
-    await kubelet.fail("retry-1-a1", "retryable", "PortalTimeout")
-    await kube.create(permit_request("cancel-1"))
-    await eventually(lambda: kubelet.job("cancel-1-a1"))
-    await kubelet.start("cancel-1-a1")
-    await kube.patch(
-        PermitRequest,
-        "cancel-1",
-        {"spec": {"cancel": True}},
-        namespace=NS,
-        patch_type=PatchType.MERGE,
-    )
-    await eventually(lambda: kubelet.job("retry-1-a2"))
-    await kubelet.start("retry-1-a2")
-    await kubelet.fail("retry-1-a2", "permanent", "PortalRejected")
-    await until_phase(kube, "ok-1", "Succeeded")
-    await until_phase(kube, "retry-1", "Failed")
-    await until_phase(kube, "cancel-1", "Cancelled")
+    jobs = JobController(ns)
+    await ns.create("permitrequests", permit_request("ok-1"))
+    await ns.create("permitrequests", permit_request("retry-1"))
+    await eventually(lambda: jobs.job("ok-1-a1"), timeout=30)
+    await until_phase(ns, "retry-1", "Queued")  # the pool runs one at a time
+    await ns.patch("runnerpools", "default", {"spec": {"replicas": 3}}, "scale")
+    await eventually(lambda: jobs.job("retry-1-a1"))
+    await jobs.start("ok-1-a1")
+    await jobs.succeed("ok-1-a1")
+    await jobs.start("retry-1-a1")
+    await jobs.fail("retry-1-a1", "retryable", "PortalTimeout")
+    await ns.create("permitrequests", permit_request("cancel-1"))
+    await eventually(lambda: jobs.job("cancel-1-a1"))
+    await jobs.start("cancel-1-a1")
+    await ns.patch("permitrequests", "cancel-1", {"spec": {"cancel": True}})
+    await eventually(lambda: jobs.job("retry-1-a2"))
+    await jobs.start("retry-1-a2")
+    await jobs.fail("retry-1-a2", "permanent", "PortalRejected")
+    await until_phase(ns, "ok-1", "Succeeded")
+    await until_phase(ns, "retry-1", "Failed")
+    await until_phase(ns, "cancel-1", "Cancelled")
 
     async def cancelled_job_gone() -> bool:
-        return await kubelet.job("cancel-1-a1") is None
+        return await jobs.job("cancel-1-a1") is None
 
     await eventually(cancelled_job_gone)
-    await kube.delete(PermitRequest, "ok-1", namespace=NS)
+    await ns.delete("permitrequests", "ok-1")
 
     async def deleted() -> bool:
-        names = [
-            as_dict(p)["metadata"]["name"] async for p in kube.list(PermitRequest, namespace=NS)
-        ]
-        return "ok-1" not in names
+        return await ns.get("permitrequests", "ok-1") is None
 
     await eventually(deleted)
 
 
+@pytest.fixture
+async def ns(operator_control_plane: ControlPlane) -> AsyncIterator[Namespace]:
+    kube = await Kube.from_kubeconfig(operator_control_plane.admin_kubeconfig)
+    namespace = await new_namespace(kube, "rbac-op")
+    try:
+        yield namespace
+    finally:
+        await namespace.discard()
+        await kube.close()
+
+
 @pytest.mark.parametrize("scope", ["namespace", "cluster"])
 async def test_the_operator_calls_exactly_what_its_roles_grant(
-    chart: helm.Chart, cluster: Cluster, scope: str
+    chart: helm.Chart,
+    operator_control_plane: ControlPlane,
+    ns: Namespace,
+    tmp_path: Path,
+    scope: str,
 ) -> None:
-    rendered = render(chart, {**AUDIT_VALUES, "operator": {"scope": scope}}, namespace=NS)
+    """On the real kube-apiserver (its Job controller played by the test), as the chart's
+    operator ServiceAccount bound to the rendered roles: nothing is refused (403) and the audit
+    log shows every granted verb used."""
+    control_plane = operator_control_plane
+    admin = control_plane.admin_kubeconfig
+    rendered = render(chart, {**AUDIT_VALUES, "operator": {"scope": scope}}, namespace=ns.name)
+    account = f"{FULLNAME}-operator"
     # What `helm install` would create before the operator starts.
-    peering = clean(rendered.of_kind("KopfPeering", "ClusterKopfPeering")[0])
-    await cluster.kube.create(
-        (ClusterKopfPeering if scope == "cluster" else KopfPeering).from_dict(peering)
-    )
-    await cluster.kube.create(RunnerPool.from_dict(clean(rendered.get("RunnerPool", "default"))))
+    peering = rendered.of_kind("KopfPeering", "ClusterKopfPeering")
+    pool = rendered.get("RunnerPool", "default")
+    runner = rendered.get("ServiceAccount", pool["spec"]["serviceAccountName"])
+    await apply_rendered(admin, [*rbac_of(rendered, account), *peering, runner, pool], tmp_path)
     env = operator_env(rendered)
     assert env["PERMISOS_OPERATOR_STANDALONE"] == "false"
+    kubeconfig = await service_account_kubeconfig(control_plane, ns.name, account, tmp_path)
     operator = OperatorProcess(
-        cluster.kubeconfig("operator"),
-        cluster.tmp / "operator.log",
-        standalone=False,
-        extra_env=env,
+        kubeconfig, tmp_path / "operator.log", standalone=False, extra_env=env
     )
     try:
-        await drive_the_operator(cluster.kube)
+        await drive_the_operator(ns)
         # The path the chart's liveness probe asks, answered by Kopf: the active replica says so.
-        (container,) = rendered.get("Deployment", f"{FULLNAME}-operator")["spec"]["template"][
-            "spec"
-        ]["containers"]
+        (container,) = rendered.get("Deployment", account)["spec"]["template"]["spec"]["containers"]
         path = container["livenessProbe"]["httpGet"]["path"]
         async with httpx.AsyncClient() as http:
             health = await http.get(f"http://127.0.0.1:{operator.health_port}{path}")
         assert health.status_code == 200
         assert health.json() == {"controller": True}
     finally:
-        # SIGTERM: Kopf withdraws from the peering, a call of its own, which the emulator (on
-        # this event loop) must be free to answer.
+        # SIGTERM: Kopf withdraws from the peering, a call of its own, audited too.
         await asyncio.to_thread(operator.stop)
-    assert cluster.server.audit is not None
-    records = [r for r in cluster.server.audit if r.user == "operator"]
-    bound = bound_to(rendered, f"{FULLNAME}-operator")
 
-    denied = sorted({r for r in records if not bound.allows(r)}, key=str)
-    assert denied == [], "calls the rendered RBAC would refuse"
-    assert unnamed(bound.all()) == observed(records, "operator"), "granted but never called"
-    peering_writes = {r.name for r in records if r.group == "kopf.dev" and r.verb == "patch"}
+    user = f"system:serviceaccount:{ns.name}:{account}"
+    assert refused(control_plane, user) == [], "calls the rendered RBAC refuses"
+    used = audited_grants(control_plane, user)
+    bound = bound_to(rendered, account)
+    assert {(g, r, v, ()) for g, r, v, _ in used} == unnamed(bound.all()), "granted, not called"
+    peering_writes = {
+        e["objectRef"].get("name")
+        for e in control_plane.audit_events()
+        if e["user"]["username"] == user
+        and e["verb"] == "patch"
+        and (e.get("objectRef") or {}).get("apiGroup") == "kopf.dev"
+    }
     assert peering_writes == {FULLNAME}
 
 

@@ -5,11 +5,11 @@ every dashboard query then returns data.
 The work, all through the processes' real interfaces: an applicant registers, logs in (and fails
 once), pays four applications (a declined card then a good one, a card, an OXXO voucher paid at
 the store), Stripe's simulator delivers signed webhooks, two forged ones are refused, the API's
-dispatcher creates the PermitRequests in the Kubernetes API emulator, the operator runs them
-(tests/cluster.Kubelet plays the runner pods with the results a runner reports: one request times
-out twice before it succeeds, one is rejected by the portal for good, one succeeds at once, one
-stays running), mirrors the phases into PostgreSQL, and the API tells the applicants. Last,
-Stripe becomes unreachable and two payments answer 502.
+dispatcher creates the PermitRequests on the real kube-apiserver, the operator runs them
+(tests/job_controller.py plays the Job controller and the runner pods with the results a runner
+reports: one request times out twice before it succeeds, one is rejected by the portal for good,
+one succeeds at once, one stays running), mirrors the phases into PostgreSQL, and the API tells
+the applicants. Last, Stripe becomes unreachable and two payments answer 502.
 """
 
 from __future__ import annotations
@@ -34,27 +34,18 @@ from urllib.parse import unquote
 import httpx
 import pytest
 import yaml
-from lightkube import AsyncClient
 
 from permisos.attempt_result import AttemptResult
+from permisos.kube import Kube
 from permisos_operator.jobs import LABEL_ATTEMPT, LABEL_REQUEST
-from permisos_sandbox.kubeapi import KubeApiServer
+from permisos_sandbox.cluster import ControlPlane
 from permisos_sandbox.payments import PaymentsConfig, PaymentsSimulator
+from tests.accounts import api_account, operator_kubeconfig, service_account_kubeconfig
 from tests.api.conftest import APPLICATION, PASSWORD, read_mail
-from tests.cluster import (
-    CRDS,
-    NS,
-    Kubelet,
-    OperatorProcess,
-    PermitRequest,
-    client,
-    free_port,
-    get_or_none,
-    permit_artifacts,
-    runner_pool,
-    stop_process,
-)
+from tests.cluster import OperatorProcess, free_port, kubectl, stop_process
 from tests.databases import fresh_database
+from tests.job_controller import JobController, permit_artifacts
+from tests.namespaces import Namespace, new_namespace, runner_pool
 from tests.observability.support import (
     DASHBOARD,
     PROMETHEUS,
@@ -141,18 +132,29 @@ class Platform:
     api: str
     api_port: int
     operator_port: int
-    kube: AsyncClient
-    kubelet: Kubelet
+    ns: Namespace
+    jobs: JobController
     sim: PaymentsSimulator
     mail: Path
     processes: dict[str, Process]
 
 
 @pytest.fixture
-async def platform(tmp_path: Path, database_url: str) -> AsyncIterator[Platform]:
-    server = KubeApiServer(crd_paths=[CRDS])
-    await server.start(host="127.0.0.1", port=0)
-    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+async def platform(
+    operator_control_plane: ControlPlane, tmp_path: Path, database_url: str
+) -> AsyncIterator[Platform]:
+    control_plane = operator_control_plane
+    kube = await Kube.from_kubeconfig(control_plane.admin_kubeconfig)
+    ns = await new_namespace(kube, "obs")
+    manifest = tmp_path / "api-rbac.yaml"
+    manifest.write_text(yaml.safe_dump_all(api_account(ns.name)))
+    await kubectl(control_plane.admin_kubeconfig, "apply", "-f", str(manifest))
+    api_kubeconfig = await service_account_kubeconfig(
+        control_plane, ns.name, "permisos-api", tmp_path
+    )
+    operator_credentials = await operator_kubeconfig(
+        control_plane, kube, ns.name, tmp_path, cluster_wide=False
+    )
     api_port = free_port()
     api = f"http://127.0.0.1:{api_port}"
     sim = PaymentsSimulator(
@@ -169,7 +171,7 @@ async def platform(tmp_path: Path, database_url: str) -> AsyncIterator[Platform]
     mail = tmp_path / "mail"
     api_env = {
         **os.environ,
-        "KUBECONFIG": str(kubeconfig),
+        "KUBECONFIG": str(api_kubeconfig),
         "PERMISOS_API_HOST": "127.0.0.1",
         "PERMISOS_API_PORT": str(api_port),
         "PERMISOS_API_LOG_LEVEL": "WARNING",
@@ -184,7 +186,7 @@ async def platform(tmp_path: Path, database_url: str) -> AsyncIterator[Platform]
         "PERMISOS_API_STRIPE_SECRET_KEY": API_KEY,
         "PERMISOS_API_STRIPE_API_BASE": sim.url,
         "PERMISOS_API_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "PERMISOS_API_KUBERNETES_NAMESPACE": NS,
+        "PERMISOS_API_KUBERNETES_NAMESPACE": ns.name,
         "PERMISOS_API_DISPATCHER_INTERVAL_SECONDS": "0.3",
         "PERMISOS_API_READYZ_S3": "false",
     }
@@ -192,19 +194,19 @@ async def platform(tmp_path: Path, database_url: str) -> AsyncIterator[Platform]
         "api": spawn([sys.executable, "-m", "permisos_api"], tmp_path / "api.log", api_env)
     }
     operator = OperatorProcess(
-        kubeconfig,
+        operator_credentials,
         tmp_path / "operator.log",
         extra_env={
+            "PERMISOS_OPERATOR_NAMESPACES": json.dumps([ns.name]),
             "PERMISOS_OPERATOR_DATABASE_URL": database_url,
             "PERMISOS_OPERATOR_MIRROR_RETRY_SECONDS": "0.5",
         },
     )
-    kube = client(kubeconfig)
     try:
         async with httpx.AsyncClient() as http:
             await started(processes["api"], lambda: _ok(http.get(f"{api}/healthz")))
         yield Platform(
-            api, api_port, operator.metrics_port, kube, Kubelet(kube), sim, mail, processes
+            api, api_port, operator.metrics_port, ns, JobController(ns), sim, mail, processes
         )
     finally:
         # All asked to stop at once; each then gets its grace period.
@@ -214,9 +216,9 @@ async def platform(tmp_path: Path, database_url: str) -> AsyncIterator[Platform]
         for process in processes.values():
             process.stop()
         operator.kill()  # nothing to shut down cleanly here; Kopf's SIGTERM path takes seconds
-        await kube.close()
         await sim.stop()
-        await server.stop()
+        await ns.discard()
+        await kube.close()
 
 
 async def _ok(response: Awaitable[httpx.Response]) -> bool:
@@ -360,7 +362,7 @@ async def play_runners(
     deadline = time.monotonic() + 90
     while len(handled) < remaining:
         assert time.monotonic() < deadline, f"runner Jobs handled: {sorted(handled)}"
-        for job in await platform.kubelet.jobs():
+        for job in await platform.jobs.jobs():
             name = job["metadata"]["name"]
             labels = job["metadata"]["labels"]
             script = scripts.get(labels[LABEL_REQUEST])
@@ -369,10 +371,10 @@ async def play_runners(
             attempt = int(labels[LABEL_ATTEMPT])
             assert attempt <= len(script), f"{name}: unexpected attempt"
             outcome = script[attempt - 1]
-            await platform.kubelet.start(name)
+            await platform.jobs.start(name)
             if outcome != "hold":
                 attempt_result = result(labels[LABEL_REQUEST], outcome)
-                await platform.kubelet.finish(
+                await platform.jobs.finish(
                     name, attempt_result.to_message(), attempt_result.exit_code
                 )
                 key = (attempt_result.outcome, attempt_result.reason)
@@ -386,7 +388,7 @@ async def play_runners(
 
 
 async def phase(platform: Platform, name: str) -> str | None:
-    body = await get_or_none(platform.kube, PermitRequest, name)
+    body = await platform.ns.get("permitrequests", name)
     if body is None:
         return None  # not dispatched yet
     found = (body.get("status") or {}).get("phase")
@@ -407,7 +409,7 @@ async def do_the_work(platform: Platform, prometheus: Prometheus) -> list[str]:
     """Does the work; returns the applications' ids."""
     async with httpx.AsyncClient(base_url=platform.api, timeout=30) as http:
         auth = await applicant(http, platform)
-        await platform.kube.create(runner_pool(replicas=2, retryPolicy=FAST_RETRIES))
+        await platform.ns.create("runnerpools", runner_pool(replicas=2, retryPolicy=FAST_RETRIES))
 
         retried = await new_application(http, auth, "JKL-4821")
         r = await pay(http, auth, retried, method="card", payment_method="pm_card_visa")

@@ -1,35 +1,52 @@
+"""The operator's tests: a namespace each on the operator's control plane (the real
+kube-apiserver, its Job controller played by the test), operators started as processes with
+their own ServiceAccount's token and the rules `permisos_operator.rbac` declares."""
+
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from lightkube import AsyncClient
 
-from tests.cluster import Kubelet, OperatorProcess, kube_api, kube_client
+from permisos.kube import Kube
+from permisos_sandbox.cluster import ControlPlane
+from tests.accounts import operator_kubeconfig
+from tests.cluster import OperatorProcess
+from tests.job_controller import JobController
+from tests.namespaces import Namespace, new_namespace
 
-
-@pytest.fixture
-async def kubeapi(tmp_path: Path) -> AsyncIterator[Path]:
-    """A fresh API server with the project's CRDs; yields its kubeconfig."""
-    async with kube_api(tmp_path) as kubeconfig:
-        yield kubeconfig
-
-
-@pytest.fixture
-async def kube(kubeapi: Path) -> AsyncIterator[AsyncClient]:
-    async with kube_client(kubeapi) as c:
-        yield c
+StartOperator = Callable[..., Awaitable[OperatorProcess]]
 
 
 @pytest.fixture
-def kubelet(kube: AsyncClient) -> Kubelet:
-    return Kubelet(kube)
+async def kube(operator_control_plane: ControlPlane) -> AsyncIterator[Kube]:
+    kube = await Kube.from_kubeconfig(operator_control_plane.admin_kubeconfig)
+    try:
+        yield kube
+    finally:
+        await kube.close()
 
 
 @pytest.fixture
-def operators(kubeapi: Path, tmp_path: Path) -> Iterator[list[OperatorProcess]]:
-    """Started operator processes; each is stopped after the test."""
+async def ns(kube: Kube) -> AsyncIterator[Namespace]:
+    namespace = await new_namespace(kube, "op")
+    try:
+        yield namespace
+    finally:
+        await namespace.discard()
+
+
+@pytest.fixture
+def jobs(ns: Namespace) -> JobController:
+    return JobController(ns)
+
+
+@pytest.fixture
+def operators(ns: Namespace) -> Iterator[list[OperatorProcess]]:
+    """Started operator processes; each is killed after the test, before its namespace goes."""
     started: list[OperatorProcess] = []
     yield started
     for proc in started:
@@ -37,9 +54,34 @@ def operators(kubeapi: Path, tmp_path: Path) -> Iterator[list[OperatorProcess]]:
 
 
 @pytest.fixture
-def start_operator(kubeapi: Path, tmp_path: Path, operators: list[OperatorProcess]):  # type: ignore[no-untyped-def]
-    def start(name: str = "operator", **kwargs: object) -> OperatorProcess:
-        proc = OperatorProcess(kubeapi, tmp_path / f"{name}.log", **kwargs)  # type: ignore[arg-type]
+def start_operator(
+    operator_control_plane: ControlPlane,
+    ns: Namespace,
+    tmp_path: Path,
+    operators: list[OperatorProcess],
+) -> StartOperator:
+    """Starts `python -m permisos_operator` watching the test's namespace (or, with
+    `cluster_wide`, every namespace) as the operator's ServiceAccount."""
+    credentials: dict[bool, Path] = {}
+
+    async def start(
+        name: str = "operator",
+        *,
+        cluster_wide: bool = False,
+        extra_env: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> OperatorProcess:
+        if cluster_wide not in credentials:
+            credentials[cluster_wide] = await operator_kubeconfig(
+                operator_control_plane, ns.kube, ns.name, tmp_path, cluster_wide=cluster_wide
+            )
+        scope = {} if cluster_wide else {"PERMISOS_OPERATOR_NAMESPACES": json.dumps([ns.name])}
+        proc = OperatorProcess(
+            credentials[cluster_wide],
+            tmp_path / f"{name}.log",
+            extra_env={**scope, **(extra_env or {})},
+            **kwargs,
+        )
         operators.append(proc)
         return proc
 

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from lightkube import ApiError, AsyncClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -18,16 +17,12 @@ from permisos_api.models import Application, PermitHistory
 from permisos_api.settings import ApiSettings
 from permisos_operator.mirror import Mirror, Snapshot
 from tests.api.conftest import PERSONAL, paid_application
-from tests.cluster import (
-    NS,
-    Kubelet,
-    PermitRequest,
-    as_dict,
-    eventually,
-    permit_request,
-    runner_pool,
-)
+from tests.cluster import eventually
 from tests.databases import DatabaseProxy, fresh_database
+from tests.job_controller import JobController
+from tests.namespaces import Namespace, permit_request, runner_pool
+
+from .conftest import StartOperator
 
 FAST_RETRIES = {"maxAttempts": 3, "backoffSeconds": 1, "maxBackoffSeconds": 2}
 
@@ -71,8 +66,8 @@ async def until_row(engine: Engine, app_id: str, phase: str, timeout: float = 20
     return await eventually(probe, timeout)
 
 
-async def until_job(kubelet: Kubelet, name: str) -> dict[str, Any]:
-    return await eventually(lambda: kubelet.job(name), 20)
+async def until_job(jobs: JobController, name: str) -> dict[str, Any]:
+    return await eventually(lambda: jobs.job(name), 20)
 
 
 def mirror_env(url: str) -> dict[str, str]:
@@ -84,18 +79,22 @@ def mirror_env(url: str) -> dict[str, str]:
 
 
 async def test_phases_are_mirrored_into_the_application(
-    kube: AsyncClient, kubelet: Kubelet, start_operator: Any, engine: Engine, database_url: str
+    ns: Namespace,
+    jobs: JobController,
+    start_operator: StartOperator,
+    engine: Engine,
+    database_url: str,
 ) -> None:
-    await kube.create(runner_pool(replicas=2, retryPolicy=FAST_RETRIES))
-    start_operator(extra_env=mirror_env(database_url))
+    await ns.create("runnerpools", runner_pool(replicas=2, retryPolicy=FAST_RETRIES))
+    await start_operator(extra_env=mirror_env(database_url))
     ok, retried = str(paid_application(engine)), str(paid_application(engine))
-    await kube.create(permit_request(ok))
-    await kube.create(permit_request(retried))
+    await ns.create("permitrequests", permit_request(ok))
+    await ns.create("permitrequests", permit_request(retried))
 
-    await until_job(kubelet, f"{ok}-a1")
+    await until_job(jobs, f"{ok}-a1")
     await until_row(engine, ok, "Running")
-    await kubelet.start(f"{ok}-a1")
-    await kubelet.succeed(f"{ok}-a1", folio="F-7")
+    await jobs.start(f"{ok}-a1")
+    await jobs.succeed(f"{ok}-a1", folio="F-7")
     row = await until_row(engine, ok, "Succeeded")
     assert row.status == "permit_ready"
     assert row.folio == "F-7" and row.permit_reason == "PermitIssued"
@@ -105,10 +104,10 @@ async def test_phases_are_mirrored_into_the_application(
     assert history(engine, ok) == [("Queued", 0), ("Running", 1), ("Succeeded", 1)]
 
     # A retryable failure, then success: Retrying is in the history, each transition once.
-    await until_job(kubelet, f"{retried}-a1")
-    await kubelet.fail(f"{retried}-a1", "retryable", "PortalTimeout", "portal took too long")
-    await until_job(kubelet, f"{retried}-a2")
-    await kubelet.succeed(f"{retried}-a2", folio="F-8")
+    await until_job(jobs, f"{retried}-a1")
+    await jobs.fail(f"{retried}-a1", "retryable", "PortalTimeout", "portal took too long")
+    await until_job(jobs, f"{retried}-a2")
+    await jobs.succeed(f"{retried}-a2", folio="F-8")
     row = await until_row(engine, retried, "Succeeded")
     assert row.status == "permit_ready" and row.folio == "F-8" and row.permit_attempts == 2
     assert history(engine, retried) == [
@@ -122,43 +121,47 @@ async def test_phases_are_mirrored_into_the_application(
 
 
 async def test_database_outage_catches_up_and_deletion_waits_for_the_final_state(
-    kube: AsyncClient, kubelet: Kubelet, start_operator: Any, engine: Engine, database_url: str
+    ns: Namespace,
+    jobs: JobController,
+    start_operator: StartOperator,
+    engine: Engine,
+    database_url: str,
 ) -> None:
     proxy = DatabaseProxy(database_url)
     await proxy.start()
     url = proxy.url
-    await kube.create(runner_pool(replicas=2, retryPolicy=FAST_RETRIES))
-    operator = start_operator(extra_env=mirror_env(url))
+    await ns.create("runnerpools", runner_pool(replicas=2, retryPolicy=FAST_RETRIES))
+    operator = await start_operator(extra_env=mirror_env(url))
     app_id = str(paid_application(engine))
     other = str(paid_application(engine))
     try:
-        await kube.create(permit_request(app_id))
+        await ns.create("permitrequests", permit_request(app_id))
         await until_row(engine, app_id, "Running")
 
         await proxy.stop()  # the database is unreachable from here on
-        await kubelet.succeed(f"{app_id}-a1", folio="F-9")
+        await jobs.succeed(f"{app_id}-a1", folio="F-9")
 
         async def succeeded() -> bool:
-            pr = as_dict(await kube.get(PermitRequest, app_id, namespace=NS))
-            return pr.get("status", {}).get("phase") == "Succeeded"
+            pr = await ns.get("permitrequests", app_id) or {}
+            return bool(pr.get("status", {}).get("phase") == "Succeeded")
 
         await eventually(succeeded)
         # A second request runs and is deleted while the database is still down: it stays.
-        await kube.create(permit_request(other))
-        await until_job(kubelet, f"{other}-a1")
-        await kubelet.fail(f"{other}-a1", "permanent", "PortalRejected", "placas con permiso")
+        await ns.create("permitrequests", permit_request(other))
+        await until_job(jobs, f"{other}-a1")
+        await jobs.fail(f"{other}-a1", "permanent", "PortalRejected", "placas con permiso")
 
         async def failed() -> bool:
-            pr = as_dict(await kube.get(PermitRequest, other, namespace=NS))
-            return pr.get("status", {}).get("phase") == "Failed"
+            pr = await ns.get("permitrequests", other) or {}
+            return bool(pr.get("status", {}).get("phase") == "Failed")
 
         await eventually(failed)
-        await kube.delete(PermitRequest, other, namespace=NS)
-        await eventually(lambda: _terminating(kube, other))
+        await ns.delete("permitrequests", other)
+        await eventually(lambda: _terminating(ns, other))
         assert application(engine, app_id).permit_phase == "Running"
         assert application(engine, other).permit_phase is None
         await asyncio.sleep(2)  # several retries fail meanwhile; the finalizer holds
-        assert await _terminating(kube, other)
+        assert await _terminating(ns, other)
 
         await proxy.start()  # same port: the database is back
         row = await until_row(engine, app_id, "Succeeded")
@@ -166,11 +169,7 @@ async def test_database_outage_catches_up_and_deletion_waits_for_the_final_state
         assert history(engine, app_id) == [("Queued", 0), ("Running", 1), ("Succeeded", 1)]
 
         async def gone() -> bool:
-            try:
-                await kube.get(PermitRequest, other, namespace=NS)
-            except ApiError as error:
-                return error.status.code == 404
-            return False
+            return await ns.get("permitrequests", other) is None
 
         await eventually(gone)
         row = application(engine, other)
@@ -185,12 +184,9 @@ async def test_database_outage_catches_up_and_deletion_waits_for_the_final_state
             await proxy.stop()
 
 
-async def _terminating(kube: AsyncClient, name: str) -> bool:
-    try:
-        pr = as_dict(await kube.get(PermitRequest, name, namespace=NS))
-    except ApiError:
-        return False
-    return bool(pr["metadata"].get("deletionTimestamp"))
+async def _terminating(ns: Namespace, name: str) -> bool:
+    pr = await ns.get("permitrequests", name)
+    return bool(pr and pr["metadata"].get("deletionTimestamp"))
 
 
 def test_an_older_transition_never_overwrites_a_newer_one(

@@ -118,6 +118,63 @@ async def test_the_crds_are_served_with_their_cel_rules(
     assert "kubectl scale" in out
 
 
+@pytest.mark.parametrize(
+    ("spec", "field", "words"),
+    [
+        ({"priority": 200}, "spec.priority", "less than or equal to 100"),
+        ({"applicationId": None}, "spec.applicationId", "Required"),
+        (
+            {
+                "vehicle": {
+                    "plates": "abc",
+                    "make": "N",
+                    "line": "V",
+                    "modelYear": 2020,
+                    "serviceType": "particular",
+                }
+            },
+            "spec.vehicle.plates",
+            "should match",
+        ),
+        (
+            {
+                "vehicle": {
+                    "plates": "ABC1234",
+                    "make": "N",
+                    "line": "V",
+                    "modelYear": 2020,
+                    "serviceType": "avion",
+                }
+            },
+            "spec.vehicle.serviceType",
+            "Unsupported value",
+        ),
+        (
+            {"retryPolicy": {"backoffSeconds": 60, "maxBackoffSeconds": 10}},
+            "spec.retryPolicy",
+            "maxBackoffSeconds must not be less than backoffSeconds",
+        ),
+    ],
+)
+async def test_invalid_permitrequests_are_refused_naming_the_field(
+    control_plane: ControlPlane,
+    crds: None,
+    namespace: str,
+    spec: dict[str, Any],
+    field: str,
+    words: str,
+) -> None:
+    request = {
+        "apiVersion": "permisosdigitales.mx/v1alpha1",
+        "kind": "PermitRequest",
+        "metadata": {"name": "req-invalid", "namespace": namespace},
+        "spec": {"applicationId": "req-invalid", "secretName": "req-invalid-applicant", **spec},
+    }
+    request["spec"] = {k: v for k, v in request["spec"].items() if v is not None}
+    code, out = await apply(control_plane.admin_kubeconfig, request, check=False)
+    assert code != 0 and field in out and words in out, out
+
+
 async def test_rbac_refuses_a_user_without_a_binding_and_audits_who_did_what(
     control_plane: ControlPlane, namespace: str
 ) -> None:

@@ -104,8 +104,17 @@ class _Component:
 class ControlPlane:
     """Starts on `start()` (or `with`), stops everything and removes its files on `stop()`."""
 
-    def __init__(self, directory: Path | None = None, *, log: Callable[[str], object] = print):
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        controllers: str = "*",
+        log: Callable[[str], object] = print,
+    ):
+        """`controllers` is kube-controller-manager's `--controllers` list: `*,-job-controller`
+        leaves Jobs to a test that plays their controller, as envtest-based suites do."""
         self._given = directory
+        self._controllers = controllers
         self._log = log
         self.directory = Path("/nonexistent")
         self.api_port = 0
@@ -303,7 +312,7 @@ class ControlPlane:
                 f"--authorization-kubeconfig={cm_config}",
                 f"--bind-address={HOST}",
                 "--secure-port=0",
-                "--controllers=*",
+                f"--controllers={self._controllers}",
                 "--use-service-account-credentials=true",
                 f"--root-ca-file={pki.ca.cert}",
                 f"--service-account-private-key-file={pki.service_account.key}",
