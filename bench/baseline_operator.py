@@ -1,8 +1,8 @@
 """The smallest Kopf operator that turns a PermitRequest into a Job: the benchmark's baseline.
 
 `kopf run --standalone --all-namespaces bench/baseline_operator.py` with KUBECONFIG set. On
-creation it makes one Job `<name>-a1` labelled with the request's name, through lightkube's
-AsyncClient, and does nothing else: no queue, no admission, no status, no retries.
+creation it makes one Job `<name>-a1` labelled with the request's name, through the official
+client's asyncio API, and does nothing else: no queue, no admission, no status, no retries.
 """
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
-from lightkube import ApiError, AsyncClient
-from lightkube.resources.batch_v1 import Job
+from kubernetes.aio import client, config
 
 LABEL_REQUEST = "permisosdigitales.mx/permitrequest"
 
-_client: AsyncClient | None = None
+_batch: Any = None
 
 
-def _kube() -> AsyncClient:
-    global _client
-    if _client is None:
-        _client = AsyncClient(field_manager="baseline-operator")
-    return _client
+async def _jobs() -> Any:
+    global _batch
+    if _batch is None:
+        await config.load_kube_config()  # type: ignore[no-untyped-call]
+        _batch = client.BatchV1Api(client.ApiClient())
+    return _batch
 
 
 def job_for(name: str, namespace: str) -> dict[str, Any]:
@@ -52,7 +52,7 @@ async def create_job(name: str, namespace: str, body: kopf.Body, **_: Any) -> No
     manifest = job_for(name, namespace)
     kopf.adopt(manifest, owner=body)
     try:
-        await _kube().create(Job.from_dict(manifest), namespace=namespace)
-    except ApiError as error:
-        if error.status.code != 409:  # AlreadyExists is success
+        await (await _jobs()).create_namespaced_job(namespace, manifest)
+    except client.ApiException as error:
+        if error.status != 409:  # AlreadyExists is success
             raise

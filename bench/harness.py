@@ -1,22 +1,22 @@
 """Processes and HTTP plumbing for the operator benchmark.
 
 Every process the benchmark starts is a `Child`, stopped (SIGTERM, then SIGKILL) when the
-benchmark ends however it ends. The benchmark talks to the API emulator with plain aiohttp so the
-client's own overhead stays small and predictable.
+benchmark ends however it ends. Each phase gets a control plane of its own (the real etcd,
+kube-apiserver and controllers, `permisos_sandbox.cluster`), whose Job controller is off: the
+figures are the operators' way to a Job, not the pods after it. The benchmark talks to it
+through the project's Kubernetes client (`permisos.kube`, the official client's transport).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,6 +25,10 @@ from typing import Any
 import aiohttp
 import psutil
 import yaml
+
+from permisos.kube import Kube, KubeError
+from permisos_sandbox.cluster import ControlPlane
+from permisos_sandbox.platform.kubernetes import apply_crds, load_crds
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = ROOT / "crds"
@@ -166,63 +170,56 @@ async def wait_progress(
         await asyncio.sleep(every)
 
 
-async def start_emulator(children: Children, logs: Path, name: str) -> tuple[Child, str, Path]:
-    """The API emulator in its own process, so its CPU is not the benchmark client's."""
-    port = free_port()
-    kubeconfig = logs / f"{name}.kubeconfig"
-    argv = [
-        sys.executable,
-        "-m",
-        "permisos_sandbox.kubeapi",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--crds",
-        str(CRDS),
-        "--kubeconfig",
-        str(kubeconfig),
-        # kube-apiserver keeps about five minutes of watch history (etcd compaction); with
-        # thousands of objects that is far more than the emulator's default of 1000 events.
-        "--history-limit",
-        "200000",
-    ]
-    child = children.start(f"kubeapi[{name}]", argv, logs / f"{name}-kubeapi.log")
+async def start_control_plane(logs: Path, name: str) -> ControlPlane:
+    """A fresh control plane with the project's CRDs, its files under `logs/name`."""
+    control_plane = ControlPlane(logs / name, controllers="*,-job-controller", log=print)
+    await asyncio.to_thread(control_plane.start)
+    kube = await Kube.from_kubeconfig(control_plane.admin_kubeconfig)
+    try:
+        await apply_crds(kube, load_crds(CRDS))
+    finally:
+        await kube.close()
+    return control_plane
 
-    async def listening() -> str | None:
-        if not child.alive():
-            raise BenchError(f"the emulator exited early; see {child.log_path}")
-        found = re.search(r"kubeapi listening on (\S+)", child.logs())
-        return found.group(1) if found else None
 
-    url = str(await wait_for("the emulator to listen", listening, 60))
-    return child, url, kubeconfig
+def control_plane_cpu_seconds(control_plane: ControlPlane) -> float:
+    """CPU seconds used so far by the control plane's processes (etcd, kube-apiserver, the
+    controllers, the scheduler)."""
+    total = 0.0
+    for pid in control_plane.pids().values():
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+    return total
 
 
 class Api:
-    """A thin aiohttp client of the emulator."""
+    """The bench client's view of one control plane, as cluster-admin."""
 
-    def __init__(self, url: str, concurrency: int) -> None:
-        self.url = url
+    def __init__(self, kube: Kube, concurrency: int) -> None:
+        self.kube = kube
         connector = aiohttp.TCPConnector(limit=concurrency + 8)
-        self.session = aiohttp.ClientSession(connector=connector)
+        self.session = aiohttp.ClientSession(connector=connector)  # the operators' endpoints
+
+    @classmethod
+    async def of(cls, control_plane: ControlPlane, concurrency: int) -> Api:
+        return cls(await Kube.from_kubeconfig(control_plane.admin_kubeconfig), concurrency)
 
     async def close(self) -> None:
         await self.session.close()
+        await self.kube.close()
 
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        async with self.session.post(self.url + path, json=body) as response:
-            data = await response.json(content_type=None)
-            if response.status not in (200, 201):
-                raise BenchError(f"POST {path} -> {response.status}: {data}")
-            return dict(data)
+        try:
+            return await self.kube.request("POST", path, body=body)
+        except KubeError as error:
+            raise BenchError(f"POST {path} -> {error}") from None
 
     async def get(self, path: str, **params: str) -> dict[str, Any]:
-        async with self.session.get(self.url + path, params=params) as response:
-            data = await response.json(content_type=None)
-            if response.status != 200:
-                raise BenchError(f"GET {path} -> {response.status}: {data}")
-            return dict(data)
+        try:
+            return await self.kube.request("GET", path, query=params)
+        except KubeError as error:
+            raise BenchError(f"GET {path} -> {error}") from None
 
     async def text(self, url: str) -> str | None:
         try:
@@ -292,31 +289,17 @@ class JobWatch:
 
     async def _run(self, rv: str) -> None:
         while True:
-            params = {
-                "watch": "1",
-                "labelSelector": LABEL_REQUEST,
-                "resourceVersion": rv,
-                "allowWatchBookmarks": "true",
-                "timeoutSeconds": "600",
-            }
-            timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-            async with self.api.session.get(
-                self.api.url + JOBS_PATH, params=params, timeout=timeout
-            ) as response:
-                if response.status != 200:
-                    raise BenchError(f"Job watch -> {response.status}: {await response.text()}")
-                self.ready.set()
-                async for raw in response.content:
-                    at = time.monotonic()
-                    if not raw.strip():
-                        continue
-                    event = json.loads(raw)
-                    obj = event.get("object") or {}
-                    if event.get("type") == "ERROR":
-                        raise BenchError(f"Job watch error: {obj}")
-                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
-                    if event.get("type") == "ADDED":
-                        self._note(obj, at)
+            events = self.api.kube.watch(
+                JOBS_PATH, resource_version=rv, labelSelector=LABEL_REQUEST, timeout_seconds=600
+            )
+            self.ready.set()
+            async for kind, obj in events:
+                at = time.monotonic()
+                if kind == "ERROR":
+                    raise BenchError(f"Job watch error: {obj}")
+                rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                if kind == "ADDED":
+                    self._note(obj, at)
 
     def check(self) -> None:
         if self._task is not None and self._task.done() and not self._task.cancelled():

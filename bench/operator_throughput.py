@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/operator_throughput.py [--requests 500] [--memory-requests 5000]
 
-Prints figures; asserts nothing about them. Four phases, each against a fresh API emulator process
-loaded with the project's CRDs, each bounded by --timeout seconds:
+Prints figures; asserts nothing about them. Four phases, each on a fresh real control plane
+(etcd, kube-apiserver and the controllers, the Job controller off: no pods follow the Jobs) with
+the project's CRDs, each bounded by --timeout seconds:
 
 1. throughput/ours      `python -m permisos_operator`, RunnerPool `default` with room for every
                         request, N PermitRequests created at once (--concurrency creates in
@@ -45,13 +46,14 @@ from harness import (  # the bench folder is not a package
     Child,
     Children,
     JobWatch,
+    control_plane_cpu_seconds,
     free_port,
     metric_value,
     percentile,
     permit_request,
     pool_maximum,
     runner_pool,
-    start_emulator,
+    start_control_plane,
     wait_for,
     wait_progress,
 )
@@ -193,8 +195,9 @@ async def throughput(
     children: Children, kind: str, start: Starter, requests: int, concurrency: int, within: float
 ) -> dict[str, Any]:
     phase = f"throughput-{kind}"
-    emulator, url, kubeconfig = await start_emulator(children, LOGS, phase)
-    api = Api(url, concurrency)
+    control_plane = await start_control_plane(LOGS, phase)
+    kubeconfig = control_plane.admin_kubeconfig
+    api = await Api.of(control_plane, concurrency)
     watch = JobWatch(api)
     operator: Operator | None = None
     try:
@@ -212,7 +215,7 @@ async def throughput(
 
         names = [f"bench-{i:05d}" for i in range(requests)]
         pools = dict(zip(names, slots[1:], strict=True))
-        cpu_op, cpu_api = operator.child.cpu_seconds(), emulator.cpu_seconds()
+        cpu_op, cpu_api = operator.child.cpu_seconds(), control_plane_cpu_seconds(control_plane)
         sampler = RssSampler(operator.child)
         started, returned = await create_all(api, names, concurrency, pools)
         created_all = time.monotonic()
@@ -235,7 +238,7 @@ async def throughput(
             "create_seconds": created_all - started,
             "first_create_to_last_job_seconds": last_job - started,
             "operator_cpu_seconds": operator.child.cpu_seconds() - cpu_op,
-            "emulator_cpu_seconds": emulator.cpu_seconds() - cpu_api,
+            "control_plane_cpu_seconds": control_plane_cpu_seconds(control_plane) - cpu_api,
             "operator_rss_peak_mib": peak / MIB,
             "events_in_namespace": len(events.get("items") or []),
             "operator_log": log_summary(operator.child),
@@ -245,15 +248,16 @@ async def throughput(
         await api.close()
         if operator is not None:
             children.stop(operator.child)
-        children.stop(emulator)
+        await asyncio.to_thread(control_plane.stop)
 
 
 async def memory_ours(
     children: Children, requests: int, concurrency: int, within: float
 ) -> dict[str, Any]:
     phase = "memory-ours"
-    emulator, url, kubeconfig = await start_emulator(children, LOGS, phase)
-    api = Api(url, concurrency)
+    control_plane = await start_control_plane(LOGS, phase)
+    kubeconfig = control_plane.admin_kubeconfig
+    api = await Api.of(control_plane, concurrency)
     operator: Operator | None = None
     try:
         await api.create(f"{GROUP_PATH}/runnerpools", runner_pool(0))
@@ -310,15 +314,16 @@ async def memory_ours(
         await api.close()
         if operator is not None:
             children.stop(operator.child)
-        children.stop(emulator)
+        await asyncio.to_thread(control_plane.stop)
 
 
 async def memory_baseline(
     children: Children, requests: int, concurrency: int, within: float
 ) -> dict[str, Any]:
     phase = "memory-baseline"
-    emulator, url, kubeconfig = await start_emulator(children, LOGS, phase)
-    api = Api(url, concurrency)
+    control_plane = await start_control_plane(LOGS, phase)
+    kubeconfig = control_plane.admin_kubeconfig
+    api = await Api.of(control_plane, concurrency)
     watch = JobWatch(api)
     operator: Operator | None = None
     try:
@@ -354,7 +359,7 @@ async def memory_baseline(
         await api.close()
         if operator is not None:
             children.stop(operator.child)
-        children.stop(emulator)
+        await asyncio.to_thread(control_plane.stop)
 
 
 async def _not_none(probe: Callable[[], Awaitable[Any]]) -> bool:
@@ -419,9 +424,9 @@ def report(results: dict[str, Any]) -> str:
         "=" * 76,
         f"Operator benchmark  ({results['machine']['cpus']} CPUs, Python "
         f"{results['machine']['python']}, {results['machine']['platform']})",
-        "Where things ran: the API emulator, the operator under test and the benchmark client",
-        "(creates + Job watch) are three separate processes on this same machine; each phase",
-        "uses a fresh emulator process with the project's CRDs.",
+        "Where things ran: the control plane (etcd, kube-apiserver, controllers), the operator",
+        "under test and the benchmark client (creates + Job watch) are separate processes on",
+        "this same machine; each phase uses a fresh control plane with the project's CRDs.",
         "=" * 76,
     ]
     lines += table(
@@ -466,9 +471,9 @@ def report(results: dict[str, Any]) -> str:
                 2,
             ),
             (
-                "emulator CPU (s)",
-                _get(ours, "emulator_cpu_seconds"),
-                _get(base, "emulator_cpu_seconds"),
+                "control plane CPU (s)",
+                _get(ours, "control_plane_cpu_seconds"),
+                _get(base, "control_plane_cpu_seconds"),
                 2,
             ),
             (
@@ -585,7 +590,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "stall_seconds": args.stall,
         },
         "placement": {
-            "emulator": "own process per phase (python -m permisos_sandbox.kubeapi)",
+            "control plane": "its own per phase: etcd, kube-apiserver, controllers (Jobs' off)",
             "operator": "own process (python -m permisos_operator | kopf run baseline)",
             "client": "this process (aiohttp creates + batch/v1 Job watch)",
         },

@@ -24,7 +24,6 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
-from lightkube import AsyncClient
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
@@ -32,7 +31,6 @@ from permisos_api import models
 from permisos_api.app import create_app
 from permisos_api.db import make_engine, utcnow
 from permisos_api.settings import ApiSettings
-from tests.cluster import kube_api, kube_client
 from tests.databases import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,19 +80,6 @@ def engine(settings: ApiSettings) -> Iterator[Engine]:
         yield eng
     finally:
         eng.dispose()
-
-
-@pytest.fixture
-async def kubeconfig(tmp_path: Path) -> AsyncIterator[Path]:
-    """The Kubernetes API emulator with the project's CRDs."""
-    async with kube_api(tmp_path) as path:
-        yield path
-
-
-@pytest.fixture
-async def kube(kubeconfig: Path) -> AsyncIterator[AsyncClient]:
-    async with kube_client(kubeconfig) as c:
-        yield c
 
 
 def paid_applications(engine: Engine, count: int = 1, *, outbox: bool = False) -> list[uuid.UUID]:

@@ -16,13 +16,11 @@ from typing import Any
 
 import pytest
 import yaml
-from lightkube import ApiError, AsyncClient, KubeConfig
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Secret
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from permisos.kube import Kube
 from permisos_api.db import utcnow
 from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
 from permisos_api.models import Application, Outbox
@@ -35,8 +33,9 @@ from tests.accounts import (
     service_account_kubeconfig,
     through,
 )
-from tests.cluster import PermitRequest, as_dict, kubectl, permit_request
+from tests.cluster import kubectl
 from tests.databases import TcpProxy
+from tests.namespaces import Namespace, permit_request
 
 from .conftest import PERSONAL, paid_application
 
@@ -96,14 +95,13 @@ def settings(settings: ApiSettings, cluster: Cluster) -> ApiSettings:
 
 
 @pytest.fixture
-async def kube(cluster: Cluster) -> AsyncIterator[AsyncClient]:
+async def kube(cluster: Cluster) -> AsyncIterator[Namespace]:
     """The test's own view, as cluster-admin, of the test's namespace."""
-    config = KubeConfig.from_file(str(cluster.control_plane.admin_kubeconfig))
-    c = AsyncClient(config, namespace=cluster.namespace, field_manager="tests")
+    admin = await Kube.from_kubeconfig(cluster.control_plane.admin_kubeconfig)
     try:
-        yield c
+        yield Namespace(admin, cluster.namespace)
     finally:
-        await c.close()
+        await admin.close()
 
 
 def dispatcher_settings(settings: ApiSettings) -> ApiSettings:
@@ -131,9 +129,15 @@ def permit_request_of(engine: Engine, application_id: uuid.UUID) -> str | None:
     return str(value) if value is not None else None
 
 
-async def permit_requests(kube: AsyncClient, application_id: uuid.UUID) -> list[dict[str, Any]]:
-    found = [as_dict(p) async for p in kube.list(PermitRequest)]
+async def permit_requests(kube: Namespace, application_id: uuid.UUID) -> list[dict[str, Any]]:
+    found = await kube.objects("permitrequests")
     return [p for p in found if p["spec"]["applicationId"] == str(application_id)]
+
+
+async def secret_of(kube: Namespace, request: str) -> dict[str, Any]:
+    secret = await kube.get("secrets", f"{request}-applicant")
+    assert secret is not None, f"no Secret {request}-applicant"
+    return secret
 
 
 def assert_no_personal_data(obj: Any) -> None:
@@ -152,16 +156,17 @@ def decoded(secret: dict[str, Any]) -> dict[str, str]:
 
 def applicant_secret(
     name: str, labels: dict[str, str] | None, data: dict[str, str], owner: dict[str, Any] | None
-) -> Secret:
-    return Secret(
-        metadata=ObjectMeta(
-            name=f"{name}-applicant",
-            labels=labels,
-            ownerReferences=[owner] if owner else None,  # type: ignore[list-item]
-        ),
-        type="Opaque",
-        stringData=data,
-    )
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": f"{name}-applicant", "labels": labels or {}}
+    if owner:
+        metadata["ownerReferences"] = [owner]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": "Opaque",
+        "stringData": data,
+    }
 
 
 def owner_of(request: dict[str, Any]) -> dict[str, Any]:
@@ -174,7 +179,7 @@ def owner_of(request: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_dispatch_creates_one_permit_request_and_its_secret(
-    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
+    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: Namespace
 ) -> None:
     app_id = paid_application(engine, outbox=True)
     registry = CollectorRegistry()
@@ -203,7 +208,7 @@ async def test_dispatch_creates_one_permit_request_and_its_secret(
     assert request["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "permisos-api"
     assert_no_personal_data(request)
 
-    secret = as_dict(await kube.get(Secret, f"{app_id}-applicant"))
+    secret = await secret_of(kube, app_id)
     assert secret["type"] == "Opaque"
     labels = secret["metadata"]["labels"]
     assert labels == {
@@ -226,7 +231,7 @@ async def test_dispatch_creates_one_permit_request_and_its_secret(
 
 
 async def test_dispatching_twice_and_concurrently_makes_one_permit_request(
-    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
+    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: Namespace
 ) -> None:
     app_id = paid_application(engine, outbox=True)
     first, second = new_dispatcher(settings, engine), new_dispatcher(settings, engine)
@@ -248,7 +253,7 @@ async def test_dispatching_twice_and_concurrently_makes_one_permit_request(
 
     requests = await permit_requests(kube, app_id)
     assert len(requests) == 1 and requests[0]["metadata"]["uid"] == uid
-    secret = as_dict(await kube.get(Secret, f"{app_id}-applicant"))
+    secret = await secret_of(kube, app_id)
     assert [r["uid"] for r in secret["metadata"]["ownerReferences"]] == [uid]
     assert decoded(secret) == PERSONAL
     row = outbox_row(engine, app_id)
@@ -256,7 +261,7 @@ async def test_dispatching_twice_and_concurrently_makes_one_permit_request(
 
 
 async def test_kubernetes_down_keeps_the_row_until_it_is_back(
-    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
+    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: Namespace
 ) -> None:
     app_id = paid_application(engine, outbox=True)
     dispatcher = new_dispatcher(settings, engine)
@@ -291,12 +296,12 @@ async def test_kubernetes_down_keeps_the_row_until_it_is_back(
     assert row.dispatched_at is not None and row.last_error is None
     assert permit_request_of(engine, app_id) == str(app_id)
     assert len(await permit_requests(kube, app_id)) == 1
-    secret = as_dict(await kube.get(Secret, f"{app_id}-applicant"))
+    secret = await secret_of(kube, app_id)
     assert secret["metadata"]["ownerReferences"][0]["name"] == str(app_id)
 
 
 async def test_undeliverable_row_stays_pending_without_personal_data(
-    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
+    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: Namespace
 ) -> None:
     """A request that cannot be built (here, a bad pool name) is retried, never half-made."""
     app_id = paid_application(engine, outbox=True)
@@ -309,8 +314,7 @@ async def test_undeliverable_row_stays_pending_without_personal_data(
     row = outbox_row(engine, app_id)
     assert row.dispatched_at is None and row.attempts == 1
     assert row.last_error == "invalid application data: pool"
-    with pytest.raises(ApiError):
-        await kube.get(PermitRequest, str(app_id))
+    assert await kube.get("permitrequests", str(app_id)) is None
 
 
 async def test_readiness_reports_kubernetes_but_stays_ready_without_it(
@@ -331,7 +335,7 @@ async def test_readiness_reports_kubernetes_but_stays_ready_without_it(
 
 
 async def test_a_retry_row_creates_a_new_permit_request(
-    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
+    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: Namespace
 ) -> None:
     app_id = paid_application(engine, outbox=True)
     dispatcher = new_dispatcher(settings, engine)
@@ -357,7 +361,7 @@ async def test_a_retry_row_creates_a_new_permit_request(
     assert sorted(requests) == sorted([str(app_id), retry])
     spec = requests[retry]["spec"]
     assert spec["applicationId"] == str(app_id) and spec["secretName"] == f"{retry}-applicant"
-    secret = as_dict(await kube.get(Secret, f"{retry}-applicant"))
+    secret = await secret_of(kube, retry)
     (owner,) = secret["metadata"]["ownerReferences"]
     assert owner["name"] == retry and owner["uid"] == requests[retry]["metadata"]["uid"]
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
@@ -380,21 +384,22 @@ def ours(app_id: uuid.UUID) -> dict[str, str]:
 
 
 async def test_an_existing_applicant_secret_gets_the_current_data_and_one_owner_unread(
-    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: AsyncClient
+    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: Namespace
 ) -> None:
     """The dispatcher's Secret found again (409): stale data is replaced without reading it, and
     a reference to another request is dropped, so only this request keeps the data alive."""
     app_id = paid_application(engine, outbox=True)
     another = permit_request("other-request")
-    another.metadata.namespace = cluster.namespace
-    other = as_dict(await kube.create(another))
+    other = await kube.create("permitrequests", another)
     stale = {"first_name": "Viejo", "curp": "XXXX000000XXXXXX00", "leftover": "x"}
-    await kube.create(applicant_secret(str(app_id), ours(app_id), stale, owner_of(other)))
+    await kube.create(
+        "secrets", applicant_secret(str(app_id), ours(app_id), stale, owner_of(other))
+    )
     dispatcher = new_dispatcher(settings, engine)
     try:
         assert await dispatcher.run_once() >= 1
         request = (await permit_requests(kube, app_id))[0]
-        secret = as_dict(await kube.get(Secret, f"{app_id}-applicant"))
+        secret = await secret_of(kube, app_id)
         assert decoded(secret) == PERSONAL
         assert secret["metadata"]["labels"] == ours(app_id)
         (owner,) = secret["metadata"]["ownerReferences"]
@@ -412,7 +417,7 @@ async def test_an_existing_applicant_secret_gets_the_current_data_and_one_owner_
         assert await dispatcher.run_once() >= 1
     finally:
         await dispatcher.close()
-    secret = as_dict(await kube.get(Secret, f"{app_id}-applicant"))
+    secret = await secret_of(kube, app_id)
     assert decoded(secret) == {**PERSONAL, "phone": "5599"}
     assert [r["uid"] for r in secret["metadata"]["ownerReferences"]] == [request["metadata"]["uid"]]
     assert len(await permit_requests(kube, app_id)) == 1
@@ -428,21 +433,23 @@ async def test_a_secret_that_is_not_the_applications_is_left_alone_and_no_reques
     settings: ApiSettings,
     engine: Engine,
     cluster: Cluster,
-    kube: AsyncClient,
+    kube: Namespace,
     labels: dict[str, str] | str | None,
 ) -> None:
     app_id = paid_application(engine, outbox=True)
     if labels == "another application":
         labels = ours(uuid.uuid4())
     assert not isinstance(labels, str)
-    await kube.create(applicant_secret(str(app_id), labels, {"token": "not-yours"}, None))
-    before = as_dict(await kube.get(Secret, f"{app_id}-applicant"))
+    await kube.create(
+        "secrets", applicant_secret(str(app_id), labels, {"token": "not-yours"}, None)
+    )
+    before = await secret_of(kube, app_id)
     dispatcher = new_dispatcher(settings, engine)
     try:
         await dispatcher.run_once()
     finally:
         await dispatcher.close()
-    after = as_dict(await kube.get(Secret, f"{app_id}-applicant"))
+    after = await secret_of(kube, app_id)
     assert after == before
     assert await permit_requests(kube, app_id) == []
     row = outbox_row(engine, app_id)

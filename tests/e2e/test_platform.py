@@ -19,23 +19,18 @@ from typing import Any
 
 import httpx
 import pytest
-from lightkube import AsyncClient, KubeConfig
-from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.batch_v1 import Job
-from lightkube.resources.core_v1 import Event, Pod
 from pypdf import PdfReader
 from sqlalchemy import create_engine, text
 
+from permisos.kube import Kube
 from permisos_sandbox.platform import Platform, PlatformConfig
 from permisos_sandbox.platform.applicant import Applicant
 from permisos_sandbox.platform.demo import DEMO_APPLICATION, run_demo
 from permisos_sandbox.platform.people import fictional_person
 from tests.cluster import kubectl as cluster_kubectl
 from tests.databases import fresh_database
+from tests.namespaces import Namespace
 
-PermitRequest = create_namespaced_resource(
-    "permisosdigitales.mx", "v1alpha1", "PermitRequest", "permitrequests"
-)
 NS = "default"
 REJECTED_PLATES = "AAA0001"  # the portal simulator's plates that already hold a permit
 PORTAL_REJECTION = "Las placas ya cuentan con un permiso vigente"
@@ -146,22 +141,19 @@ async def check_outcomes(
         assert PORTAL_REJECTION in detail["application"]["permit_message"]
         assert detail["permit_history"][-1]["phase"] == "Failed"
 
-    kube = kube_client(p)
+    kube = await platform_namespace(p)
     try:
         name = detail["application"]["permit_request"]
-        pr = (await kube.get(PermitRequest, name, namespace=NS)).to_dict()
+        pr = await kube.get("permitrequests", name)
+        assert pr is not None
         # What `kubectl describe permitrequest` shows: the status, its conditions, the Events.
         assert pr["status"]["phase"] == "Failed"
         conditions = {c["type"]: c for c in pr["status"]["conditions"]}
         assert any(PORTAL_REJECTION in (c.get("message") or "") for c in conditions.values())
-        events = [
-            e.to_dict()
-            async for e in kube.list(Event, namespace=NS)
-            if e.involvedObject.name == name
-        ]
+        events = await kube.events_for(name)
         assert any(PORTAL_REJECTION in (e.get("message") or "") for e in events), events
     finally:
-        await kube.close()
+        await kube.kube.close()
     # And as an engineer sees it, with kubectl against the platform's kubeconfig.
     described = await kubectl(p, "describe", "permitrequest", name)
     assert "Failed" in described and PORTAL_REJECTION in described, described
@@ -178,14 +170,14 @@ async def check_storage_and_resources(
 ) -> None:
     assert p.s3 is not None
     s3 = p.s3.client()
-    kube = kube_client(p)
+    kube = await platform_namespace(p)
     try:
         for applicant in applicants[:9]:
             listing = await applicant.permits()
             prs = [
-                pr.to_dict()
-                async for pr in kube.list(PermitRequest, namespace=NS)
-                if pr.spec["applicationId"] == applicant.application_id
+                pr
+                for pr in await kube.objects("permitrequests")
+                if pr["spec"]["applicationId"] == applicant.application_id
             ]
             assert len(prs) == 1
             status = prs[0]["status"]
@@ -204,17 +196,15 @@ async def check_storage_and_resources(
         paths = await applicants[0].download(p.config.state_dir / "downloads")
         assert len(paths) == 3 and all(path.read_bytes().startswith(b"%PDF-") for path in paths)
     finally:
-        await kube.close()
+        await kube.kube.close()
 
 
 async def check_database_agrees(p: Platform, applicants: list[Applicant]) -> None:
-    kube = kube_client(p)
+    kube = await platform_namespace(p)
     try:
-        prs = {
-            pr.metadata.name: pr.to_dict() async for pr in kube.list(PermitRequest, namespace=NS)
-        }
+        prs = {pr["metadata"]["name"]: pr for pr in await kube.objects("permitrequests")}
     finally:
-        await kube.close()
+        await kube.kube.close()
     engine = create_engine(p.database_url)
     try:
         with engine.connect() as conn:
@@ -246,19 +236,18 @@ async def check_no_personal_data(p: Platform, applicants: list[Applicant]) -> No
         needles |= {data["first_name"], data["last_name"], data["maternal_surname"]}
         needles |= {data["curp"], data["email"], data["phone"]}
     haystacks: dict[str, str] = {}
-    kube = kube_client(p)
+    kube = await platform_namespace(p)
     try:
-        for kind in (PermitRequest, Event, Job, Pod):
-            async for obj in kube.list(kind, namespace=NS):
-                body = obj.to_dict()
+        for resource in ("permitrequests", "events", "jobs", "pods"):
+            for body in await kube.objects(resource):
                 meta = body["metadata"]
-                where = f"{body.get('kind', kind.__name__)}/{meta['name']}"
-                if kind in (PermitRequest, Event):
+                where = f"{resource}/{meta['name']}"
+                if resource in ("permitrequests", "events"):
                     haystacks[where] = str(body)
                 else:  # Jobs and pods: labels and annotations (their Secret holds the data)
                     haystacks[where] = str((meta.get("labels"), meta.get("annotations")))
     finally:
-        await kube.close()
+        await kube.kube.close()
     for log in p.logs.rglob("*.log"):
         haystacks[str(log)] = log.read_text(errors="replace")
     # The node agent keeps each runner container's output (one file per start).
@@ -295,8 +284,8 @@ async def check_runner_steps_reach_the_metrics(p: Platform) -> None:
         assert counts.get(key) == 9, (step, counts)
 
 
-def kube_client(p: Platform) -> AsyncClient:
-    return AsyncClient(KubeConfig.from_file(str(p.kubeconfig)), namespace=NS)
+async def platform_namespace(p: Platform) -> Namespace:
+    return Namespace(await Kube.from_kubeconfig(p.kubeconfig), NS)
 
 
 async def test_the_make_run_demo_delivers_a_permit_on_its_own_postgresql(tmp_path: Path) -> None:

@@ -1,86 +1,17 @@
-"""Fixtures: an in-process Kubernetes API emulator on a free loopback port, and clients for it."""
+"""Fixtures of the sandbox's contract tests: the portal simulator and a client for its pages."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
+from html.parser import HTMLParser
 from typing import Any
 
 import aiohttp
 import pytest
 
-from permisos_sandbox.kubeapi import KubeApiServer
-from tests.cluster import kubectl
-
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = Path(__file__).parent / "fixtures"
-WIDGETS = "/apis/example.com/v1/namespaces/default/widgets"
-
-
-@dataclass
-class Kube:
-    server: KubeApiServer
-    http: aiohttp.ClientSession
-    kubeconfig: Path
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        content_type: str = "application/json",
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        data = None if body is None else (body if isinstance(body, str) else json.dumps(body))
-        hdrs = {"Content-Type": content_type, **(headers or {})}
-        async with self.http.request(method, self.url + path, data=data, headers=hdrs) as resp:
-            text = await resp.text()
-            return resp.status, (json.loads(text) if text and text[0] in "{[" else text)
-
-    async def create(self, path: str, body: Any) -> Any:
-        status, obj = await self.request("POST", path, body)
-        assert status == 201, obj
-        return obj
-
-    async def kubectl(self, *args: str, check: bool = True) -> tuple[int, str, str]:
-        return await kubectl(self.kubeconfig, *args, check=check)
-
-
-def widget(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "example.com/v1",
-        "kind": "Widget",
-        "metadata": {"name": name},
-        "spec": {"size": "small", **spec},
-    }
-
-
-@pytest.fixture
-async def kube(tmp_path: Path) -> AsyncIterator[Kube]:
-    server = KubeApiServer(
-        crd_paths=[FIXTURES / "widgets.yaml", ROOT / "crds"],
-        history_limit=50,
-        bookmark_interval=0.3,
-    )
-    await server.start(host="127.0.0.1", port=0)
-    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
-    async with aiohttp.ClientSession() as http:
-        yield Kube(server, http, kubeconfig)
-    await server.stop()
-
-
-# --- The portal simulator ---------------------------------------------------------------------
-
-from html.parser import HTMLParser  # noqa: E402
-
-from permisos_sandbox.portal import PortalConfig, PortalSimulator  # noqa: E402
+from permisos_sandbox.portal import PortalConfig, PortalSimulator
 
 PORTAL_USERS = {"operador": "secreto"}
 VALID_CURP = "HEGG560427MVZRRL04"  # RENAPO's published example; its check digit is 4

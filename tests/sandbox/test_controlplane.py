@@ -175,6 +175,61 @@ async def test_invalid_permitrequests_are_refused_naming_the_field(
     assert code != 0 and field in out and words in out, out
 
 
+async def test_kubectl_shows_the_printer_columns_and_scales_a_pool(
+    control_plane: ControlPlane, crds: None, namespace: str
+) -> None:
+    admin = control_plane.admin_kubeconfig
+    await apply(
+        admin,
+        {
+            "apiVersion": "permisosdigitales.mx/v1alpha1",
+            "kind": "PermitRequest",
+            "metadata": {"name": "app-1", "namespace": namespace},
+            "spec": {"applicationId": "app-1", "secretName": "app-1-applicant"},
+        },
+    )
+    status = {
+        "status": {
+            "phase": "Succeeded",
+            "attempts": 1,
+            "result": {"folio": "F-123"},
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "PermitIssued",
+                    "message": "ok",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ],
+        }
+    }
+    await kubectl(
+        admin,
+        *("patch", "pr", "app-1", "-n", namespace, "--subresource=status", "--type=merge"),
+        *("-p", json.dumps(status)),
+    )
+    _, out, _ = await kubectl(admin, "get", "permitrequests", "-n", namespace)
+    header, row = (line.split() for line in out.splitlines()[:2])
+    assert header[:5] == ["NAME", "PHASE", "ATTEMPTS", "FOLIO", "REASON"]
+    assert row[:5] == ["app-1", "Succeeded", "1", "F-123", "PermitIssued"]
+    _, out, _ = await kubectl(admin, "get", "pr", "-o", "wide", "-n", namespace)
+    assert "POOL" in out.splitlines()[0] and "default" in out
+
+    pool = {
+        "apiVersion": "permisosdigitales.mx/v1alpha1",
+        "kind": "RunnerPool",
+        "metadata": {"name": "default", "namespace": namespace},
+        "spec": {"replicas": 2, "image": "permisos/browser-runner"},
+    }
+    await apply(admin, pool)
+    await kubectl(admin, "scale", "runnerpool", "default", "--replicas=5", "-n", namespace)
+    _, out, _ = await kubectl(admin, "get", "runnerpools", "-n", namespace)
+    header, row = (line.split() for line in out.splitlines()[:2])
+    assert header[:3] == ["NAME", "LIMIT", "RUNNING"]
+    assert row[:2] == ["default", "5"]
+
+
 async def test_rbac_refuses_a_user_without_a_binding_and_audits_who_did_what(
     control_plane: ControlPlane, namespace: str
 ) -> None:

@@ -160,6 +160,10 @@ class ControlPlane:
         serving = self.pki.serving(f"node-{safe}-serving", (node,), (HOST,))
         return NodeCredentials(kubeconfig, serving, self.pki.ca.cert)
 
+    def pids(self) -> dict[str, int]:
+        """The process id of each running part, by name (for CPU and memory figures)."""
+        return {c.name: c.process.pid for c in self._components if c.process.poll() is None}
+
     def audit_events(self) -> list[dict[str, Any]]:
         """The audit log so far, one dict per event."""
         if not self.audit_log.exists():

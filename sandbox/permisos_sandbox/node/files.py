@@ -92,7 +92,7 @@ def _inside(target: Path, volume: str, rel: str) -> Path:
 
 def _owner_mode(mode: Any) -> int:
     """A file mode for this machine: the owner's bits of the requested one, never group or
-    other (every pod runs as the executor's own user), and always readable by the owner."""
+    other (every pod runs as the node agent's own user), and always readable by the owner."""
     requested = mode if isinstance(mode, int) and not isinstance(mode, bool) else DEFAULT_MODE
     return (requested & 0o700) | 0o400
 
@@ -244,7 +244,7 @@ class PodFiles:
             else:
                 kinds = sorted(k for k in volume if k != "name")
                 raise mount_error(
-                    name, f"volume type {', '.join(kinds)} is not supported by the local executor"
+                    name, f"volume type {', '.join(kinds)} is not supported by the node agent"
                 )
             self.volumes[name] = target
 

@@ -263,7 +263,7 @@ class Platform:
             )
         marker.write_text("The local platform's state; every start deletes and rewrites it.\n")
         self.database_url_file.unlink(missing_ok=True)
-        for stale in (self.outbox, self.logs, state / "executor", state / "node"):
+        for stale in (self.outbox, self.logs, state / "node"):
             shutil.rmtree(stale, ignore_errors=True)
         self.outbox.mkdir()
         self.logs.mkdir()
