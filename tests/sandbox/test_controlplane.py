@@ -78,6 +78,10 @@ async def test_the_crds_are_served_with_their_cel_rules(
     code, out = await apply(admin, moved, check=False)
     assert code != 0 and "applicationId is immutable" in out
 
+    elsewhere = {**request, "spec": {**request["spec"], "secretName": "other-applicant"}}
+    code, out = await apply(admin, elsewhere, check=False)
+    assert code != 0 and "secretName is immutable" in out
+
     await apply(admin, {**request, "spec": {**request["spec"], "cancel": True}})
     code, out = await apply(
         admin, {**request, "spec": {**request["spec"], "cancel": False}}, check=False
@@ -112,6 +116,10 @@ async def test_the_crds_are_served_with_their_cel_rules(
     pool["spec"] = {"retryPolicy": {"backoffSeconds": 1000}}  # above the defaulted maximum
     code, out = await apply(admin, pool, check=False)
     assert code != 0 and "maxBackoffSeconds must not be less than backoffSeconds" in out
+
+    long_pool = {**pool, "spec": {}, "metadata": {"name": "p" * 57, "namespace": namespace}}
+    code, out = await apply(admin, long_pool, check=False)
+    assert code != 0 and "metadata.name must be at most 56 characters" in out
 
     # kubectl explain reads the schema's descriptions from the real OpenAPI document.
     _, out, _ = await kubectl(admin, "explain", "runnerpools.spec.replicas")
