@@ -1,26 +1,28 @@
-"""What tests set up on the session's control plane: the CRDs, and the credentials of a
-ServiceAccount as a pod would hold them (a TokenRequest token, `kubectl create token`, in a
-kubeconfig of its own), and what the audit log says that account did."""
+"""What tests set up on a control plane: the CRDs, the API's and the operator's ServiceAccounts
+with their declared rules and their tokens' kubeconfigs (`permisos_sandbox.platform.accounts`,
+as `make run` makes them), and what the audit log says an account did."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
 
-from permisos.kube import JSON, Kube
-from permisos_api.rbac import RULES as API_RULES
-from permisos_operator import rbac as operator_rbac
-from permisos_operator.rbac import Rule
+from permisos.kube import Kube
 from permisos_sandbox.cluster import ControlPlane
+from permisos_sandbox.platform.accounts import (
+    API_ACCOUNT,
+    OPERATOR_ACCOUNT,
+    AccountRules,
+    api_rules,
+    make_account,
+    operator_rules,
+    token_kubeconfig,
+)
 from permisos_sandbox.platform.kubernetes import CRDS, ROOT, apply_crds, load_crds
-from tests.cluster import kubectl
 
 # The chart's CRDs: the project's and Kopf's peering kinds.
 CHART_CRDS = ROOT / "charts" / "permisos" / "crds"
-RBAC_GROUP = "rbac.authorization.k8s.io"
-RBAC = f"/apis/{RBAC_GROUP}/v1"
 
 
 async def install_crds(admin_kubeconfig: Path, directory: Path = CRDS) -> None:
@@ -35,36 +37,56 @@ async def install_crds(admin_kubeconfig: Path, directory: Path = CRDS) -> None:
 async def service_account_kubeconfig(
     control_plane: ControlPlane, namespace: str, account: str, directory: Path
 ) -> Path:
-    _, token, _ = await kubectl(
-        control_plane.admin_kubeconfig,
-        *("create", "token", account, "-n", namespace, "--duration=1h"),
-    )
-    user = f"system:serviceaccount:{namespace}:{account}"
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "local",
-                "cluster": {
-                    "server": control_plane.server,
-                    "certificate-authority": str(control_plane.ca_cert),
-                },
-            }
-        ],
-        "users": [{"name": user, "user": {"token": token.strip()}}],
-        "contexts": [
-            {
-                "name": "local",
-                "context": {"cluster": "local", "user": user, "namespace": namespace},
-            }
-        ],
-        "current-context": "local",
-    }
+    """A kubeconfig with a one-hour token of an existing ServiceAccount."""
+    kube = await Kube.from_kubeconfig(control_plane.admin_kubeconfig)
+    try:
+        return await token_kubeconfig(
+            kube,
+            control_plane.server,
+            control_plane.ca_cert,
+            namespace,
+            account,
+            directory / f"{namespace}-{account}.kubeconfig",
+        )
+    finally:
+        await kube.close()
+
+
+async def api_kubeconfig(
+    control_plane: ControlPlane, kube: Kube, namespace: str, directory: Path
+) -> Path:
+    """The API's ServiceAccount in `namespace` with `permisos_api.rbac`'s rules (the chart's
+    Role), and a kubeconfig with its token."""
+    return await _account(control_plane, kube, namespace, API_ACCOUNT, api_rules(), directory)
+
+
+async def operator_kubeconfig(
+    control_plane: ControlPlane,
+    kube: Kube,
+    namespace: str,
+    directory: Path,
+    *,
+    cluster_wide: bool,
+    peering: str = OPERATOR_ACCOUNT,
+) -> Path:
+    """The operator's ServiceAccount in `namespace`, bound to what `permisos_operator.rbac`
+    declares for its scope (the rules the chart renders) with its peering object's name, and
+    a kubeconfig with its token."""
+    rules = operator_rules(cluster_wide=cluster_wide, peering=peering)
+    return await _account(control_plane, kube, namespace, OPERATOR_ACCOUNT, rules, directory)
+
+
+async def _account(
+    control_plane: ControlPlane,
+    kube: Kube,
+    namespace: str,
+    account: str,
+    rules: AccountRules,
+    directory: Path,
+) -> Path:
     path = directory / f"{namespace}-{account}.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
+    cp = control_plane
+    return await make_account(kube, cp.server, cp.ca_cert, namespace, account, rules, path)
 
 
 def audited_grants(control_plane: ControlPlane, user: str) -> set[tuple[str, str, str, str]]:
@@ -81,11 +103,13 @@ def audited_grants(control_plane: ControlPlane, user: str) -> set[tuple[str, str
 
 
 def refused(control_plane: ControlPlane, user: str) -> list[str]:
-    """The requests of `user` that RBAC answered 403."""
+    """The requests of `user` that the authorizer refused (other 403s, such as admission's for
+    a namespace being deleted, are not RBAC's)."""
     return [
         f"{e['verb']} {e['requestURI']}"
         for e in control_plane.audit_events()
-        if e["user"]["username"] == user and (e.get("responseStatus") or {}).get("code") == 403
+        if e["user"]["username"] == user
+        and (e.get("annotations") or {}).get("authorization.k8s.io/decision") == "forbid"
     ]
 
 
@@ -98,95 +122,3 @@ def through(kubeconfig: Path, port: int) -> Path:
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     return path
-
-
-def api_account(namespace: str, account: str = "permisos-api") -> list[JSON]:
-    """The API's ServiceAccount, Role (`permisos_api.rbac.RULES`, what the chart grants) and
-    RoleBinding in `namespace`, as manifests."""
-    meta = {"name": account, "namespace": namespace}
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-        {
-            "apiVersion": f"{RBAC_GROUP}/v1",
-            "kind": "Role",
-            "metadata": meta,
-            "rules": rbac_rules(API_RULES),
-        },
-        {
-            "apiVersion": f"{RBAC_GROUP}/v1",
-            "kind": "RoleBinding",
-            "metadata": meta,
-            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": account},
-            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
-        },
-    ]
-
-
-def rbac_rules(rules: Iterable[Rule], names: tuple[str, ...] = ()) -> list[JSON]:
-    """RBAC rules from the `(apiGroup, resource, verbs)` triples the components declare."""
-    return [
-        {"apiGroups": [group], "resources": [resource], "verbs": list(verbs)}
-        | ({"resourceNames": list(names)} if names else {})
-        for group, resource, verbs in rules
-    ]
-
-
-def operator_cluster_role(namespace: str) -> str:
-    """The ClusterRole (and its binding) made for the operator of `namespace`."""
-    return f"permisos-operator-{namespace}"
-
-
-async def operator_kubeconfig(
-    control_plane: ControlPlane,
-    kube: Kube,
-    namespace: str,
-    directory: Path,
-    *,
-    cluster_wide: bool,
-    peering: str = "permisos-operator",
-) -> Path:
-    """The operator's ServiceAccount in `namespace`, bound to what `permisos_operator.rbac`
-    declares for its scope (the rules the chart renders), and a kubeconfig with its token."""
-    account = "permisos-operator"
-    grants = operator_rbac.grants(cluster_wide)
-    own = rbac_rules([grants.own_peering], (peering,))
-    cluster_name = operator_cluster_role(namespace)
-    subject = [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
-    namespaced: list[tuple[str, str, JSON]] = [
-        ("/api/v1", "serviceaccounts", {"metadata": {"name": account}}),
-    ]
-    if not cluster_wide:
-        namespaced += [
-            (
-                RBAC,
-                "roles",
-                {"metadata": {"name": account}, "rules": rbac_rules(grants.namespaced) + own},
-            ),
-            (
-                RBAC,
-                "rolebindings",
-                {
-                    "metadata": {"name": account},
-                    "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": account},
-                    "subjects": subject,
-                },
-            ),
-        ]
-    for api, resource, body in namespaced:
-        await kube.request("POST", f"{api}/namespaces/{namespace}/{resource}", body=body)
-    cluster_rules = rbac_rules(grants.cluster) + (own if cluster_wide else [])
-    await kube.request(
-        "POST",
-        f"{RBAC}/clusterroles",
-        body={"metadata": {"name": cluster_name}, "rules": cluster_rules},
-    )
-    await kube.request(
-        "POST",
-        f"{RBAC}/clusterrolebindings",
-        body={
-            "metadata": {"name": cluster_name},
-            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": cluster_name},
-            "subjects": subject,
-        },
-    )
-    return await service_account_kubeconfig(control_plane, namespace, account, directory)

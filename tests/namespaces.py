@@ -9,8 +9,8 @@ from typing import Any
 
 from permisos.kube import JSON, MERGE_PATCH, Kube, KubeError
 from permisos.resources import API_VERSION
+from permisos_sandbox.platform.accounts import OPERATOR_ACCOUNT, RBAC, cluster_role_name
 from permisos_sandbox.platform.kubernetes import POD_SECURITY
-from tests.accounts import RBAC, operator_cluster_role
 from tests.cluster import eventually
 
 # Where each kind the tests touch is served.
@@ -66,14 +66,15 @@ class Namespace:
                 raise
 
     async def discard(self) -> None:
-        """The namespace goes, with the cluster roles made for its operator; requests lose their
-        finalizers first, the operator that would release them being gone."""
-        for request in await self.objects("permitrequests"):
-            name = request["metadata"]["name"]
-            await self.patch("permitrequests", name, {"metadata": {"finalizers": None}})
+        """The namespace goes, with the cluster roles made for its operator; requests and peering
+        objects lose their finalizers first, the operator that would release them being gone."""
+        for resource in ("permitrequests", "kopfpeerings"):
+            for held in await self.objects(resource):
+                name = held["metadata"]["name"]
+                await self.patch(resource, name, {"metadata": {"finalizers": None}})
         await self.kube.request("DELETE", f"/api/v1/namespaces/{self.name}")
         for kind in ("clusterrolebindings", "clusterroles"):
-            path = f"{RBAC}/{kind}/{operator_cluster_role(self.name)}"
+            path = f"{RBAC}/{kind}/{cluster_role_name(OPERATOR_ACCOUNT, self.name)}"
             if await self.kube.get(path):
                 await self.kube.request("DELETE", path)
 
@@ -101,6 +102,16 @@ async def new_namespace(kube: Kube, prefix: str) -> Namespace:
     )
     await eventually(lambda: kube.get(f"/api/v1/namespaces/{name}/serviceaccounts/default"))
     return Namespace(kube, name)
+
+
+async def forget_cluster_peering(kube: Kube, name: str) -> None:
+    """Deletes a ClusterKopfPeering, without the finalizer Kopf put on it for the controller's
+    daemon (which the stopped operator leaves behind)."""
+    path = f"/apis/kopf.dev/v1/clusterkopfpeerings/{name}"
+    await kube.request(
+        "PATCH", path, body={"metadata": {"finalizers": None}}, content_type=MERGE_PATCH
+    )
+    await kube.request("DELETE", path)
 
 
 def permit_request(name: str, **spec: Any) -> JSON:

@@ -62,16 +62,36 @@ async def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     _controller(memo).on_pod(dict(event["object"]), event["type"] == "DELETED")
 
 
-def _is_own_peering(name: str, memo: Any, **_: Any) -> bool:
-    return bool(name == memo["settings"].peering_name and not memo["settings"].standalone)
+# The peering object Kopf itself uses: the ClusterKopfPeering when cluster-wide, the KopfPeering
+# of a watched namespace otherwise. Matching the name alone, a cluster-wide replica also ran the
+# controller as a daemon of a namespace's KopfPeering of the same name (found on the real
+# apiserver: Kopf then put its finalizer on that object).
+def _is_own_namespaced_peering(name: str, namespace: str | None, memo: Any, **_: Any) -> bool:
+    operator = memo["settings"]
+    return bool(
+        name == operator.peering_name
+        and not operator.standalone
+        and namespace in operator.namespaces
+    )
 
 
-@kopf.daemon("kopf.dev", "v1", "kopfpeerings", when=_is_own_peering, cancellation_timeout=10)
+def _is_own_cluster_peering(name: str, memo: Any, **_: Any) -> bool:
+    operator = memo["settings"]
+    return bool(
+        name == operator.peering_name and not operator.standalone and not operator.namespaces
+    )
+
+
+@kopf.daemon(
+    "kopf.dev", "v1", "kopfpeerings", when=_is_own_namespaced_peering, cancellation_timeout=10
+)
 async def run_while_active(memo: Any, **_: Any) -> None:
     await _controller(memo).run_forever()
 
 
-@kopf.daemon("kopf.dev", "v1", "clusterkopfpeerings", when=_is_own_peering, cancellation_timeout=10)
+@kopf.daemon(
+    "kopf.dev", "v1", "clusterkopfpeerings", when=_is_own_cluster_peering, cancellation_timeout=10
+)
 async def run_while_active_clusterwide(memo: Any, **_: Any) -> None:
     await _controller(memo).run_forever()
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
@@ -26,20 +25,13 @@ from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
 from permisos_api.models import Application, Outbox
 from permisos_api.settings import ApiSettings
 from permisos_sandbox.cluster import ControlPlane
-from tests.accounts import (
-    api_account,
-    install_crds,
-    refused,
-    service_account_kubeconfig,
-    through,
-)
+from permisos_sandbox.platform.accounts import API_ACCOUNT
+from tests.accounts import api_kubeconfig, install_crds, refused, through
 from tests.cluster import kubectl
 from tests.databases import TcpProxy
 from tests.namespaces import Namespace, permit_request
 
 from .conftest import PERSONAL, paid_application
-
-ACCOUNT = "permisos-api"
 
 
 @dataclass
@@ -51,7 +43,7 @@ class Cluster:
 
     @property
     def user(self) -> str:
-        return f"system:serviceaccount:{self.namespace}:{ACCOUNT}"
+        return f"system:serviceaccount:{self.namespace}:{API_ACCOUNT}"
 
     async def stop(self) -> None:
         """An outage: the API server is unreachable."""
@@ -70,10 +62,11 @@ async def cluster(
     namespace = f"dispatch-{uuid.uuid4().hex[:8]}"
     await install_crds(admin)
     await kubectl(admin, "create", "namespace", namespace)
-    manifest = tmp_path / "api-rbac.yaml"
-    manifest.write_text(yaml.safe_dump_all(api_account(namespace, ACCOUNT)))
-    await kubectl(admin, "apply", "-f", str(manifest))
-    direct = await service_account_kubeconfig(control_plane, namespace, ACCOUNT, tmp_path)
+    kube = await Kube.from_kubeconfig(admin)
+    try:
+        direct = await api_kubeconfig(control_plane, kube, namespace, tmp_path)
+    finally:
+        await kube.close()
     proxy = TcpProxy(("127.0.0.1", control_plane.api_port))
     await proxy.start()
     kubeconfig = through(direct, proxy.port)

@@ -37,7 +37,7 @@ from tests.api.conftest import paid_application
 from tests.cluster import OperatorProcess, eventually, kubectl
 from tests.databases import fresh_database
 from tests.job_controller import JobController
-from tests.namespaces import Namespace, new_namespace, permit_request
+from tests.namespaces import Namespace, forget_cluster_peering, new_namespace, permit_request
 
 from .conftest import CHART, RELEASE, Rendered, clean, render
 
@@ -274,6 +274,8 @@ async def test_the_operator_calls_exactly_what_its_roles_grant(
     finally:
         # SIGTERM: Kopf withdraws from the peering, a call of its own, audited too.
         await asyncio.to_thread(operator.stop)
+        if scope == "cluster":  # not the namespace's: it would outlive the test
+            await forget_cluster_peering(ns.kube, FULLNAME)
 
     user = f"system:serviceaccount:{ns.name}:{account}"
     assert refused(control_plane, user) == [], "calls the rendered RBAC refuses"

@@ -40,9 +40,9 @@ from permisos.kube import Kube
 from permisos_operator.jobs import LABEL_ATTEMPT, LABEL_REQUEST
 from permisos_sandbox.cluster import ControlPlane
 from permisos_sandbox.payments import PaymentsConfig, PaymentsSimulator
-from tests.accounts import api_account, operator_kubeconfig, service_account_kubeconfig
+from tests.accounts import api_kubeconfig, operator_kubeconfig
 from tests.api.conftest import APPLICATION, PASSWORD, read_mail
-from tests.cluster import OperatorProcess, free_port, kubectl, stop_process
+from tests.cluster import OperatorProcess, free_port, stop_process
 from tests.databases import fresh_database
 from tests.job_controller import JobController, permit_artifacts
 from tests.namespaces import Namespace, new_namespace, runner_pool
@@ -146,12 +146,7 @@ async def platform(
     control_plane = operator_control_plane
     kube = await Kube.from_kubeconfig(control_plane.admin_kubeconfig)
     ns = await new_namespace(kube, "obs")
-    manifest = tmp_path / "api-rbac.yaml"
-    manifest.write_text(yaml.safe_dump_all(api_account(ns.name)))
-    await kubectl(control_plane.admin_kubeconfig, "apply", "-f", str(manifest))
-    api_kubeconfig = await service_account_kubeconfig(
-        control_plane, ns.name, "permisos-api", tmp_path
-    )
+    api_credentials = await api_kubeconfig(control_plane, kube, ns.name, tmp_path)
     operator_credentials = await operator_kubeconfig(
         control_plane, kube, ns.name, tmp_path, cluster_wide=False
     )
@@ -171,7 +166,7 @@ async def platform(
     mail = tmp_path / "mail"
     api_env = {
         **os.environ,
-        "KUBECONFIG": str(api_kubeconfig),
+        "KUBECONFIG": str(api_credentials),
         "PERMISOS_API_HOST": "127.0.0.1",
         "PERMISOS_API_PORT": str(api_port),
         "PERMISOS_API_LOG_LEVEL": "WARNING",

@@ -13,7 +13,8 @@ import pytest
 
 from permisos.kube import Kube
 from permisos_sandbox.cluster import ControlPlane
-from tests.accounts import operator_kubeconfig
+from permisos_sandbox.platform.accounts import OPERATOR_ACCOUNT
+from tests.accounts import operator_kubeconfig, refused
 from tests.cluster import OperatorProcess
 from tests.job_controller import JobController
 from tests.namespaces import Namespace, new_namespace
@@ -45,12 +46,17 @@ def jobs(ns: Namespace) -> JobController:
 
 
 @pytest.fixture
-def operators(ns: Namespace) -> Iterator[list[OperatorProcess]]:
-    """Started operator processes; each is killed after the test, before its namespace goes."""
+def operators(
+    operator_control_plane: ControlPlane, ns: Namespace
+) -> Iterator[list[OperatorProcess]]:
+    """Started operator processes; each is killed after the test, before its namespace goes.
+    Whatever the test did, RBAC refused none of their requests."""
     started: list[OperatorProcess] = []
     yield started
     for proc in started:
         proc.kill()
+    user = f"system:serviceaccount:{ns.name}:{OPERATOR_ACCOUNT}"
+    assert refused(operator_control_plane, user) == []
 
 
 @pytest.fixture
@@ -61,21 +67,30 @@ def start_operator(
     operators: list[OperatorProcess],
 ) -> StartOperator:
     """Starts `python -m permisos_operator` watching the test's namespace (or, with
-    `cluster_wide`, every namespace) as the operator's ServiceAccount."""
+    `cluster_wide`, every namespace) as the operator's ServiceAccount, peering through the
+    peering object named `peering`."""
     credentials: dict[bool, Path] = {}
 
     async def start(
         name: str = "operator",
         *,
         cluster_wide: bool = False,
+        peering: str = OPERATOR_ACCOUNT,
         extra_env: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> OperatorProcess:
         if cluster_wide not in credentials:
             credentials[cluster_wide] = await operator_kubeconfig(
-                operator_control_plane, ns.kube, ns.name, tmp_path, cluster_wide=cluster_wide
+                operator_control_plane,
+                ns.kube,
+                ns.name,
+                tmp_path,
+                cluster_wide=cluster_wide,
+                peering=peering,
             )
-        scope = {} if cluster_wide else {"PERMISOS_OPERATOR_NAMESPACES": json.dumps([ns.name])}
+        scope = {"PERMISOS_OPERATOR_PEERING_NAME": peering}
+        if not cluster_wide:
+            scope["PERMISOS_OPERATOR_NAMESPACES"] = json.dumps([ns.name])
         proc = OperatorProcess(
             credentials[cluster_wide],
             tmp_path / f"{name}.log",

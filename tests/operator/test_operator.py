@@ -22,7 +22,13 @@ from tests.accounts import operator_kubeconfig, through
 from tests.cluster import OperatorProcess, eventually
 from tests.databases import TcpProxy
 from tests.job_controller import JobController
-from tests.namespaces import Namespace, new_namespace, permit_request, runner_pool
+from tests.namespaces import (
+    Namespace,
+    forget_cluster_peering,
+    new_namespace,
+    permit_request,
+    runner_pool,
+)
 
 from .conftest import StartOperator
 
@@ -348,17 +354,29 @@ async def test_two_replicas_one_active_and_the_standby_takes_over(
     """Cluster-wide they peer through a ClusterKopfPeering; in a named namespace through its
     KopfPeering, with Kopf's scanning off (no namespaces or CRDs observed)."""
     cluster_wide = scope == "cluster"
-    peering = {"apiVersion": "kopf.dev/v1", "metadata": {"name": "permisos-operator"}}
+    # A peering object of the test's own: Kopf puts its finalizer on it (the controller runs
+    # as its daemon), and a killed replica leaves that finalizer behind.
+    name = f"permisos-operator-{ns.name}"
+    peering = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
     if cluster_wide:
-        # One for the whole control plane; an earlier test may have made it already.
-        if not await ns.kube.get(f"{CLUSTER_PEERINGS}/permisos-operator"):
-            await ns.kube.request(
-                "POST", CLUSTER_PEERINGS, body={**peering, "kind": "ClusterKopfPeering"}
-            )
-    else:
-        await ns.create("kopfpeerings", {**peering, "kind": "KopfPeering"})
+        await ns.kube.request(
+            "POST", CLUSTER_PEERINGS, body={**peering, "kind": "ClusterKopfPeering"}
+        )
+    # Cluster-wide, a namespace's KopfPeering of the same name is not the operator's: were the
+    # controller its daemon too, Kopf's finalizer patch on it would be refused (`operators`).
+    await ns.create("kopfpeerings", {**peering, "kind": "KopfPeering"})
     await ns.create("runnerpools", runner_pool(replicas=5))
-    mode: dict[str, Any] = {"standalone": False, "cluster_wide": cluster_wide}
+    mode: dict[str, Any] = {"standalone": False, "cluster_wide": cluster_wide, "peering": name}
+    try:
+        await _one_active_then_the_standby(ns, jobs, start_operator, mode)
+    finally:
+        if cluster_wide:
+            await forget_cluster_peering(ns.kube, name)
+
+
+async def _one_active_then_the_standby(
+    ns: Namespace, jobs: JobController, start_operator: StartOperator, mode: dict[str, Any]
+) -> None:
     low = await start_operator("low", priority=10, **mode)
     high = await start_operator("high", priority=20, **mode)
     for i in range(3):

@@ -16,17 +16,25 @@ import yaml
 from permisos.kube import JSON, MERGE_PATCH, Kube, KubeError
 from permisos_sandbox.cluster import ControlPlane
 
+from .accounts import API_ACCOUNT, OPERATOR_ACCOUNT, api_rules, make_account, operator_rules
 from .children import Child, PartFailed
 
 ROOT = Path(__file__).resolve().parents[3]
 CRDS = ROOT / "crds"
 NODE_NAME = "permisos-local"
+# The components' tokens are not rotated (a pod's kubelet would): long enough for a `make up`.
+TOKEN_SECONDS = 7 * 24 * 3600
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 APPLY_PATCH = "application/apply-patch+yaml"
 POD_SECURITY = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
 }
+
+
+def account_kubeconfig(state_dir: Path, account: str) -> Path:
+    """Where a component's ServiceAccount kubeconfig is written (`var/<account>.kubeconfig`)."""
+    return state_dir / f"{account}.kubeconfig"
 
 
 def load_crds(directory: Path = CRDS) -> list[JSON]:
@@ -143,6 +151,7 @@ class LocalKubernetes:
         self.kube = await Kube.from_kubeconfig(self.kubeconfig)
         await apply_crds(self.kube, load_crds())
         await prepare_namespace(self.kube, self.namespace)
+        await self._component_accounts(self.kube, cp)
         creds = cp.node_credentials(NODE_NAME)
         self.node = Child(
             "node agent",
@@ -159,6 +168,25 @@ class LocalKubernetes:
         ).start()
         await wait_node_ready(self.kube, NODE_NAME, self.node)
         return self.kube
+
+    async def _component_accounts(self, kube: Kube, cp: ControlPlane) -> None:
+        """The API's and the operator's ServiceAccounts with their declared rules, and their
+        tokens' kubeconfigs: they never act as the admin."""
+        for account, rules in (
+            (API_ACCOUNT, api_rules()),
+            (OPERATOR_ACCOUNT, operator_rules(cluster_wide=False)),
+        ):
+            path = account_kubeconfig(self.state_dir, account)
+            await make_account(
+                kube,
+                cp.server,
+                cp.ca_cert,
+                self.namespace,
+                account,
+                rules,
+                path,
+                seconds=TOKEN_SECONDS,
+            )
 
     async def stop(self) -> None:
         if self.node is not None:

@@ -19,8 +19,9 @@ from permisos_sandbox.ports import free_port
 from permisos_sandbox.postgres import PostgresServer
 from permisos_sandbox.s3 import CREDENTIALS, S3Server
 
+from .accounts import API_ACCOUNT, OPERATOR_ACCOUNT
 from .children import Child, PartFailed, run_to_end
-from .kubernetes import LocalKubernetes
+from .kubernetes import LocalKubernetes, account_kubeconfig
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -283,7 +284,7 @@ class Platform:
         return {
             **self._base_env(),
             **CREDENTIALS,
-            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECONFIG": str(account_kubeconfig(self.config.state_dir, API_ACCOUNT)),
             "PERMISOS_API_HOST": cfg.host,
             "PERMISOS_API_PORT": str(self.ports["api"]),
             "PERMISOS_API_PUBLIC_BASE_URL": self.api_url,
@@ -303,7 +304,7 @@ class Platform:
     def operator_env(self) -> dict[str, str]:
         host = self.config.host
         return {
-            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECONFIG": str(account_kubeconfig(self.config.state_dir, OPERATOR_ACCOUNT)),
             "PERMISOS_OPERATOR_STANDALONE": "true",
             "PERMISOS_OPERATOR_NAMESPACES": f'["{self.config.namespace}"]',
             "PERMISOS_OPERATOR_METRICS_HOST": host,
