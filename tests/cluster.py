@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from permisos_sandbox.cluster.build import bin_dir
 from permisos_sandbox.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,17 +43,29 @@ KUBECTL = Path(sys.executable).with_name("kubectl")
 async def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> tuple[int, str, str]:
     """The real kubectl against `kubeconfig` (its discovery cache beside it): exit code, stdout,
     stderr; with `check`, a non-zero exit fails the test with kubectl's own message."""
+    cache = ("--cache-dir", str(kubeconfig.parent / "kube-cache"))
+    return await _run([str(KUBECTL), "--kubeconfig", str(kubeconfig), *cache, *args], {}, check)
+
+
+async def helm(kubeconfig: Path, *args: str, check: bool = True) -> tuple[int, str, str]:
+    """The real helm, built with the control plane, against `kubeconfig`; its cache and
+    settings beside it."""
+    home = kubeconfig.parent / "helm"
+    env = {f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
+    argv = [str(bin_dir() / "helm"), "--kubeconfig", str(kubeconfig), *args]
+    return await _run(argv, env, check, timeout=120)
+
+
+async def _run(
+    argv: list[str], env: dict[str, str], check: bool, timeout: float = 30
+) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        str(KUBECTL),
-        "--kubeconfig",
-        str(kubeconfig),
-        "--cache-dir",
-        str(kubeconfig.parent / "kube-cache"),
-        *args,
+        *argv,
+        env={**os.environ, **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
     code = proc.returncode or 0
     if check:
         assert code == 0, err.decode()

@@ -11,10 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from permisos_sandbox.cluster import ControlPlane
 from permisos_sandbox.platform.kubernetes import load_crds
-from tests.accounts import install_crds
-from tests.cluster import kubectl
 
 from .conftest import CHART, NAMESPACE, RELEASE, VALUE_FILES, Rendered, clean, render, values_of
 
@@ -78,31 +75,6 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(rendered: Rende
 def test_crds_validate_against_the_kubernetes_schema() -> None:
     for crd in load_crds(CHART / "crds"):
         kubernetes_validate.validate(crd, KUBE_VERSION, strict=True)
-
-
-async def test_the_apiserver_accepts_every_rendered_object(
-    control_plane: ControlPlane, rendered: Rendered, tmp_path: Path
-) -> None:
-    """A server-side dry run on the real kube-apiserver, with the chart's CRDs installed: the
-    schemas (CRDs and CEL rules included), strict field validation and admission, as
-    `helm install` would meet them. Only the Prometheus Operator's kinds are left out (no
-    such operator here)."""
-    admin = control_plane.admin_kubeconfig
-    await install_crds(admin, CHART / "crds")
-    code, _, _ = await kubectl(admin, "get", "namespace", NAMESPACE, check=False)
-    if code != 0:
-        await kubectl(admin, "create", "namespace", NAMESPACE)
-    manifests = [clean(m) for m in rendered.manifests if _group(m) != MONITORING_GROUP]
-    path = tmp_path / "rendered.yaml"
-    path.write_text(yaml.safe_dump_all(manifests))
-    code, out, err = await kubectl(
-        admin,
-        *("apply", "--dry-run=server", "--validate=strict", "--server-side", "--force-conflicts"),
-        *("-n", NAMESPACE, "-f", str(path)),
-        check=False,
-    )
-    assert code == 0, err
-    assert out.count("(server dry run)") == len(manifests)
 
 
 def test_the_default_runnerpool_carries_the_runner_image_and_portal(

@@ -126,6 +126,9 @@ def test_the_schema_accepts_the_shipped_values(chart: helm.Chart, name: str) -> 
             "at '/runnerPool/resources/requests/memory'",
         ),
         ({"runnerPool": {"replicas": 5000}}, "at '/runnerPool/replicas': maximum: got 5,000"),
+        # The CRD's limit on RunnerPool names (attempt Jobs append `-a<N>`), not 63.
+        ({"runnerPool": {"name": "p" * 57}}, "at '/runnerPool/name': maxLength: got 57, want 56"),
+        ({"api": {"permitPool": "p" * 57}}, "at '/api/permitPool': maxLength: got 57, want 56"),
         (
             {"cronJobs": {"reconcile": {"schedule": "every hour"}}},
             "at '/cronJobs/reconcile/schedule': 'every hour' does not match pattern",
