@@ -7,7 +7,6 @@ the session ends) unless `PERMISOS_TEST_DATABASE_URL` names a superuser's libpq 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from permisos_api.migrate import upgrade
 from permisos_sandbox.postgres import PostgresServer
+from permisos_sandbox.relay import relay
 
 _server: PostgresServer | None = None
 
@@ -87,17 +87,7 @@ class TcpProxy:
         self.server = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
-        self.conns.update({writer, up_writer})
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await relay(reader, writer, self._upstream, self.conns)
 
 
 class DatabaseProxy(TcpProxy):

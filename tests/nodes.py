@@ -19,8 +19,11 @@ from tests.cluster import KUBECTL
 
 
 class NodeAgentProcess:
-    def __init__(self, control_plane: ControlPlane, name: str, directory: Path) -> None:
+    def __init__(
+        self, control_plane: ControlPlane, name: str, directory: Path, pod_network: str = ""
+    ) -> None:
         self.control_plane = control_plane
+        self.pod_network = pod_network
         self.name = name
         self.directory = directory
         self.state_dir = directory / "state"
@@ -51,7 +54,11 @@ class NodeAgentProcess:
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PERMISOS_NODE_LOG_FORMAT": "text"},
+                env={
+                    **os.environ,
+                    "PERMISOS_NODE_LOG_FORMAT": "text",
+                    "PERMISOS_NODE_POD_NETWORK": self.pod_network,
+                },
             )
         self.wait_ready(timeout)
         return self

@@ -48,6 +48,25 @@ def job(name: str, namespace: str, container: dict[str, Any], **spec: Any) -> di
     }
 
 
+def deployment(
+    name: str, namespace: str, container: dict[str, Any], replicas: int = 1
+) -> dict[str, Any]:
+    """A Deployment of `replicas` pods labelled `app=<name>`, each with `container`."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [container]},
+            },
+        },
+    }
+
+
 async def job_condition(admin: Path, namespace: str, name: str) -> dict[str, Any] | None:
     found = await get_json(admin, "job", name, "-n", namespace)
     for condition in found.get("status", {}).get("conditions", []):
@@ -162,20 +181,7 @@ async def test_a_deployments_pod_becomes_ready_and_is_restarted_after_it_exits(
         readinessProbe={"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
         livenessProbe={"tcpSocket": {"port": port}, "periodSeconds": 2},
     )
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [container]},
-            },
-        },
-    }
-    await apply(admin, deployment)
+    await apply(admin, deployment("web", namespace, container))
 
     async def ready_pod(restarts: int) -> dict[str, Any] | None:
         found = await get_json(admin, "deployment", "web", "-n", namespace)

@@ -80,6 +80,7 @@ async def run(args: argparse.Namespace, settings: NodeSettings) -> None:
         runtime_root=args.runtime_root,
         max_pods=args.max_pods,
         extra_env=settings.extra_env,
+        pod_network=settings.pod_network,
     )
     kube = await Kube.from_kubeconfig(args.kubeconfig)
     agent = NodeAgent(

@@ -19,10 +19,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from permisos.kube import JSON, Kube, KubeError
+from permisos_sandbox.cluster.pki import KUBERNETES_SERVICE_IP
 
 from .api import NodeApi
 from .config import STOP_GRACE_SECONDS, NodeConfig
 from .logs import LogServer
+from .network import PodNetwork
 from .pods import PodWorker, describe
 from .registration import Registration
 
@@ -64,14 +66,22 @@ class NodeAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.registration: Registration | None = None
+        self.network: PodNetwork | None = None
+
+    @property
+    def _api_address(self) -> tuple[str, int]:
+        server = urlparse(str(self.kube.configuration.host))
+        return server.hostname or "127.0.0.1", server.port or 443
 
     @property
     def container_env(self) -> dict[str, str]:
-        """What every container gets beside its own environment: where the API is (pods reach
-        it on loopback; there is no Service routing), then the node's extra settings."""
-        server = urlparse(str(self.kube.configuration.host))
-        port = str(server.port or 443)
-        host = server.hostname or "127.0.0.1"
+        """What every container gets beside its own environment: where the API is (the
+        `kubernetes` Service's address with a pod network; else the apiserver's own, on
+        loopback), then the node's extra settings."""
+        host, number = self._api_address
+        if self.network is not None:
+            host, number = self.network.service_ip, 443
+        port = str(number)
         return {
             "KUBERNETES_SERVICE_HOST": host,
             "KUBERNETES_SERVICE_PORT": port,
@@ -89,6 +99,15 @@ class NodeAgent:
         self.config.logs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.config.mount_namespaces:
             _make_mount_point()
+        if self.config.pod_network:
+            network = PodNetwork(
+                self.config.pod_network,
+                self.config.state_dir,
+                self._api_address,
+                KUBERNETES_SERVICE_IP,
+            )
+            await network.start()
+            self.network = network
         cert, key, ca = self._tls
         port = await self.logs.start(self._port, cert, key, ca)
         self.registration = Registration(self.kube, self.config, port)
@@ -112,6 +131,8 @@ class NodeAgent:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         await self.logs.stop()
+        if self.network is not None:
+            await self.network.stop()
         shutil.rmtree(self.config.runtime_dir, ignore_errors=True)
 
     # --- pods ------------------------------------------------------------------------------

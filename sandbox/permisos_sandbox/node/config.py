@@ -60,6 +60,9 @@ class NodeConfig:
     extra_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     base_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(base_env()))
     mount_namespaces: bool = field(default_factory=mount_namespaces_available)
+    # A CIDR: each pod gets a network namespace and an address from it (network.py); empty:
+    # every pod shares the machine's network.
+    pod_network: str = ""
 
     @property
     def runtime_dir(self) -> Path:
@@ -112,3 +115,6 @@ class NodeSettings(BaseSettings):
     client_ca: Path | None = None
     log_level: str = "INFO"
     log_format: str = "json"
+    # A CIDR for pods' own network namespaces and addresses (root and iproute2); empty: pods
+    # share the machine's network.
+    pod_network: str = ""

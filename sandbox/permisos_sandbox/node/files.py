@@ -166,6 +166,7 @@ class ContainerPlan:
     termination_policy: str
     log_file: Path
     binds: list[tuple[Path, str, bool]] = field(default_factory=list)
+    netns: Path | None = None  # the pod's network namespace, when it has one
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:

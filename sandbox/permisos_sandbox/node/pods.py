@@ -25,10 +25,12 @@ from .config import (
     BACKOFF_RESET_SECONDS,
     DEFAULT_GRACE_SECONDS,
     MAX_GRACE_SECONDS,
+    NODE_IP,
     STOP_GRACE_SECONDS,
 )
 from .files import ContainerPlan, PodFiles, SetupError, config_error
 from .images import lookup_image
+from .network import NETNS_DIR, PodNetwork
 from .probes import Probe, probes_of
 from .process import ContainerProcess, StartError
 from .status import condition, pod_status, running, terminated, waiting
@@ -126,11 +128,19 @@ class PodWorker:
         self._closing = False
         self.task: asyncio.Task[None] | None = None
         self._last_setup_message: str | None = None
+        # Its own address once its network namespace is made; the machine's without one.
+        self.pod_ip: str | None = NODE_IP if self._network is None else None
         self._adopt(status)
 
     @property
     def extra(self) -> dict[str, str]:
         return log_extra(self.pod)
+
+    @property
+    def _network(self) -> PodNetwork | None:
+        """The node's pod network, unless the pod asks for the machine's (`hostNetwork`)."""
+        host_network = bool((self.pod.get("spec") or {}).get("hostNetwork"))
+        return None if host_network else self.agent.network
 
     @property
     def restart_policy(self) -> str:
@@ -214,6 +224,7 @@ class PodWorker:
             reason=reason,
             message=message,
             extras={c.name: c.extra() for c in self.containers},
+            pod_ip=self.pod_ip,
         )
         if self.shutting_down and phase == "Failed":
             status["conditions"].append(
@@ -269,12 +280,22 @@ class PodWorker:
         finally:
             self._kill_now()
             self.files.remove()
+            if self._network is not None:
+                await self._network.detach(self.uid)
             self.agent.release(self)
 
     async def _run(self) -> None:
         reporter = asyncio.create_task(self._reporter())
         self._changed()
-        plans = None if all(c.done for c in self.containers) else await self._prepare()
+        pending = not all(c.done for c in self.containers)
+        if pending and self._network is not None:
+            # The pod's sandbox first, as the kubelet makes it: its address is then reported.
+            self.pod_ip = await self._network.attach(self.uid)
+            self._changed()
+        plans = await self._prepare() if pending else None
+        if plans is not None and self._network is not None:
+            for plan in plans.values():
+                plan.netns = NETNS_DIR / self._network.namespace(self.uid)
         reason = message = None
         if plans is not None:
             reason, message = await self._supervise(plans)
@@ -466,7 +487,8 @@ class PodWorker:
             container.state = terminated(128, "StartError", message=str(error))
             await self.event("Warning", "Failed", f"Error: {error}")
             return 128
-        probes = probes_of(container.spec)
+        enter = ("nsenter", f"--net={plan.netns}", "--") if plan.netns else ()
+        probes = probes_of(container.spec, self.pod_ip or NODE_IP, enter)
         container.started = "startup" not in probes
         container.ready = "readiness" not in probes
         container.state = running(fmt_time(process.started_at or now()))

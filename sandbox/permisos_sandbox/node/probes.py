@@ -21,6 +21,8 @@ class Probe:
     kind: str  # readiness | liveness | startup
     spec: JSON
     ports: Mapping[str, int]  # the container's named ports
+    host: str = NODE_IP  # the pod's address, where a probe goes unless it names a host
+    enter: tuple[str, ...] = ()  # what runs an exec probe inside the pod's network namespace
 
     @property
     def initial_delay(self) -> float:
@@ -69,7 +71,7 @@ class Probe:
         if "httpGet" in self.spec:
             action = self.spec["httpGet"] or {}
             scheme = str(action.get("scheme") or "HTTP").lower()
-            host = str(action.get("host") or NODE_IP)
+            host = str(action.get("host") or self.host)
             path = str(action.get("path") or "/")
             url = f"{scheme}://{host}:{self._port(action)}{path}"
             headers = {str(h["name"]): str(h["value"]) for h in action.get("httpHeaders") or []}
@@ -86,7 +88,7 @@ class Probe:
                 )
         if "tcpSocket" in self.spec:
             action = self.spec["tcpSocket"] or {}
-            host = str(action.get("host") or NODE_IP)
+            host = str(action.get("host") or self.host)
             _, writer = await asyncio.open_connection(host, self._port(action))
             writer.close()
             with contextlib.suppress(OSError):
@@ -95,6 +97,7 @@ class Probe:
         if "exec" in self.spec:
             command = [str(w) for w in (self.spec["exec"] or {}).get("command") or []]
             process = await asyncio.create_subprocess_exec(
+                *self.enter,
                 *command,
                 env=dict(env),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -113,7 +116,9 @@ class Probe:
         raise ValueError("the probe has no httpGet, tcpSocket or exec action")
 
 
-def probes_of(container: JSON) -> dict[str, Probe]:
+def probes_of(
+    container: JSON, host: str = NODE_IP, enter: tuple[str, ...] = ()
+) -> dict[str, Probe]:
     ports = {
         str(p["name"]): int(p["containerPort"])
         for p in container.get("ports") or []
@@ -123,5 +128,5 @@ def probes_of(container: JSON) -> dict[str, Probe]:
     for kind in ("startup", "readiness", "liveness"):
         spec = container.get(f"{kind}Probe")
         if spec:
-            out[kind] = Probe(kind, spec, ports)
+            out[kind] = Probe(kind, spec, ports, host, enter)
     return out

@@ -94,6 +94,8 @@ class ContainerProcess:
                     "executable file not found in $PATH"
                 )
             argv = [*_mount_prelude(plan.binds), *argv]
+        if plan.netns is not None:
+            argv = ["nsenter", f"--net={plan.netns}", "--", *argv]
         log_fd = os.open(plan.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             self.proc = await asyncio.create_subprocess_exec(

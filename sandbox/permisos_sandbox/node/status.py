@@ -82,6 +82,7 @@ def pod_status(
     reason: str | None = None,
     message: str | None = None,
     extras: dict[str, JSON] | None = None,
+    pod_ip: str | None = NODE_IP,
 ) -> JSON:
     """The whole status of an admitted pod, from its phase and each container's state."""
     containers = (pod.get("spec") or {}).get("containers") or []
@@ -124,8 +125,7 @@ def pod_status(
         "conditions": conditions,
         "hostIP": NODE_IP,
         "hostIPs": [{"ip": NODE_IP}],
-        "podIP": NODE_IP,
-        "podIPs": [{"ip": NODE_IP}],
+        **({"podIP": pod_ip, "podIPs": [{"ip": pod_ip}]} if pod_ip else {}),
         "startTime": start_time,
         "containerStatuses": statuses,
         # A merge patch removes what an earlier status said and this one does not.

@@ -1,0 +1,147 @@
+"""Pod networking for the node agent: a network namespace per pod, as a CNI bridge plugin gives.
+
+Without it every pod shares the machine's network: one address (127.0.0.1), so two pods of one
+Deployment cannot listen on the same port. With a pod network (a CIDR, root and iproute2), the
+agent makes a bridge holding the CIDR's first address (the pods' gateway), and for each pod a
+namespace `pms-<uid>` with a veth pair (`eth0` inside, on the bridge outside), the next free
+address, loopback and a default route through the gateway. The pod's containers share that
+namespace, as a pod's containers do. The host reaches pods at their addresses; pods reach the
+API at the `kubernetes` Service's address (10.96.0.1:443, which the apiserver's certificate
+names): the agent holds it on the bridge and forwards it to the apiserver, the part of
+kube-proxy this machine needs. Other Services are not routed.
+
+Interfaces and namespaces carry a prefix derived from the node's state directory, so a restarted
+agent finds (and removes) what a crashed one left, and two agents never touch each other's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ipaddress
+import logging
+import subprocess
+from pathlib import Path
+
+from permisos_sandbox.relay import relay
+
+log = logging.getLogger("permisos.node")
+
+NETNS_DIR = Path("/run/netns")
+
+
+class NetworkError(RuntimeError):
+    """An `ip` command failed; the message is its error."""
+
+
+def _ip(*args: str, check: bool = True) -> str:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise NetworkError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+class PodNetwork:
+    def __init__(self, cidr: str, state_dir: Path, api: tuple[str, int], service_ip: str) -> None:
+        self.network = ipaddress.ip_network(cidr)
+        hosts = self.network.hosts()
+        self.gateway = str(next(hosts))
+        self._free = [str(h) for h in hosts]
+        digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:5]
+        self.prefix = f"pm{digest}"  # interface names have at most 15 characters
+        self.bridge = f"{self.prefix}br"
+        self.service_ip = service_ip
+        self._api = api
+        self._pods: dict[str, str] = {}  # pod uid -> address
+        self._proxy: asyncio.Server | None = None
+
+    # --- the node's side -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._sweep)
+        try:
+            await asyncio.to_thread(self._make_bridge)
+            # One agent per machine can hold the Service address (another agent with a pod
+            # network, on any state directory, already does: "address already in use").
+            self._proxy = await asyncio.start_server(self._forward, self.service_ip, 443)
+        except BaseException:
+            await asyncio.to_thread(self._sweep)
+            raise
+
+    def _make_bridge(self) -> None:
+        _ip("link", "add", "name", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"{self.gateway}/{self.network.prefixlen}", "dev", self.bridge)
+        _ip("addr", "add", f"{self.service_ip}/32", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+
+    def _sweep(self) -> None:
+        """What an earlier agent on this state directory left: its namespaces and bridge."""
+        for name in self._namespaces():
+            _ip("netns", "delete", name, check=False)
+        _ip("link", "delete", self.bridge, check=False)
+
+    def _namespaces(self) -> list[str]:
+        if not NETNS_DIR.is_dir():
+            return []
+        return sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(f"{self.prefix}-"))
+
+    async def stop(self) -> None:
+        if self._proxy is not None:
+            self._proxy.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._proxy.wait_closed(), 5)
+            self._proxy = None
+        await asyncio.to_thread(self._sweep)
+        self._pods.clear()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection to the `kubernetes` Service, relayed to the apiserver."""
+        await relay(reader, writer, self._api)
+
+    # --- a pod's side ----------------------------------------------------------------------
+
+    def namespace(self, uid: str) -> str:
+        return f"{self.prefix}-{uid.replace('-', '')[:10]}"
+
+    def address(self, uid: str) -> str | None:
+        return self._pods.get(uid)
+
+    async def attach(self, uid: str) -> str:
+        """The pod's namespace and address (the same on a second call)."""
+        if uid in self._pods:
+            return self._pods[uid]
+        if not self._free:
+            raise NetworkError(f"no address left in {self.network}")
+        address = self._free.pop(0)
+        try:
+            await asyncio.to_thread(self._make_namespace, uid, address)
+        except NetworkError:
+            self._free.insert(0, address)
+            await asyncio.to_thread(_ip, "netns", "delete", self.namespace(uid), check=False)
+            raise
+        self._pods[uid] = address
+        return address
+
+    def _make_namespace(self, uid: str, address: str) -> None:
+        ns = self.namespace(uid)
+        outside = f"{self.prefix}{uid.replace('-', '')[:8]}"
+        _ip("netns", "add", ns)
+        _ip("link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        _ip("link", "set", outside, "master", self.bridge, "up")
+        inside = ("netns", "exec", ns, "ip")
+        _ip(*inside, "addr", "add", f"{address}/{self.network.prefixlen}", "dev", "eth0")
+        _ip(*inside, "link", "set", "eth0", "up")
+        _ip(*inside, "link", "set", "lo", "up")
+        _ip(*inside, "route", "add", "default", "via", self.gateway)
+
+    async def detach(self, uid: str) -> None:
+        """The pod's namespace goes (its veth pair with it); its address is free again."""
+        address = self._pods.pop(uid, None)
+        await asyncio.to_thread(_ip, "netns", "delete", self.namespace(uid), check=False)
+        if address is not None:
+            self._free.insert(0, address)
+
+    def enter(self, uid: str, argv: list[str]) -> list[str]:
+        """`argv` run inside the pod's network namespace."""
+        return ["nsenter", f"--net={NETNS_DIR / self.namespace(uid)}", "--", *argv]

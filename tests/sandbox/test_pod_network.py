@@ -1,0 +1,125 @@
+"""Contract tests of the node agent's pod network: each pod in a network namespace of its own
+with an address from the node's CIDR, as a CNI bridge gives, on a control plane of this module
+(its node is the only one, so the scheduler puts every pod there)."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import tempfile
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from permisos_sandbox.cluster import ControlPlane
+from tests.cluster import eventually, kubectl
+from tests.nodes import NodeAgentProcess
+from tests.sandbox.test_controlplane import apply, get_json
+from tests.sandbox.test_node import deployment, job, job_condition, pods_of, python
+
+CIDR = "10.244.7.0/24"
+PORT = 8080  # every replica listens on the same port, each in its own namespace
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[tuple[ControlPlane, NodeAgentProcess]]:
+    with ControlPlane(log=lambda line: None) as cp, tempfile.TemporaryDirectory() as directory:
+        agent = NodeAgentProcess(cp, "permisos-podnet", Path(directory), pod_network=CIDR)
+        agent.start()
+        try:
+            yield cp, agent
+        finally:
+            agent.stop()
+
+
+@pytest.fixture
+async def namespace(cluster: tuple[ControlPlane, NodeAgentProcess]) -> str:
+    name = f"net-{uuid.uuid4().hex[:8]}"
+    await kubectl(cluster[0].admin_kubeconfig, "create", "namespace", name)
+    return name
+
+
+def links() -> str:
+    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+
+
+async def test_replicas_listen_on_one_port_each_at_its_own_address(
+    cluster: tuple[ControlPlane, NodeAgentProcess], namespace: str
+) -> None:
+    admin = cluster[0].admin_kubeconfig
+    server = f"""
+        import http.server, os
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(os.environ["POD_NAME"].encode())
+
+        http.server.HTTPServer(("0.0.0.0", {PORT}), Handler).serve_forever()
+    """
+    container = python(
+        server,
+        name="web",
+        ports=[{"name": "http", "containerPort": PORT}],
+        env=[{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        readinessProbe={"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+    )
+    await apply(admin, deployment("web", namespace, container, replicas=2))
+
+    async def both_ready() -> list[dict[str, Any]] | None:
+        found = await get_json(admin, "deployment", "web", "-n", namespace)
+        if found["status"].get("readyReplicas") != 2:
+            return None
+        return await pods_of(admin, namespace, "app=web")
+
+    pods = await eventually(both_ready, timeout=60)
+    addresses = {pod["status"]["podIP"]: pod["metadata"]["name"] for pod in pods}
+    assert len(addresses) == 2
+    assert all(ipaddress.ip_address(a) in ipaddress.ip_network(CIDR) for a in addresses)
+    for address, name in addresses.items():
+        with urllib.request.urlopen(f"http://{address}:{PORT}/", timeout=5) as answer:
+            assert answer.read().decode() == name
+    # Each pod's own veth is on the node's bridge.
+    assert links().count("master pm") >= 2
+
+
+async def test_a_pod_reaches_the_api_at_the_kubernetes_service_address(
+    cluster: tuple[ControlPlane, NodeAgentProcess], namespace: str
+) -> None:
+    admin = cluster[0].admin_kubeconfig
+    code = f"""
+        import os
+        from kubernetes import client, config
+        from kubernetes.client.exceptions import ApiException
+        config.load_incluster_config()
+        print(os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"])
+        try:
+            client.CoreV1Api().list_namespaced_secret("{namespace}")
+        except ApiException as error:
+            print("secrets:", error.status)
+    """
+    await apply(admin, job("client", namespace, python(code)))
+    done = await eventually(lambda: job_condition(admin, namespace, "client"), timeout=60)
+    assert done["type"] == "Complete"
+    _, out, _ = await kubectl(admin, "logs", "job/client", "-n", namespace)
+    assert out == "10.96.0.1 443\nsecrets: 403\n"
+
+
+def test_a_stopped_agent_leaves_no_namespace_and_no_bridge(
+    cluster: tuple[ControlPlane, NodeAgentProcess],
+) -> None:
+    """Last in this module: it stops the module's agent."""
+    _, agent = cluster
+    assert " pm" in links()
+    assert agent.stop() == 0
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert [n for n in namespaces.split() if n.startswith("pm")] == []
+    assert " pm" not in links()
