@@ -20,10 +20,16 @@ from tests.cluster import KUBECTL
 
 class NodeAgentProcess:
     def __init__(
-        self, control_plane: ControlPlane, name: str, directory: Path, pod_network: str = ""
+        self,
+        control_plane: ControlPlane,
+        name: str,
+        directory: Path,
+        pod_network: str = "",
+        host_ports: tuple[int, ...] = (),
     ) -> None:
         self.control_plane = control_plane
         self.pod_network = pod_network
+        self.host_ports = host_ports
         self.name = name
         self.directory = directory
         self.state_dir = directory / "state"
@@ -58,6 +64,7 @@ class NodeAgentProcess:
                     **os.environ,
                     "PERMISOS_NODE_LOG_FORMAT": "text",
                     "PERMISOS_NODE_POD_NETWORK": self.pod_network,
+                    "PERMISOS_NODE_HOST_PORTS": json.dumps(list(self.host_ports)),
                 },
             )
         self.wait_ready(timeout)

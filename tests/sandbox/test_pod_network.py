@@ -4,9 +4,11 @@ with an address from the node's CIDR, as a CNI bridge gives, on a control plane 
 
 from __future__ import annotations
 
+import http.server
 import ipaddress
 import subprocess
 import tempfile
+import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 
 from permisos_sandbox.cluster import ControlPlane
+from permisos_sandbox.ports import free_port
 from tests.cluster import eventually, kubectl
 from tests.nodes import NodeAgentProcess
 from tests.sandbox.test_controlplane import apply, get_json
@@ -25,10 +28,37 @@ CIDR = "10.244.7.0/24"
 PORT = 8080  # every replica listens on the same port, each in its own namespace
 
 
+GATEWAY = "10.244.7.1"
+
+
+class Answer(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"from the host")
+
+
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[tuple[ControlPlane, NodeAgentProcess]]:
+def host_server() -> Iterator[int]:
+    """A server of this machine on loopback only, as PostgreSQL or the simulators are."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def cluster(host_server: int) -> Iterator[tuple[ControlPlane, NodeAgentProcess]]:
     with ControlPlane(log=lambda line: None) as cp, tempfile.TemporaryDirectory() as directory:
-        agent = NodeAgentProcess(cp, "permisos-podnet", Path(directory), pod_network=CIDR)
+        agent = NodeAgentProcess(
+            cp, "permisos-podnet", Path(directory), pod_network=CIDR, host_ports=(host_server,)
+        )
         agent.start()
         try:
             yield cp, agent
@@ -111,6 +141,26 @@ async def test_a_pod_reaches_the_api_at_the_kubernetes_service_address(
     assert done["type"] == "Complete"
     _, out, _ = await kubectl(admin, "logs", "job/client", "-n", namespace)
     assert out == "10.96.0.1 443\nsecrets: 403\n"
+
+
+async def test_a_pod_reaches_the_hosts_loopback_servers_on_the_ports_the_node_is_given(
+    cluster: tuple[ControlPlane, NodeAgentProcess], namespace: str, host_server: int
+) -> None:
+    admin = cluster[0].admin_kubeconfig
+    other = free_port("127.0.0.1")  # not given to the node: nothing answers there
+    code = f"""
+        import urllib.request
+        print(urllib.request.urlopen("http://{GATEWAY}:{host_server}/", timeout=5).read().decode())
+        try:
+            urllib.request.urlopen("http://{GATEWAY}:{other}/", timeout=5)
+        except OSError as error:
+            print("other port:", type(error.reason).__name__)
+    """
+    await apply(admin, job("fetch", namespace, python(code)))
+    done = await eventually(lambda: job_condition(admin, namespace, "fetch"), timeout=60)
+    assert done["type"] == "Complete"
+    _, out, _ = await kubectl(admin, "logs", "job/fetch", "-n", namespace)
+    assert out == "from the host\nother port: ConnectionRefusedError\n"
 
 
 def test_a_stopped_agent_leaves_no_namespace_and_no_bridge(

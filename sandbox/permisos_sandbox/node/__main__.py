@@ -81,6 +81,7 @@ async def run(args: argparse.Namespace, settings: NodeSettings) -> None:
         max_pods=args.max_pods,
         extra_env=settings.extra_env,
         pod_network=settings.pod_network,
+        host_ports=tuple(settings.host_ports),
     )
     kube = await Kube.from_kubeconfig(args.kubeconfig)
     agent = NodeAgent(

@@ -105,6 +105,7 @@ class NodeAgent:
                 self.config.state_dir,
                 self._api_address,
                 KUBERNETES_SERVICE_IP,
+                self.config.host_ports,
             )
             await network.start()
             self.network = network

@@ -63,6 +63,7 @@ class NodeConfig:
     # A CIDR: each pod gets a network namespace and an address from it (network.py); empty:
     # every pod shares the machine's network.
     pod_network: str = ""
+    host_ports: tuple[int, ...] = ()  # with a pod network: loopback ports pods may reach
 
     @property
     def runtime_dir(self) -> Path:
@@ -118,3 +119,6 @@ class NodeSettings(BaseSettings):
     # A CIDR for pods' own network namespaces and addresses (root and iproute2); empty: pods
     # share the machine's network.
     pod_network: str = ""
+    # With a pod network: ports of servers on this machine's loopback that pods reach at the
+    # gateway's address (JSON list), e.g. PostgreSQL's.
+    host_ports: list[int] = Field(default_factory=list)

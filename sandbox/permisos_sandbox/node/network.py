@@ -8,7 +8,9 @@ address, loopback and a default route through the gateway. The pod's containers 
 namespace, as a pod's containers do. The host reaches pods at their addresses; pods reach the
 API at the `kubernetes` Service's address (10.96.0.1:443, which the apiserver's certificate
 names): the agent holds it on the bridge and forwards it to the apiserver, the part of
-kube-proxy this machine needs. Other Services are not routed.
+kube-proxy this machine needs. Other Services are not routed. Servers of the machine that listen
+on loopback only (PostgreSQL, S3, the simulators) are reached at the gateway's address on the
+ports the node is given (`host_ports`), relayed to 127.0.0.1, as Docker's host gateway does.
 
 Interfaces and namespaces carry a prefix derived from the node's state directory, so a restarted
 agent finds (and removes) what a crashed one left, and two agents never touch each other's.
@@ -22,6 +24,8 @@ import hashlib
 import ipaddress
 import logging
 import subprocess
+from asyncio import StreamReader, StreamWriter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from permisos_sandbox.relay import relay
@@ -43,7 +47,14 @@ def _ip(*args: str, check: bool = True) -> str:
 
 
 class PodNetwork:
-    def __init__(self, cidr: str, state_dir: Path, api: tuple[str, int], service_ip: str) -> None:
+    def __init__(
+        self,
+        cidr: str,
+        state_dir: Path,
+        api: tuple[str, int],
+        service_ip: str,
+        host_ports: tuple[int, ...] = (),
+    ) -> None:
         self.network = ipaddress.ip_network(cidr)
         hosts = self.network.hosts()
         self.gateway = str(next(hosts))
@@ -54,7 +65,8 @@ class PodNetwork:
         self.service_ip = service_ip
         self._api = api
         self._pods: dict[str, str] = {}  # pod uid -> address
-        self._proxy: asyncio.Server | None = None
+        self.host_ports = host_ports
+        self._servers: list[asyncio.Server] = []
 
     # --- the node's side -------------------------------------------------------------------
 
@@ -64,8 +76,14 @@ class PodNetwork:
             await asyncio.to_thread(self._make_bridge)
             # One agent per machine can hold the Service address (another agent with a pod
             # network, on any state directory, already does: "address already in use").
-            self._proxy = await asyncio.start_server(self._forward, self.service_ip, 443)
+            self._servers.append(
+                await asyncio.start_server(self._to(self._api), self.service_ip, 443)
+            )
+            for port in self.host_ports:
+                to_host = self._to(("127.0.0.1", port))
+                self._servers.append(await asyncio.start_server(to_host, self.gateway, port))
         except BaseException:
+            await self._close_servers()
             await asyncio.to_thread(self._sweep)
             raise
 
@@ -87,17 +105,25 @@ class PodNetwork:
         return sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(f"{self.prefix}-"))
 
     async def stop(self) -> None:
-        if self._proxy is not None:
-            self._proxy.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._proxy.wait_closed(), 5)
-            self._proxy = None
+        await self._close_servers()
         await asyncio.to_thread(self._sweep)
         self._pods.clear()
 
-    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One connection to the `kubernetes` Service, relayed to the apiserver."""
-        await relay(reader, writer, self._api)
+    async def _close_servers(self) -> None:
+        for server in self._servers:
+            server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 5)
+        self._servers.clear()
+
+    @staticmethod
+    def _to(upstream: tuple[str, int]) -> Callable[[StreamReader, StreamWriter], Awaitable[None]]:
+        """A connection handler relaying to `upstream`."""
+
+        async def connection(reader: StreamReader, writer: StreamWriter) -> None:
+            await relay(reader, writer, upstream)
+
+        return connection
 
     # --- a pod's side ----------------------------------------------------------------------
 
