@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import textwrap
 import urllib.request
 import uuid
@@ -103,6 +104,24 @@ async def test_a_job_runs_to_complete_and_kubectl_logs_shows_its_output(
         admin, "get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}"
     )
     assert {"Scheduled", "Pulled", "Created", "Started", "Completed"} <= set(events.split())
+
+
+async def test_a_command_naming_python_runs_this_venvs_interpreter_as_the_charts_do(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    """The chart's containers bring `command: ["python", "-m", ...]` on their image; here the
+    image is the node's map entry and `python` is this virtual environment's."""
+    admin = control_plane.admin_kubeconfig
+    container = {
+        "name": "main",
+        "image": "registry.example/permisos-operator:0.1.0",
+        "command": ["python", "-c", "import sys, kopf; print(sys.prefix)"],
+    }
+    await apply(admin, job("chart-like", namespace, container))
+    done = await eventually(lambda: job_condition(admin, namespace, "chart-like"), timeout=60)
+    assert done["type"] == "Complete"
+    _, out, _ = await kubectl(admin, "logs", "job/chart-like", "-n", namespace)
+    assert out.strip() == sys.prefix
 
 
 async def test_a_failed_container_fails_its_job_with_its_termination_message(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,10 +89,16 @@ def runtime_dir(root: Path, name: str, state_dir: Path) -> Path:
 
 
 def base_env() -> dict[str, str]:
-    """What every container process inherits from the machine: PATH only (and the locale, so
-    Python and Chromium decode text the same way they do here)."""
+    """What every container process inherits from the machine: PATH, with this virtual
+    environment's bin first (an image's `python`, as the images' PATH puts their venv first),
+    and the locale, so Python and Chromium decode text the same way they do here."""
     keep = ("PATH", "LANG", "LC_ALL")
-    return {k: os.environ[k] for k in keep if k in os.environ}
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(
+        [venv_bin, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != venv_bin)]
+    )
+    return env
 
 
 class NodeSettings(BaseSettings):

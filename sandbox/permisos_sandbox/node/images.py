@@ -21,7 +21,9 @@ DEFAULT_IMAGES: Mapping[str, Sequence[str]] = MappingProxyType(
         "permisos/browser-runner": RUNNER_ARGV,
         "permisos-browser-runner": RUNNER_ARGV,
         "permisos/api": (sys.executable, "-m", "permisos_api"),
+        "permisos-api": (sys.executable, "-m", "permisos_api"),
         "permisos/operator": (sys.executable, "-m", "permisos_operator"),
+        "permisos-operator": (sys.executable, "-m", "permisos_operator"),
         # A plain interpreter, for pods that bring their own `command` (tests, one-off Jobs).
         "permisos/python": (sys.executable,),
     }
