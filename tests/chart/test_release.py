@@ -1,0 +1,167 @@
+"""The chart installed for real: `helm install` on a control plane of this module, whose node
+agent gives each pod a network namespace and an address (two operator replicas listen on the
+same ports), with the values the platform uses on this machine. Everything comes up through the
+real controllers and the node agent: the migration hook Job, then the API and the operator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from permisos_sandbox.cluster import ControlPlane
+from permisos_sandbox.platform.kubernetes import ROOT
+from tests.accounts import CHART_CRDS, install_crds
+from tests.cluster import eventually, helm, kubectl
+from tests.databases import fresh_database
+from tests.nodes import NodeAgentProcess
+
+from .conftest import CHART
+
+VALUES = ROOT / "sandbox" / "permisos_sandbox" / "platform" / "chart-values.yaml"
+CIDR = "10.244.9.0/24"
+GATEWAY = "10.244.9.1"
+NAMESPACE = "permisos"
+RELEASE = "permisos"
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[str]:
+    with fresh_database("permisos_release", migrate=False) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def cluster(database: str) -> Iterator[ControlPlane]:
+    port = make_url(database).port
+    assert port is not None
+    with ControlPlane(log=lambda line: None) as cp, tempfile.TemporaryDirectory() as directory:
+        agent = NodeAgentProcess(
+            cp, "permisos-local", Path(directory), pod_network=CIDR, host_ports=(port,)
+        )
+        agent.start()
+        try:
+            yield cp
+        finally:
+            agent.stop()
+
+
+def secrets(database: str) -> dict[str, dict[str, str]]:
+    """What `existingSecret` names, created before installing as on any cluster; the pods reach
+    the database at the pod network's gateway."""
+    url = make_url(database).set(host=GATEWAY).render_as_string(hide_password=False)
+    return {
+        "permisos-database": {"url": url},
+        "permisos-stripe": {"secret-key": "sk_test_release", "webhook-secret": "whsec_release"},
+        "permisos-signing": {"secret": uuid.uuid4().hex * 2},
+        "permisos-portal-account": {"username": "operador", "password": "secreto"},
+    }
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: ControlPlane, database: str) -> str:
+    """`helm install`'s output, once for the module."""
+    return asyncio.run(install(cluster, database))
+
+
+async def install(cluster: ControlPlane, database: str) -> str:
+    admin = cluster.admin_kubeconfig
+    await install_crds(admin, CHART_CRDS)
+    await kubectl(admin, "create", "namespace", NAMESPACE)
+    for name, data in secrets(database).items():
+        literals = [f"--from-literal={key}={value}" for key, value in data.items()]
+        await kubectl(admin, "create", "secret", "generic", name, "-n", NAMESPACE, *literals)
+    _, out, _ = await helm(
+        admin,
+        *("install", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(VALUES)),
+        *("--set", f"portal.url=http://{GATEWAY}:8090"),
+    )
+    return out
+
+
+async def deployments(admin: Path) -> dict[str, str]:
+    _, out, _ = await kubectl(admin, "get", "deploy", "-n", NAMESPACE, "-o", "json")
+    return {
+        d["metadata"]["name"]: f"{d['status'].get('readyReplicas', 0)}/{d['spec']['replicas']}"
+        for d in json.loads(out)["items"]
+    }
+
+
+async def test_the_release_comes_up_through_the_hook_and_the_controllers(
+    cluster: ControlPlane, installed: str, database: str
+) -> None:
+    admin = cluster.admin_kubeconfig
+    assert f'is installed as "{RELEASE}"' in installed or "STATUS: deployed" in installed
+
+    # The pre-install hook migrated the database before anything else started.
+    with psycopg.connect(
+        make_url(database).set(drivername="postgresql").render_as_string(hide_password=False)
+    ) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()
+
+    async def ready() -> dict[str, str] | None:
+        found = await deployments(admin)
+        wanted = {f"{RELEASE}-api": "1/1", f"{RELEASE}-operator": "2/2"}
+        return found if found == wanted else None
+
+    await eventually(ready, timeout=90)
+    _, out, _ = await kubectl(admin, "get", "pods", "-n", NAMESPACE, "-o", "json")
+    pods: list[dict[str, Any]] = json.loads(out)["items"]
+    addresses = {p["status"].get("podIP") for p in pods if p["status"]["phase"] == "Running"}
+    assert len(addresses) == 3  # the API and two operators, each at its own address
+    _, status, _ = await helm(admin, "status", RELEASE, "-n", NAMESPACE, "-o", "json")
+    assert json.loads(status)["info"]["status"] == "deployed"
+
+
+async def test_one_operator_replica_is_active_through_kopf_peering(
+    cluster: ControlPlane, installed: str
+) -> None:
+    admin = cluster.admin_kubeconfig
+
+    async def logs() -> dict[str, str] | None:
+        _, out, _ = await kubectl(
+            admin,
+            *("get", "pods", "-n", NAMESPACE, "-o", "name"),
+            "-l",
+            "app.kubernetes.io/component=operator",
+        )
+        found = {}
+        for pod in out.split():
+            _, text, _ = await kubectl(admin, "logs", pod, "-n", NAMESPACE)
+            found[pod] = text
+        started = [p for p, text in found.items() if "controller started" in text]
+        return found if len(found) == 2 and started else None
+
+    found = await eventually(logs, timeout=60)
+    active = [
+        p
+        for p, text in found.items()
+        if text.count("controller started") > text.count("controller stopped")
+    ]
+    assert len(active) == 1, {p: t[-500:] for p, t in found.items()}
+
+
+async def test_a_cronjob_run_by_hand_succeeds(cluster: ControlPlane, installed: str) -> None:
+    """As `kubectl create job --from=cronjob/...` does: the cleanup of abandoned applications,
+    with the CronJob's ServiceAccount, Secrets and database."""
+    admin = cluster.admin_kubeconfig
+    cronjob = f"cronjob/{RELEASE}-cleanup"
+    await kubectl(admin, "create", "job", "cleanup-now", f"--from={cronjob}", "-n", NAMESPACE)
+
+    async def finished() -> str | None:
+        _, out, _ = await kubectl(admin, "get", "job", "cleanup-now", "-n", NAMESPACE, "-o", "json")
+        conditions = json.loads(out).get("status", {}).get("conditions") or []
+        done = [c["type"] for c in conditions if c["type"] in ("Complete", "Failed")]
+        return done[0] if done and conditions else None
+
+    outcome = await eventually(finished, timeout=90)
+    _, log, _ = await kubectl(admin, "logs", "job/cleanup-now", "-n", NAMESPACE)
+    assert outcome == "Complete", log
