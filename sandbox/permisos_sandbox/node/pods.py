@@ -30,7 +30,7 @@ from .config import (
 )
 from .files import ContainerPlan, PodFiles, SetupError, config_error
 from .images import lookup_image
-from .network import NETNS_DIR, PodNetwork
+from .network import PodNetwork, entering
 from .probes import Probe, probes_of
 from .process import ContainerProcess, StartError
 from .status import condition, pod_status, running, terminated, waiting
@@ -295,7 +295,7 @@ class PodWorker:
         plans = await self._prepare() if pending else None
         if plans is not None and self._network is not None:
             for plan in plans.values():
-                plan.netns = NETNS_DIR / self._network.namespace(self.uid)
+                plan.netns = self._network.path(self.uid)
         reason = message = None
         if plans is not None:
             reason, message = await self._supervise(plans)
@@ -487,7 +487,7 @@ class PodWorker:
             container.state = terminated(128, "StartError", message=str(error))
             await self.event("Warning", "Failed", f"Error: {error}")
             return 128
-        enter = ("nsenter", f"--net={plan.netns}", "--") if plan.netns else ()
+        enter = entering(plan.netns) if plan.netns else ()
         probes = probes_of(container.spec, self.pod_ip or NODE_IP, enter)
         container.started = "startup" not in probes
         container.ready = "readiness" not in probes

@@ -20,6 +20,7 @@ from permisos.kube import now
 
 from .config import FALLBACK_LOG_BYTES, FALLBACK_LOG_LINES, MAX_MESSAGE_BYTES
 from .files import ContainerPlan
+from .network import entering
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
@@ -95,7 +96,7 @@ class ContainerProcess:
                 )
             argv = [*_mount_prelude(plan.binds), *argv]
         if plan.netns is not None:
-            argv = ["nsenter", f"--net={plan.netns}", "--", *argv]
+            argv = [*entering(plan.netns), *argv]
         log_fd = os.open(plan.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             self.proc = await asyncio.create_subprocess_exec(
