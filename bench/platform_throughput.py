@@ -76,7 +76,7 @@ from permisos_sandbox.platform.applicant import FINAL_STATUSES, Applicant, Progr
 from permisos_sandbox.platform.people import fictional_person
 
 RESULTS = ROOT / "bench" / "results"
-NS = "default"
+NS = PlatformConfig().namespace
 PORTAL_USER = ("operador", "secreto")  # the simulator's default account, as the platform's
 LABEL_REQUEST = "permisosdigitales.mx/permitrequest"
 # Before the clock the applicants sign up from one address; the API's per-address limits
@@ -467,7 +467,8 @@ def step_means(metrics: str) -> dict[str, float]:
         if labels.get("outcome") != "succeeded":
             continue
         target = sums if found.group(1) == "sum" else counts
-        target[labels["step"]] = float(found.group(3))
+        # Summed: the text may hold several replicas' metrics.
+        target[labels["step"]] = target.get(labels["step"], 0.0) + float(found.group(3))
     return {step: sums[step] / counts[step] for step in sums if counts.get(step)}
 
 
@@ -546,8 +547,7 @@ async def run_pool(args: argparse.Namespace, runners: int, state_dir: Path) -> d
             portal_port=0,
             payments_port=0,
             s3_port=0,
-            operator_metrics_port=0,
-            operator_health_port=0,
+            mail_port=0,
         )
         async with Platform(config) as p:
             started_in = time.monotonic() - began
@@ -565,11 +565,12 @@ async def run_pool(args: argparse.Namespace, runners: int, state_dir: Path) -> d
                 )
                 cpu.stop()
                 load_after = os.getloadavg()
-                async with (
-                    aiohttp.ClientSession() as http,
-                    http.get(p.operator_metrics_url) as response,
-                ):
-                    metrics = await response.text()
+                # Every operator replica's metrics: the active one counted the work.
+                metrics = ""
+                async with aiohttp.ClientSession() as http:
+                    for url in await p.operator_metrics_urls():
+                        async with http.get(url) as response:
+                            metrics += await response.text()
                 p.check_alive()
             finally:
                 await clock.stop()

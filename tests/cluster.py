@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from permisos_sandbox.cluster.build import bin_dir
+from permisos_sandbox.platform.release import helm_binary, helm_env
 from permisos_sandbox.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,10 +50,8 @@ async def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> tuple[int
 async def helm(kubeconfig: Path, *args: str, check: bool = True) -> tuple[int, str, str]:
     """The real helm, built with the control plane, against `kubeconfig`; its cache and
     settings beside it."""
-    home = kubeconfig.parent / "helm"
-    env = {f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
-    argv = [str(bin_dir() / "helm"), "--kubeconfig", str(kubeconfig), *args]
-    return await _run(argv, env, check, timeout=120)
+    argv = [str(helm_binary()), "--kubeconfig", str(kubeconfig), *args]
+    return await _run(argv, helm_env(kubeconfig.parent), check, timeout=120)
 
 
 async def _run(

@@ -1,4 +1,6 @@
-"""The whole platform on this machine, driven through the public HTTP API only.
+"""The whole platform on this machine, driven through the public HTTP API only: the API, the
+operator and the runners are the Helm release of `charts/permisos`, started only by Helm, the
+real controllers and the node agent.
 
 Ten applicants at once: card and OXXO payments, two whose portal confirmations fail with injected
 503s and are retried, one the portal rejects for good. Every accepted payment must end as a permit
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,11 +30,11 @@ from permisos_sandbox.platform import Platform, PlatformConfig
 from permisos_sandbox.platform.applicant import Applicant
 from permisos_sandbox.platform.demo import DEMO_APPLICATION, run_demo
 from permisos_sandbox.platform.people import fictional_person
+from permisos_sandbox.platform.release import helm
 from tests.cluster import kubectl as cluster_kubectl
 from tests.databases import fresh_database
 from tests.namespaces import Namespace
 
-NS = "default"
 REJECTED_PLATES = "AAA0001"  # the portal simulator's plates that already hold a permit
 PORTAL_REJECTION = "Las placas ya cuentan con un permiso vigente"
 RUN = secrets.token_hex(3)  # emails differ from any earlier run's
@@ -58,7 +61,7 @@ async def platform(tmp_path: Path, postgres_url: str) -> AsyncIterator[Platform]
         yield running
 
 
-PORTS = ("api", "portal", "payments", "s3", "operator_metrics", "operator_health")
+PORTS = ("api", "portal", "payments", "s3", "mail")
 
 
 async def one_applicant(p: Platform, i: int, plates: str, method: str) -> Applicant:
@@ -79,6 +82,14 @@ async def one_applicant(p: Platform, i: int, plates: str, method: str) -> Applic
 
 async def test_ten_applicants_end_to_end(platform: Platform) -> None:
     p = platform
+    # The release as an engineer checks it: deployed, the API 1/1 and the operator 2/2 READY.
+    status = json.loads(await helm_out(p, "status", "permisos", "-o", "json"))
+    assert status["info"]["status"] == "deployed"
+    ready = {
+        d["metadata"]["name"]: (d["status"].get("readyReplicas"), d["spec"]["replicas"])
+        for d in json.loads(await kubectl(p, "get", "deploy", "-o", "json"))["items"]
+    }
+    assert ready == {"permisos-api": (1, 1), "permisos-operator": (2, 2)}
     plates = [f"E2E{i:04d}" for i in range(10)]
     methods = ["card", "oxxo"] * 5
     plates[9] = REJECTED_PLATES
@@ -248,44 +259,52 @@ async def check_no_personal_data(p: Platform, applicants: list[Applicant]) -> No
                     haystacks[where] = str((meta.get("labels"), meta.get("annotations")))
     finally:
         await kube.kube.close()
-    for log in p.logs.rglob("*.log"):
+    # This machine's servers' logs, and every container's output the node agent kept (one file
+    # per start): the API, the operators, the migration, the runners.
+    for log in [*p.logs.rglob("*.log"), *p.container_logs.rglob("*.log")]:
         haystacks[str(log)] = log.read_text(errors="replace")
-    # The node agent keeps each runner container's output (one file per start).
-    runner_logs = list((p.config.state_dir / "node" / "logs").glob("*/runner/*.log"))
-    for log in runner_logs:
-        haystacks[str(log)] = log.read_text(errors="replace")
+    runner_logs = list(p.container_logs.glob("*/runner/*.log"))
     # Every attempt's pod output was read (13 attempts: ten requests, three retries).
     assert len([log for log in runner_logs if log.stat().st_size]) >= 13, runner_logs
-    for part in ("api", "operator", "portal", "payments"):
+    for pods, container in (("permisos-api-", "api"), ("permisos-operator-", "operator")):
+        logs = list(p.container_logs.glob(f"*_{pods}*/{container}/*.log"))
+        assert logs and all(log.stat().st_size for log in logs), (container, logs)
+    for part in ("portal", "payments"):
         assert (p.logs / f"{part}.log").stat().st_size, part
     async with httpx.AsyncClient() as http:
-        haystacks["operator metrics"] = (await http.get(p.operator_metrics_url)).text
+        for url in await p.operator_metrics_urls():
+            haystacks[url] = (await http.get(url)).text
         haystacks["API metrics"] = (await http.get(f"{p.api_url}/metrics")).text
     leaks = [(where, n) for where, hay in haystacks.items() for n in needles if n in hay]
     assert not leaks, leaks
 
 
+async def helm_out(p: Platform, *args: str) -> str:
+    return (await helm(p.kubeconfig, *args, "-n", p.config.namespace))[1]
+
+
 async def kubectl(p: Platform, *args: str) -> str:
-    return (await cluster_kubectl(p.kubeconfig, *args))[1]
+    return (await cluster_kubectl(p.kubeconfig, "-n", p.config.namespace, *args))[1]
 
 
 async def check_runner_steps_reach_the_metrics(p: Platform) -> None:
     """The real runner's step timings, through the termination message, become the operator's
-    portal-step histogram (the dashboard's "portal step durations")."""
+    portal-step histogram (the dashboard's "portal step durations"), counted by the replica
+    that was active (the standby counts nothing)."""
+    counts: dict[str, float] = {}
     async with httpx.AsyncClient() as http:
-        text = (await http.get(p.operator_metrics_url)).text
-    counts = {}
-    for line in text.splitlines():
-        if line.startswith("permisos_portal_step_duration_seconds_count{"):
-            labels, value = line.rsplit(" ", 1)
-            counts[labels] = float(value)
+        for url in await p.operator_metrics_urls():
+            for line in (await http.get(url)).text.splitlines():
+                if line.startswith("permisos_portal_step_duration_seconds_count{"):
+                    labels, value = line.rsplit(" ", 1)
+                    counts[labels] = counts.get(labels, 0) + float(value)
     for step in ("login", "lookup", "applicant", "vehicle", "confirm", "processing", "download"):
         key = f'permisos_portal_step_duration_seconds_count{{outcome="succeeded",step="{step}"}}'
         assert counts.get(key) == 9, (step, counts)
 
 
 async def platform_namespace(p: Platform) -> Namespace:
-    return Namespace(await Kube.from_kubeconfig(p.kubeconfig), NS)
+    return Namespace(await Kube.from_kubeconfig(p.kubeconfig), p.config.namespace)
 
 
 async def test_the_make_run_demo_delivers_a_permit_on_its_own_postgresql(tmp_path: Path) -> None:

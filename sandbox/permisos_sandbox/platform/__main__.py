@@ -14,6 +14,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from . import release
 from .applicant import DemoError
 from .children import PartFailed
 from .demo import run_demo
@@ -43,24 +44,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def usage(p: Platform) -> str:
+    ns = p.config.namespace
     return f"""
-The platform is up. Everything listens on loopback:
-  API (interactive docs)     {p.api_url}/docs
+The platform is up: the Helm release `permisos` on the local Kubernetes control plane (the real
+kube-apiserver), its pods run by the node agent at addresses of {p.config.pod_network}.
+  API (interactive docs)     {p.api_url}/docs   (the Service permisos-api, forwarded)
   Portal simulator           {p.portal_url}/login   (user operador, password secreto)
   Payments simulator         {p.payments_url}
   S3 (moto)                  {p.s3_url}
-  Operator metrics           {p.operator_metrics_url}
   PostgreSQL                 {p.database_url}  (also in {p.database_url_file})
-  Mail outbox                {p.outbox}
-  Logs                       {p.logs}
+  Mail (SMTP catcher)        {p.outbox}
+  Logs                       {p.logs} (this machine's servers), kubectl logs (the pods')
 
-kubectl works against the local Kubernetes control plane (the real kube-apiserver):
+kubectl and helm work against it:
   export KUBECONFIG={p.kubeconfig}
-  kubectl get nodes
-  kubectl get permitrequests,runnerpools,jobs,pods
-  kubectl describe permitrequest <name>
-  kubectl logs job/<job name>
-  kubectl scale runnerpool/default --replicas=4
+  helm status permisos -n {ns}
+  kubectl get deploy,pods,cronjobs -n {ns} -o wide
+  kubectl logs deploy/permisos-operator -n {ns}
+  kubectl get permitrequests,runnerpools,jobs -n {ns}
+  kubectl describe permitrequest <name> -n {ns}
+  kubectl scale runnerpool/default --replicas=4 -n {ns}
+  helm upgrade permisos charts/permisos -n {ns} --reuse-values --set api.logLevel=DEBUG
+  (helm is the one built with the control plane: {release.helm_binary()};
+   kubectl is the virtual environment's: {Path(sys.executable).with_name("kubectl")})
 
 Ctrl-C stops everything."""
 

@@ -1,10 +1,10 @@
-"""ServiceAccounts for the platform's components on the local control plane.
+"""ServiceAccounts for the components when they run as processes outside the chart (the tests
+of the operator and of the dispatcher).
 
 Each is bound to the rules its code declares (`permisos_api.rbac`, `permisos_operator.rbac`: what
 the chart's Roles grant, as tests/chart/test_rbac.py proves) and gets a TokenRequest token in a
-kubeconfig of its own, the credentials a pod's projected token would carry. `make run` starts the
-API and the operator with them, never as an admin, until the chart installs them (issue #12);
-the tests make their accounts the same way.
+kubeconfig of its own, the credentials a pod's projected token would carry. `make run` needs
+none of this: the chart makes the accounts and the node agent projects their tokens.
 """
 
 from __future__ import annotations

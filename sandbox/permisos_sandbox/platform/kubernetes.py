@@ -1,10 +1,12 @@
 """The platform's Kubernetes: the real control plane (`permisos_sandbox.cluster`), the node
-agent that runs its pods (`permisos_sandbox.node`), the project's CRDs and the platform's
-namespace, enforcing the `restricted` Pod Security Standard as the chart's namespace would."""
+agent that runs its pods (`permisos_sandbox.node`) on a pod network of its own, the chart's CRDs
+and the platform's namespace, enforcing the `restricted` Pod Security Standard as a production
+namespace would."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sys
 import time
@@ -16,25 +18,19 @@ import yaml
 from permisos.kube import JSON, MERGE_PATCH, Kube, KubeError
 from permisos_sandbox.cluster import ControlPlane
 
-from .accounts import API_ACCOUNT, OPERATOR_ACCOUNT, api_rules, make_account, operator_rules
 from .children import Child, PartFailed
 
 ROOT = Path(__file__).resolve().parents[3]
 CRDS = ROOT / "crds"
+# The project's CRDs and Kopf's peering CRDs, as `helm install` would install them.
+CHART_CRDS = ROOT / "charts" / "permisos" / "crds"
 NODE_NAME = "permisos-local"
-# The components' tokens are not rotated (a pod's kubelet would): long enough for a `make up`.
-TOKEN_SECONDS = 7 * 24 * 3600
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 APPLY_PATCH = "application/apply-patch+yaml"
 POD_SECURITY = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
 }
-
-
-def account_kubeconfig(state_dir: Path, account: str) -> Path:
-    """Where a component's ServiceAccount kubeconfig is written (`var/<account>.kubeconfig`)."""
-    return state_dir / f"{account}.kubeconfig"
 
 
 def load_crds(directory: Path = CRDS) -> list[JSON]:
@@ -127,11 +123,21 @@ async def wait_node_ready(kube: Kube, node: str, child: Child, within: float = 6
 class LocalKubernetes:
     """Started by `start()`, stopped (node agent first, then the control plane) by `stop()`."""
 
-    def __init__(self, state_dir: Path, namespace: str, logs: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        namespace: str,
+        logs: Path,
+        env: dict[str, str],
+        pod_network: str,
+        host_ports: tuple[int, ...],
+    ) -> None:
         self.state_dir = state_dir
         self.namespace = namespace
         self.logs = logs
         self.env = env
+        self.pod_network = pod_network
+        self.host_ports = host_ports
         self.control_plane: ControlPlane | None = None
         self.node: Child | None = None
         self.kube: Kube | None = None
@@ -149,9 +155,8 @@ class LocalKubernetes:
         shutil.copyfile(cp.admin_kubeconfig, self.kubeconfig)
         self.kubeconfig.chmod(0o600)
         self.kube = await Kube.from_kubeconfig(self.kubeconfig)
-        await apply_crds(self.kube, load_crds())
+        await apply_crds(self.kube, load_crds(CHART_CRDS))
         await prepare_namespace(self.kube, self.namespace)
-        await self._component_accounts(self.kube, cp)
         creds = cp.node_credentials(NODE_NAME)
         self.node = Child(
             "node agent",
@@ -163,30 +168,15 @@ class LocalKubernetes:
                 f"--client-ca={creds.client_ca}",
                 f"--state-dir={self.state_dir / 'node'}",
             ],
-            self.env,
+            {
+                **self.env,
+                "PERMISOS_NODE_POD_NETWORK": self.pod_network,
+                "PERMISOS_NODE_HOST_PORTS": json.dumps(list(self.host_ports)),
+            },
             self.logs / "node.log",
         ).start()
         await wait_node_ready(self.kube, NODE_NAME, self.node)
         return self.kube
-
-    async def _component_accounts(self, kube: Kube, cp: ControlPlane) -> None:
-        """The API's and the operator's ServiceAccounts with their declared rules, and their
-        tokens' kubeconfigs: they never act as the admin."""
-        for account, rules in (
-            (API_ACCOUNT, api_rules()),
-            (OPERATOR_ACCOUNT, operator_rules(cluster_wide=False)),
-        ):
-            path = account_kubeconfig(self.state_dir, account)
-            await make_account(
-                kube,
-                cp.server,
-                cp.ca_cert,
-                self.namespace,
-                account,
-                rules,
-                path,
-                seconds=TOKEN_SECONDS,
-            )
 
     async def stop(self) -> None:
         if self.node is not None:

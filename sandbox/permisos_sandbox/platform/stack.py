@@ -1,10 +1,18 @@
-"""Every part of the platform, started in order, wired over loopback, stopped in reverse."""
+"""Every part of the platform, started in order, wired over loopback, stopped in reverse.
+
+The servers a cluster reaches outside itself (PostgreSQL, S3, the portal and payments
+simulators, the mail catcher) run as processes of this machine on loopback; the API, the
+operator, the migration, the CronJobs and the runners are the Helm release `permisos` of
+`charts/permisos` on the local control plane, run by the node agent on a pod network whose
+gateway relays those loopback ports (`release.py`). The API's Service is forwarded to
+127.0.0.1:8000 (`forward.py`)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
+import ipaddress
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -13,28 +21,29 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from sqlalchemy.engine import make_url
 
-from permisos.resources import GROUP, VERSION
+from permisos.kube import Kube
+from permisos_sandbox.mail import MailCatcher
 from permisos_sandbox.ports import free_port
 from permisos_sandbox.postgres import PostgresServer
 from permisos_sandbox.s3 import CREDENTIALS, S3Server
 
-from .accounts import API_ACCOUNT, OPERATOR_ACCOUNT
+from . import release
 from .children import Child, PartFailed, run_to_end
-from .kubernetes import LocalKubernetes, account_kubeconfig
+from .forward import ServiceForward
+from .kubernetes import LocalKubernetes
 
 ROOT = Path(__file__).resolve().parents[3]
 
-# The node agent's image map runs this image's pods as `python -m permisos_runner`.
-RUNNER_IMAGE = "permisos-browser-runner:local"
 DATABASE = "permisos"
-# The runner's Secrets, as an engineer creates them for the chart; the values are the sandbox's.
+# The sandbox's credentials, created as the Secrets the chart's `existingSecret`s name.
 PORTAL_ACCOUNT = ("operador", "secreto")
 STRIPE_KEY = "sk_test_permisos_local"
 WEBHOOK_SECRET = "whsec_permisos_local"  # noqa: S105 (the simulator's, not a real secret)
 S3_SECRET = "permisos-s3"  # noqa: S105 (a Secret's name)
 STATE_MARKER = ".permisos-platform"
-PORTAL_SECRET = "portal-account"  # noqa: S105 (a Secret's name)
+OPERATOR_METRICS_PORT = 8080  # the chart's operator container port `metrics`
 
 
 @dataclass
@@ -47,17 +56,20 @@ class PlatformConfig:
     portal_port: int = 8002
     payments_port: int = 8003
     s3_port: int = 8004
-    operator_metrics_port: int = 8005
-    operator_health_port: int = 8006
-    # Empty: a PostgreSQL server of the platform's own, started afresh each time.
+    mail_port: int = 8005
+    # Empty: a PostgreSQL server of the platform's own, started afresh each time. Another one
+    # must listen on this machine's loopback (the pods reach it through the gateway).
     database_url: str = ""
-    namespace: str = "default"
+    namespace: str = "permisos"
+    # The pods' addresses; its first address is the gateway to this machine's loopback ports.
+    pod_network: str = "10.244.0.0/24"
     bucket: str = "permisos-permits"
     runners: int = 2
     portal_processing_seconds: float = 2.0
     portal_latency_ms: int = 0
     retry_backoff_seconds: int = 2
     dispatcher_interval_seconds: float = 0.5
+    # Plain environment variables for the API pods (the chart's `api.extraEnv`).
     extra_api_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -82,8 +94,10 @@ class Platform:
         self.config = config or PlatformConfig()
         self.children: list[Child] = []
         self.s3: S3Server | None = None
+        self.mail: MailCatcher | None = None
         self.kubernetes: LocalKubernetes | None = None
         self.postgres: PostgresServer | None = None
+        self.api: ServiceForward | None = None
         self.ports: dict[str, int] = {}
         self.python = sys.executable
 
@@ -109,8 +123,13 @@ class Platform:
         return self.url("s3")
 
     @property
-    def operator_metrics_url(self) -> str:
-        return self.url("operator_metrics") + "/metrics"
+    def gateway(self) -> str:
+        """Where pods reach this machine's loopback servers (the pod network's gateway)."""
+        return str(next(ipaddress.ip_network(self.config.pod_network).hosts()))
+
+    def pod_url(self, part: str) -> str:
+        """A loopback server's address as the pods see it."""
+        return f"http://{self.gateway}:{self.ports[part]}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -125,6 +144,11 @@ class Platform:
         return self.config.state_dir / "logs"
 
     @property
+    def container_logs(self) -> Path:
+        """The node agent's container logs: `<namespace>_<pod>_<uid>/<container>/<n>.log`."""
+        return self.config.state_dir / "node" / "logs"
+
+    @property
     def database_url_file(self) -> Path:
         return self.config.state_dir / "database-url"
 
@@ -134,6 +158,29 @@ class Platform:
             return self.config.database_url
         assert self.postgres is not None, "the platform's PostgreSQL starts first"
         return self.postgres.url(DATABASE)
+
+    @property
+    def kube(self) -> Kube:
+        assert self.kubernetes is not None and self.kubernetes.kube is not None
+        return self.kubernetes.kube
+
+    async def pod_addresses(self, component: str) -> list[str]:
+        """The addresses of the release's running pods of one component (api, operator)."""
+        found = await self.kube.get(
+            f"/api/v1/namespaces/{self.config.namespace}/pods",
+            labelSelector=f"app.kubernetes.io/instance={release.RELEASE},"
+            f"app.kubernetes.io/component={component}",
+        )
+        return [
+            pod["status"]["podIP"]
+            for pod in (found or {}).get("items") or []
+            if pod["status"].get("phase") == "Running" and pod["status"].get("podIP")
+        ]
+
+    async def operator_metrics_urls(self) -> list[str]:
+        """Every operator replica's /metrics (the active one counts the work)."""
+        addresses = await self.pod_addresses("operator")
+        return [f"http://{a}:{OPERATOR_METRICS_PORT}/metrics" for a in addresses]
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -150,20 +197,15 @@ class Platform:
 
     async def start(self) -> None:
         cfg = self.config
-        for part in (
-            "api",
-            "portal",
-            "payments",
-            "s3",
-            "operator_metrics",
-            "operator_health",
-        ):
+        for part in ("api", "portal", "payments", "s3", "mail"):
             self.ports[part] = _claim_port(cfg.host, getattr(cfg, f"{part}_port"), part)
         self._fresh_state()
 
         self.s3 = await asyncio.to_thread(S3Server(cfg.host, self.ports["s3"]).start)
         await asyncio.to_thread(self.s3.client().create_bucket, Bucket=cfg.bucket)
-
+        self.mail = await asyncio.to_thread(
+            MailCatcher(self.outbox, cfg.host, self.ports["mail"]).start
+        )
         if not cfg.database_url:
             self.postgres = await asyncio.to_thread(
                 PostgresServer(log_path=self.logs / "postgres.log").start
@@ -172,7 +214,11 @@ class Platform:
         # For commands run by hand beside `make up` (create-admin, a second API, reconcile).
         self.database_url_file.write_text(self.database_url + "\n")
 
-        self.kubernetes = LocalKubernetes(cfg.state_dir, cfg.namespace, self.logs, self._base_env())
+        database_port = make_url(self.database_url).port or 5432
+        host_ports = (database_port, *(self.ports[p] for p in ("portal", "payments", "s3", "mail")))
+        self.kubernetes = LocalKubernetes(
+            cfg.state_dir, cfg.namespace, self.logs, self._base_env(), cfg.pod_network, host_ports
+        )
         await self.kubernetes.start()
 
         portal = self._child(
@@ -200,23 +246,20 @@ class Platform:
             payments.ready(f"{self.payments_url}/__control/health"),
         )
 
-        api_env = self.api_env()
-        await run_to_end(
-            "database migration",
-            [self.python, "-m", "permisos_api.migrate", "upgrade"],
-            api_env,
-            self.logs / "migrate.log",
-        )
-        api = self._child("API", ["-m", "permisos_api"], api_env)
-        await api.ready(f"{self.api_url}/healthz")
-
-        await self._seed()
-
-        operator = self._child("operator", ["-m", "permisos_operator"], self.operator_env())
-        await operator.ready(f"{self.url('operator_health')}/healthz")
+        await release.create_secrets(self.kube, cfg.namespace, self._secrets())
+        values = release.write_values(cfg.state_dir / "chart-machine-values.yaml", self.values())
+        await release.install(self.kubeconfig, cfg.namespace, values)
+        self.api = await ServiceForward(
+            self.kube, cfg.namespace, f"{release.RELEASE}-api", "http", cfg.host, self.ports["api"]
+        ).start()
+        await release.wait_ready(self.kube, cfg.namespace)
 
     async def stop(self) -> None:
-        """Stops every part it started, the last started first; safe to call twice."""
+        """Stops every part it started, the last started first; safe to call twice. The node
+        agent's stop ends the release's pods; the control plane and its etcd go with it."""
+        if self.api is not None:
+            await self.api.stop()
+            self.api = None
         for child in reversed(self.children):
             await asyncio.to_thread(child.stop)
         self.children.clear()
@@ -226,22 +269,33 @@ class Platform:
         if self.postgres is not None:
             await asyncio.to_thread(self.postgres.stop)
             self.postgres = None
+        if self.mail is not None:
+            await asyncio.to_thread(self.mail.stop)
+            self.mail = None
         if self.s3 is not None:
             await asyncio.to_thread(self.s3.stop)
             self.s3 = None
 
     async def create_admin(self, email: str, password: str) -> None:
-        """What an engineer runs once per install: `python -m permisos_api.admin create-admin`."""
+        """What an engineer runs once per install: `python -m permisos_api.admin create-admin`,
+        here from this machine against the database."""
         await run_to_end(
             "create-admin",
             [self.python, "-m", "permisos_api.admin", "create-admin", email],
-            {**self.api_env(), "PERMISOS_ADMIN_PASSWORD": password},
+            {
+                **self._base_env(),
+                "PERMISOS_API_DATABASE_URL": self.database_url,
+                "PERMISOS_ADMIN_PASSWORD": password,
+            },
             self.logs / "admin.log",
         )
 
     def check_alive(self) -> None:
         """Raises PartFailed naming the first part that stopped by itself."""
-        for child in self.children:
+        parts = [*self.children]
+        if self.kubernetes is not None and self.kubernetes.node is not None:
+            parts.append(self.kubernetes.node)
+        for child in parts:
             if not child.alive():
                 code = child.proc.returncode if child.proc else None
                 raise child.failure(f"stopped unexpectedly (exit code {code})")
@@ -264,7 +318,7 @@ class Platform:
             )
         marker.write_text("The local platform's state; every start deletes and rewrites it.\n")
         self.database_url_file.unlink(missing_ok=True)
-        for stale in (self.outbox, self.logs, state / "node"):
+        for stale in (self.outbox, self.logs, state / "node", state / "helm"):
             shutil.rmtree(stale, ignore_errors=True)
         self.outbox.mkdir()
         self.logs.mkdir()
@@ -279,82 +333,44 @@ class Platform:
         keep = ("PATH", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV")
         return {k: v for k, v in os.environ.items() if k in keep} | {"PYTHONUNBUFFERED": "1"}
 
-    def api_env(self) -> dict[str, str]:
-        cfg = self.config
+    def _secrets(self) -> dict[str, dict[str, str]]:
+        """What the chart's `existingSecret`s name, created before installing as on any
+        cluster; the pods reach the database through the gateway."""
+        url = make_url(self.database_url).set(host=self.gateway)
+        user, password = PORTAL_ACCOUNT
         return {
-            **self._base_env(),
-            **CREDENTIALS,
-            "KUBECONFIG": str(account_kubeconfig(self.config.state_dir, API_ACCOUNT)),
-            "PERMISOS_API_HOST": cfg.host,
-            "PERMISOS_API_PORT": str(self.ports["api"]),
-            "PERMISOS_API_PUBLIC_BASE_URL": self.api_url,
-            "PERMISOS_API_DATABASE_URL": self.database_url,
-            "PERMISOS_API_COOKIE_SECURE": "false",
-            "PERMISOS_API_MAIL_OUTBOX_DIR": str(self.outbox),
-            "PERMISOS_API_STRIPE_SECRET_KEY": STRIPE_KEY,
-            "PERMISOS_API_STRIPE_API_BASE": self.payments_url,
-            "PERMISOS_API_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "PERMISOS_API_S3_BUCKET": cfg.bucket,
-            "PERMISOS_API_S3_ENDPOINT_URL": self.s3_url,
-            "PERMISOS_API_KUBERNETES_NAMESPACE": cfg.namespace,
-            "PERMISOS_API_DISPATCHER_INTERVAL_SECONDS": str(cfg.dispatcher_interval_seconds),
-            **cfg.extra_api_env,
+            "permisos-database": {"url": url.render_as_string(hide_password=False)},
+            "permisos-stripe": {"secret-key": STRIPE_KEY, "webhook-secret": WEBHOOK_SECRET},
+            "permisos-signing": {"secret": secrets.token_hex(32)},
+            "permisos-portal-account": {"username": user, "password": password},
+            S3_SECRET: {k: CREDENTIALS[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")},
         }
 
-    def operator_env(self) -> dict[str, str]:
-        host = self.config.host
-        return {
-            "KUBECONFIG": str(account_kubeconfig(self.config.state_dir, OPERATOR_ACCOUNT)),
-            "PERMISOS_OPERATOR_STANDALONE": "true",
-            "PERMISOS_OPERATOR_NAMESPACES": f'["{self.config.namespace}"]',
-            "PERMISOS_OPERATOR_METRICS_HOST": host,
-            "PERMISOS_OPERATOR_METRICS_PORT": str(self.ports["operator_metrics"]),
-            "PERMISOS_OPERATOR_LIVENESS_ENDPOINT": (
-                f"http://{host}:{self.ports['operator_health']}/healthz"
-            ),
-            "PERMISOS_OPERATOR_DATABASE_URL": self.database_url,
-        }
-
-    def runner_pool(self) -> dict[str, Any]:
+    def values(self) -> dict[str, Any]:
+        """This machine's addresses and the demo's settings, over chart-values.yaml."""
         cfg = self.config
         return {
-            "metadata": {"name": "default", "namespace": cfg.namespace},
-            "spec": {
+            "api": {
+                "publicBaseUrl": self.api_url,
+                "dispatcher": {"intervalSeconds": cfg.dispatcher_interval_seconds},
+                "extraEnv": [{"name": k, "value": v} for k, v in cfg.extra_api_env.items()],
+            },
+            "stripe": {"apiBase": self.pod_url("payments")},
+            "s3": {
+                "bucket": cfg.bucket,
+                "endpointUrl": self.pod_url("s3"),
+                "existingSecret": S3_SECRET,
+            },
+            "portal": {"url": self.pod_url("portal")},
+            "smtp": {"host": self.gateway, "port": self.ports["mail"], "starttls": False},
+            "runnerPool": {
                 "replicas": cfg.runners,
-                "image": RUNNER_IMAGE,
-                "imagePullPolicy": "Never",
                 "retryPolicy": {
                     "backoffSeconds": cfg.retry_backoff_seconds,
                     "maxBackoffSeconds": max(cfg.retry_backoff_seconds, 30),
                 },
-                "portal": {"url": self.portal_url, "credentialsSecret": PORTAL_SECRET},
-                "storage": {
-                    "bucket": cfg.bucket,
-                    "endpointUrl": self.s3_url,
-                    "credentialsSecret": S3_SECRET,
-                },
             },
         }
-
-    async def _seed(self) -> None:
-        """What `helm install` creates: the runner's Secrets and the default RunnerPool."""
-        assert self.kubernetes is not None
-        ns = self.config.namespace
-        secrets = {
-            PORTAL_SECRET: {"username": PORTAL_ACCOUNT[0], "password": PORTAL_ACCOUNT[1]},
-            S3_SECRET: {k: CREDENTIALS[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")},
-        }
-        for name, values in secrets.items():
-            data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
-            secret = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": name},
-                "data": data,
-            }
-            await self.kubernetes.create(f"/api/v1/namespaces/{ns}/secrets", secret)
-        pool = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RunnerPool", **self.runner_pool()}
-        await self.kubernetes.create(f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/runnerpools", pool)
 
 
 def _create_database(admin_dsn: str, name: str) -> None:
