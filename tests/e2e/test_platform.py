@@ -26,11 +26,12 @@ from pypdf import PdfReader
 from sqlalchemy import create_engine, text
 
 from permisos.kube import Kube
-from permisos_sandbox.platform import Platform, PlatformConfig
+from permisos_sandbox.platform import Platform, PlatformConfig, release
 from permisos_sandbox.platform.applicant import Applicant
 from permisos_sandbox.platform.demo import DEMO_APPLICATION, run_demo
 from permisos_sandbox.platform.people import fictional_person
 from permisos_sandbox.platform.release import helm
+from tests.cluster import eventually
 from tests.cluster import kubectl as cluster_kubectl
 from tests.databases import fresh_database
 from tests.namespaces import Namespace
@@ -324,3 +325,75 @@ async def test_the_make_run_demo_delivers_a_permit_on_its_own_postgresql(tmp_pat
     personal = ("first_name", "last_name", "maternal_surname", "curp", "phone")
     for value in (*(DEMO_APPLICATION[k] for k in personal), "@example.com"):
         assert value not in shown, value
+
+
+async def test_a_helm_upgrade_in_the_middle_of_a_permit(tmp_path: Path, postgres_url: str) -> None:
+    """`helm upgrade --reuse-values` with changed log levels rolls the API and the operator
+    Deployments (new pods, as on a cluster) while a runner attempt is under way, and with a
+    changed pool size updates the RunnerPool; the permit still ends ready, from one Job."""
+    config = PlatformConfig(
+        state_dir=tmp_path,
+        database_url=postgres_url,
+        runners=1,
+        portal_processing_seconds=8,
+        **{f"{part}_port": 0 for part in PORTS},
+    )
+    async with Platform(config) as p:
+        data = {**fictional_person(0, f"upgrade-{RUN}"), "plates": "UPG0001"}
+        applicant = Applicant(p.api_url, p.outbox, data["email"], data)
+        try:
+            await applicant.register_and_verify()
+            await applicant.login()
+            await applicant.apply()
+            assert (await applicant.pay_card())["status"] == "succeeded"
+
+            async def running() -> dict[str, Any] | None:
+                app = await applicant.get()
+                return app if app["permit_phase"] == "Running" else None
+
+            await eventually(running, timeout=60)
+            before = await pod_names(p)
+            await helm(
+                p.kubeconfig,
+                *("upgrade", "permisos", str(release.CHART), "-n", p.config.namespace),
+                "--reuse-values",
+                *("--set", "api.logLevel=DEBUG", "--set", "operator.logLevel=DEBUG"),
+                *("--set", "runnerPool.replicas=3"),
+            )
+            ready = await release.wait_ready(p.kube, p.config.namespace, within=120)
+            assert ready == {"permisos-api": "1/1", "permisos-operator": "2/2"}
+            after = await pod_names(p)
+            assert not (before & after), (before, after)  # every pod was replaced
+            assert "3" in await kubectl(
+                p, "get", "runnerpool", "default", "-o", "jsonpath={.spec.replicas}"
+            )
+            final = await applicant.follow(within=120)
+            assert final["status"] == "permit_ready", final
+            history = json.loads(await helm_out(p, "history", "permisos", "-o", "json"))
+            assert [(h["revision"], h["status"]) for h in history] == [
+                (1, "superseded"),
+                (2, "deployed"),
+            ]
+            prs = json.loads(await kubectl(p, "get", "permitrequests", "-o", "json"))["items"]
+            (pr,) = [r for r in prs if r["spec"]["applicationId"] == applicant.application_id]
+            jobs = json.loads(await kubectl(p, "get", "jobs", "-o", "json"))["items"]
+            attempts = [
+                j["metadata"]["name"]
+                for j in jobs
+                if any(o["uid"] == pr["metadata"]["uid"] for o in j["metadata"]["ownerReferences"])
+            ]
+            assert len(attempts) == 1, attempts
+        finally:
+            await applicant.close()
+
+
+async def pod_names(p: Platform) -> set[str]:
+    """The release's API and operator pods that are running and not terminating."""
+    found = json.loads(await kubectl(p, "get", "pods", "-o", "json"))["items"]
+    return {
+        pod["metadata"]["name"]
+        for pod in found
+        if pod["status"].get("phase") == "Running"
+        and "deletionTimestamp" not in pod["metadata"]
+        and pod["metadata"]["labels"].get("app.kubernetes.io/component") in ("api", "operator")
+    }

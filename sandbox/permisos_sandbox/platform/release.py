@@ -79,19 +79,27 @@ async def install(kubeconfig: Path, namespace: str, machine_values: Path) -> str
 
 
 async def deployments_ready(kube: Kube, namespace: str) -> dict[str, str]:
-    """Each Deployment of the release as `kubectl get deploy` shows it: ready/wanted."""
+    """Each Deployment of the release as `kubectl get deploy` shows it: ready/wanted, where a
+    rollout still under way (`kubectl rollout status` would wait) counts no ready replica."""
     found = await kube.get(
         f"/apis/apps/v1/namespaces/{namespace}/deployments",
         labelSelector=f"app.kubernetes.io/instance={RELEASE}",
     )
-    return {
-        d["metadata"]["name"]: f"{d['status'].get('readyReplicas', 0)}/{d['spec']['replicas']}"
-        for d in (found or {}).get("items") or []
-    }
+    shown = {}
+    for d in (found or {}).get("items") or []:
+        wanted, status = d["spec"]["replicas"], d.get("status") or {}
+        rolled = (
+            status.get("observedGeneration", 0) >= d["metadata"]["generation"]
+            and status.get("updatedReplicas", 0) == wanted
+            and status.get("replicas", 0) == wanted  # no old pod left
+        )
+        shown[d["metadata"]["name"]] = f"{status.get('readyReplicas', 0) if rolled else 0}/{wanted}"
+    return shown
 
 
 async def wait_ready(kube: Kube, namespace: str, within: float = 180.0) -> dict[str, str]:
-    """Until every Deployment of the release has all its replicas Ready and up to date."""
+    """Until every Deployment of the release has rolled out: all its replicas up to date and
+    Ready, none of an older revision left."""
     deadline = time.monotonic() + within
     seen: dict[str, str] = {}
     while time.monotonic() < deadline:
