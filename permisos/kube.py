@@ -65,12 +65,28 @@ class Kube:
         self.api = k8s.ApiClient(configuration)
 
     @classmethod
-    async def from_kubeconfig(cls, path: Path | str) -> Kube:
+    async def from_kubeconfig(cls, path: Path | str | None = None) -> Kube:
+        """From a kubeconfig file; without one, those `KUBECONFIG` names (or ~/.kube/config)."""
         configuration = k8s.Configuration()
         # The client's configuration loaders and close() carry no annotations.
         await k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(path), client_configuration=configuration, persist_config=False
+            config_file=str(path) if path else None,
+            client_configuration=configuration,
+            persist_config=False,
         )
+        return cls(configuration)
+
+    @classmethod
+    async def from_environment(cls) -> Kube:
+        """As kubectl finds its cluster: the pod's ServiceAccount inside a cluster, else the
+        kubeconfig."""
+        configuration = k8s.Configuration()
+        try:
+            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
+        except k8s_config.ConfigException:  # not in a pod: no service host, or no token
+            return await cls.from_kubeconfig()
         return cls(configuration)
 
     async def close(self) -> None:

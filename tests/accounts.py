@@ -95,7 +95,11 @@ def audited_grants(control_plane: ControlPlane, user: str) -> set[tuple[str, str
     out = set()
     for event in control_plane.audit_events():
         ref = event.get("objectRef")
-        if event["user"]["username"] != user or not ref or event.get("stage") != "ResponseComplete":
+        if (
+            event["user"].get("username") != user
+            or not ref
+            or event.get("stage") != "ResponseComplete"
+        ):
             continue
         resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
         out.add((ref.get("apiGroup", ""), resource, event["verb"], ref.get("namespace", "")))
@@ -108,7 +112,7 @@ def refused(control_plane: ControlPlane, user: str) -> list[str]:
     return [
         f"{e['verb']} {e['requestURI']}"
         for e in control_plane.audit_events()
-        if e["user"]["username"] == user
+        if e["user"].get("username") == user
         and (e.get("annotations") or {}).get("authorization.k8s.io/decision") == "forbid"
     ]
 

@@ -47,11 +47,13 @@ async def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> tuple[int
     return await _run([str(KUBECTL), "--kubeconfig", str(kubeconfig), *cache, *args], {}, check)
 
 
-async def helm(kubeconfig: Path, *args: str, check: bool = True) -> tuple[int, str, str]:
+async def helm(
+    kubeconfig: Path, *args: str, check: bool = True, timeout: float = 120
+) -> tuple[int, str, str]:
     """The real helm, built with the control plane, against `kubeconfig`; its cache and
     settings beside it."""
     argv = [str(helm_binary()), "--kubeconfig", str(kubeconfig), *args]
-    return await _run(argv, helm_env(kubeconfig.parent), check, timeout=120)
+    return await _run(argv, helm_env(kubeconfig.parent), check, timeout=timeout)
 
 
 async def _run(

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from permisos_sandbox.cluster import ControlPlane
 from permisos_sandbox.platform.kubernetes import ROOT
-from tests.accounts import CHART_CRDS, install_crds
+from tests.accounts import CHART_CRDS, install_crds, refused
 from tests.cluster import eventually, helm, kubectl
 from tests.databases import fresh_database
 from tests.nodes import NodeAgentProcess
@@ -165,3 +165,70 @@ async def test_a_cronjob_run_by_hand_succeeds(cluster: ControlPlane, installed: 
     outcome = await eventually(finished, timeout=90)
     _, log, _ = await kubectl(admin, "logs", "job/cleanup-now", "-n", NAMESPACE)
     assert outcome == "Complete", log
+
+
+# What the release makes in its namespace, and cluster-wide, to be found by its instance label.
+NAMESPACED = (
+    "pods",
+    "jobs.batch",
+    "cronjobs.batch",
+    "deployments.apps",
+    "replicasets.apps",
+    "services",
+    "secrets",
+    "configmaps",
+    "serviceaccounts",
+    "roles.rbac.authorization.k8s.io",
+    "rolebindings.rbac.authorization.k8s.io",
+    "networkpolicies.networking.k8s.io",
+    "poddisruptionbudgets.policy",
+    "runnerpools.permisosdigitales.mx",
+    "kopfpeerings.kopf.dev",
+)
+CLUSTER = (
+    "clusterroles.rbac.authorization.k8s.io",
+    "clusterrolebindings.rbac.authorization.k8s.io",
+)
+
+
+async def of_the_release(admin: Path, kinds: tuple[str, ...], *scope: str) -> list[str]:
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+    _, out, _ = await kubectl(admin, "get", ",".join(kinds), *scope, "-l", selector, "-o", "name")
+    return out.split()
+
+
+async def test_helm_uninstall_finishes_and_leaves_nothing_of_the_release(
+    cluster: ControlPlane, installed: str, database: str
+) -> None:
+    """Last in this module. The pre-delete hook has the running operator let go of the
+    RunnerPool and the peering object (Kopf's finalizer on the latter), so `helm uninstall
+    --wait --cascade foreground` returns once everything is gone: no pod, Job, Secret or any
+    other object of the release, hooks included. What it did not make stays: the Secrets its
+    values name, the CRDs."""
+    admin = cluster.admin_kubeconfig
+    assert await of_the_release(admin, ("runnerpools.permisosdigitales.mx",), "-n", NAMESPACE)
+    await helm(
+        admin,
+        *("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--cascade", "foreground"),
+        *("--timeout", "150s"),
+        timeout=200,
+    )
+    assert await of_the_release(admin, NAMESPACED, "-n", NAMESPACE) == []
+    assert await of_the_release(admin, CLUSTER) == []
+    _, pods, _ = await kubectl(admin, "get", "pods", "-n", NAMESPACE, "-o", "name")
+    assert pods.split() == []
+    _, left, _ = await kubectl(admin, "get", "secrets", "-n", NAMESPACE, "-o", "name")
+    assert sorted(left.split()) == sorted(f"secret/{name}" for name in secrets(database))
+    _, crds, _ = await kubectl(admin, "get", "crds", "-o", "name")
+    assert "customresourcedefinition.apiextensions.k8s.io/runnerpools.permisosdigitales.mx" in crds
+    code, _, err = await helm(admin, "status", RELEASE, "-n", NAMESPACE, check=False)
+    assert code != 0 and "not found" in err
+    # The hook acted as its own ServiceAccount, within its Role, and deleted both objects.
+    user = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-uninstall"
+    assert refused(cluster, user) == []
+    deleted = {
+        event["objectRef"]["resource"]
+        for event in cluster.audit_events()
+        if event["user"].get("username") == user and event["verb"] == "delete"
+    }
+    assert deleted == {"runnerpools", "kopfpeerings"}

@@ -227,6 +227,53 @@ def test_migration_job_is_a_pre_install_and_pre_upgrade_hook(rendered: Rendered)
     )
 
 
+@pytest.mark.parametrize("scope", ["namespace", "cluster"])
+def test_the_uninstall_hook_releases_the_pool_then_the_peering_object(
+    chart: helm.Chart, scope: str
+) -> None:
+    """What the pre-delete hook deletes is exactly what the chart made and the operator may hold
+    a finalizer on, in that order; its Role reaches those objects by name and no others."""
+    rendered = render(
+        chart, {"portal": {"url": "https://portal.example.gob.mx"}, "operator": {"scope": scope}}
+    )
+    job = rendered.get("Job", f"{RELEASE}-permisos-uninstall")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    pool = rendered.get("RunnerPool", "default")
+    (peering,) = rendered.of_kind("KopfPeering", "ClusterKopfPeering")
+    peering_path = (
+        f"/apis/kopf.dev/v1/clusterkopfpeerings/{peering['metadata']['name']}"
+        if scope == "cluster"
+        else f"/apis/kopf.dev/v1/namespaces/{NAMESPACE}/kopfpeerings/{peering['metadata']['name']}"
+    )
+    assert container["command"] == [
+        *("python", "-m", "permisos_operator.uninstall", "--within=60"),
+        f"/apis/permisosdigitales.mx/v1alpha1/namespaces/{NAMESPACE}/runnerpools/default",
+        peering_path,
+    ]
+    assert pool["metadata"]["namespace"] == NAMESPACE
+    named = {
+        (rule["resources"][0], name)
+        for role in rendered.of_kind("Role", "ClusterRole")
+        if role["metadata"]["name"].endswith("-uninstall")
+        for rule in role["rules"]
+        for name in rule["resourceNames"]
+    }
+    assert named == {
+        ("runnerpools", "default"),
+        (peering_path.split("/")[-2], peering["metadata"]["name"]),
+    }
+    for manifest in rendered.manifests:
+        # Everything of the hook's is a hook, but its NetworkPolicy, which must fence it from the
+        # start (an object of the release).
+        if manifest["metadata"]["name"].endswith("-uninstall") and manifest["kind"] != (
+            "NetworkPolicy"
+        ):
+            annotations = manifest["metadata"]["annotations"]
+            assert annotations["helm.sh/hook"] == "pre-delete", manifest["kind"]
+            assert "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
+
+
 def test_cronjobs_run_the_scheduled_commands(rendered: Rendered) -> None:
     commands = {
         c["metadata"]["name"]: c["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][

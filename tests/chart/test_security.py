@@ -119,7 +119,9 @@ def test_the_profile_check_catches_each_violation(
     assert any(expected in found for found in restricted_violations(spec))
 
 
-def test_only_the_api_and_operator_hold_a_kubernetes_token(rendered: Rendered) -> None:
+def test_only_the_api_operator_and_uninstall_hook_hold_a_kubernetes_token(
+    rendered: Rendered,
+) -> None:
     holders = set()
     for where, _, spec in rendered.pods():
         account = spec.get("serviceAccountName")
@@ -131,7 +133,11 @@ def test_only_the_api_and_operator_hold_a_kubernetes_token(rendered: Rendered) -
         runner_spec = runner_pod(rendered)[2]
         assert runner_spec["serviceAccountName"] == f"{RELEASE}-permisos-runner"
         assert runner_spec["automountServiceAccountToken"] is False
-    assert holders == {f"{RELEASE}-permisos-api", f"{RELEASE}-permisos-operator"}
+    assert holders == {
+        f"{RELEASE}-permisos-api",
+        f"{RELEASE}-permisos-operator",
+        f"{RELEASE}-permisos-uninstall",
+    }
     runner = rendered.get("ServiceAccount", f"{RELEASE}-permisos-runner")
     assert runner["automountServiceAccountToken"] is False
     bound = {
@@ -246,13 +252,24 @@ def test_the_api_reaches_what_it_uses(rendered: Rendered) -> None:
 
 def test_scheduled_jobs_cannot_reach_the_kubernetes_api(rendered: Rendered) -> None:
     np = rendered.values["networkPolicy"]
-    jobs = [labels for where, labels, _ in rendered.pods() if where.split("/")[0] in JOB_KINDS]
+    jobs = [
+        labels
+        for where, labels, _ in rendered.pods()
+        if where.split("/")[0] in JOB_KINDS and labels["app.kubernetes.io/component"] != "uninstall"
+    ]
     assert len(jobs) == 4  # the migration and three CronJobs
     for labels in jobs:
         policy = policy_of(rendered, labels)
         assert policy["ingress"] == []
         assert endpoint_rule(np["kubeApi"]) not in policy["egress"]
         assert endpoint_rule(np["database"]) in policy["egress"]
+
+
+def test_the_uninstall_hook_reaches_only_dns_and_the_kube_api(rendered: Rendered) -> None:
+    np = rendered.values["networkPolicy"]
+    policy = policy_of(rendered, pods_of(rendered, "uninstall")["podSelector"]["matchLabels"])
+    assert policy["ingress"] == []
+    assert policy["egress"] == [endpoint_rule(np["dns"]), endpoint_rule(np["kubeApi"])]
 
 
 def test_only_runners_reach_the_portal_simulator(renders: dict[str, Rendered]) -> None:

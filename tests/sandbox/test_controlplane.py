@@ -265,7 +265,7 @@ async def test_rbac_refuses_a_user_without_a_binding_and_audits_who_did_what(
         return [
             (e["verb"], e["responseStatus"]["code"])
             for e in control_plane.audit_events()
-            if e["user"]["username"] == "nobody@example.test"
+            if e["user"].get("username") == "nobody@example.test"
             and e.get("objectRef", {}).get("namespace") == namespace
         ]
 

@@ -65,6 +65,7 @@ kubectl and helm work against it:
   kubectl describe permitrequest <name> -n {ns}
   kubectl scale runnerpool/default --replicas=4 -n {ns}
   helm upgrade permisos charts/permisos -n {ns} --reuse-values --set api.logLevel=DEBUG
+  helm uninstall permisos -n {ns} --wait --cascade foreground
   (helm is the one built with the control plane: {release.helm_binary()};
    kubectl is the virtual environment's: {Path(sys.executable).with_name("kubectl")})
 
