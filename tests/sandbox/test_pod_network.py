@@ -163,6 +163,26 @@ async def test_a_pod_reaches_the_hosts_loopback_servers_on_the_ports_the_node_is
     assert out == "from the host\nother port: ConnectionRefusedError\n"
 
 
+async def test_a_pods_network_does_not_change_once_it_runs(
+    cluster: tuple[ControlPlane, NodeAgentProcess], namespace: str
+) -> None:
+    """The addresses a pod sees when it starts are the ones it keeps: a browser that sees an
+    address appear (the IPv6 link-local one, after duplicate address detection) fails its
+    navigation under way with ERR_NETWORK_CHANGED."""
+    admin = cluster[0].admin_kubeconfig
+    code = """
+        import pathlib, time
+        first = pathlib.Path("/proc/net/if_inet6").read_text()
+        time.sleep(3)
+        print(first == pathlib.Path("/proc/net/if_inet6").read_text(), "eth0" in first)
+    """
+    await apply(admin, job("settled", namespace, python(code)))
+    done = await eventually(lambda: job_condition(admin, namespace, "settled"), timeout=60)
+    assert done["type"] == "Complete"
+    _, out, _ = await kubectl(admin, "logs", "job/settled", "-n", namespace)
+    assert out == "True False\n"
+
+
 def test_a_stopped_agent_leaves_no_namespace_and_no_bridge(
     cluster: tuple[ControlPlane, NodeAgentProcess],
 ) -> None:

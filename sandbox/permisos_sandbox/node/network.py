@@ -162,6 +162,10 @@ class PodNetwork:
         _ip("link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", ns)
         _ip("link", "set", outside, "master", self.bridge, "up")
         inside = ("netns", "exec", ns, "ip")
+        # No IPv6 link-local address: the kernel would add it a second or so after the link is up
+        # (after duplicate address detection), and Chromium fails the navigation it is making at
+        # that moment with ERR_NETWORK_CHANGED. The pod's network is settled before it starts.
+        _ip(*inside, "link", "set", "eth0", "addrgenmode", "none")
         _ip(*inside, "addr", "add", f"{address}/{self.network.prefixlen}", "dev", "eth0")
         _ip(*inside, "link", "set", "eth0", "up")
         _ip(*inside, "link", "set", "lo", "up")
