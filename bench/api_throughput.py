@@ -117,6 +117,7 @@ async def start_ours(
         "PERMISOS_API_SMTP_HOST": "",
         "PERMISOS_API_COOKIE_SECURE": "false",
         "PERMISOS_API_DISPATCHER_ENABLED": "false",
+        "PERMISOS_API_MIRROR_ENABLED": "false",
         "PERMISOS_API_SIGNING_SECRET": uuid.uuid4().hex,
         "PERMISOS_API_LOGIN_LIMIT_PER_ADDRESS": "1000000",
         "PERMISOS_API_LOGIN_LIMIT_PER_ACCOUNT": "1000000",

@@ -1,4 +1,4 @@
-"""The database engine both the API and the operator's mirror use: PostgreSQL, everywhere."""
+"""The platform's database engine: PostgreSQL, everywhere."""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ back the decoded bodies. Failures raise `KubeError` with the API's Status.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+import os
+from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,11 @@ class Kube:
     async def from_kubeconfig(cls, path: Path | str | None = None) -> Kube:
         """From a kubeconfig file; without one, those `KUBECONFIG` names (or ~/.kube/config)."""
         configuration = k8s.Configuration()
+        # Read now: the client's own default is `KUBECONFIG` as it was when it was imported.
+        default = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
         # The client's configuration loaders and close() carry no annotations.
         await k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(path) if path else None,
+            config_file=str(path) if path else default,
             client_configuration=configuration,
             persist_config=False,
         )
@@ -157,7 +160,7 @@ class Kube:
 
     async def watch(
         self, path: str, *, resource_version: str, timeout_seconds: int = 300, **query: Any
-    ) -> AsyncIterator[tuple[str, JSON]]:
+    ) -> AsyncGenerator[tuple[str, JSON], None]:
         """(type, object) events of one watch request, with bookmarks, until the server ends it.
         A 410 Gone arrives as an ERROR event whose object is the Status."""
         answer = await self._send(

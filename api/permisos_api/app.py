@@ -12,9 +12,10 @@ from fastapi import FastAPI
 from .context import Services
 from .db import make_engine, make_sessionmaker
 from .dispatcher import Dispatcher, DispatcherMetrics
-from .kube import ReadinessProbe
+from .kube import ReadinessProbe, configured
 from .mail import Mailer
 from .metrics import Metrics
+from .mirror import Mirror, MirrorMetrics
 from .observability import ObservabilityMiddleware
 from .openapi import install_openapi
 from .passwords import Hasher
@@ -47,28 +48,35 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     metrics = Metrics()
 
     dispatcher = Dispatcher(settings, engine, DispatcherMetrics(metrics.registry))
-    # The Kubernetes API joins /readyz when this process has a cluster configuration.
+    mirror = Mirror(settings, engine, MirrorMetrics(metrics.registry))
+    # The Kubernetes API joins /readyz when this process uses it and has a cluster configuration.
     kube_probe = (
         ReadinessProbe(settings.kubernetes_namespace, settings.kubernetes_timeout_seconds)
-        if settings.dispatcher_enabled and ReadinessProbe.configured()
+        if (settings.dispatcher_enabled or settings.mirror_enabled) and configured()
         else None
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = (
-            asyncio.create_task(dispatcher.run_forever()) if settings.dispatcher_enabled else None
-        )
+        # Two loops beside the requests: PermitRequests out (dispatcher), their phases back in.
+        loops = [
+            asyncio.create_task(run())
+            for enabled, run in (
+                (settings.dispatcher_enabled, dispatcher.run_forever),
+                (settings.mirror_enabled, mirror.run_forever),
+            )
+            if enabled
+        ]
         try:
             yield
         finally:
-            if task is not None:
+            for task in loops:
                 task.cancel()
+            for task in loops:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await dispatcher.close()
-            if kube_probe is not None:
-                kube_probe.close()
+            await mirror.close()
             engine.dispose()
 
     app = FastAPI(
@@ -81,6 +89,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.dispatcher = dispatcher
+    app.state.mirror = mirror
     app.state.kube_probe = kube_probe
     app.state.services = Services(
         settings=settings,

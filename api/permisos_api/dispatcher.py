@@ -12,8 +12,10 @@ For each row, in this order:
    dispatcher's Secret of this application (its two labels, type Opaque) and sets its data to the
    application's current data, stale or extra keys gone. A Secret of that name that is not this
    application's fails the test (422) and the delivery, untouched and before any PermitRequest;
-2. the PermitRequest (no personal data; 409 AlreadyExists is success: the existing one is read for
-   its uid, never a second one is made);
+2. the PermitRequest (no personal data), created with the mirror's finalizer
+   (`permisosdigitales.mx/record-outcome`, see mirror/) so its outcome is recorded before it can
+   go; 409 AlreadyExists is success: the existing one is read for its uid, never a second one is
+   made;
 3. the Secret's ownerReference to the PermitRequest, so it goes with it: a JSON patch with the same
    tests that sets the references to exactly that one, so it is safe to repeat, and a reference
    to any other object (an earlier PermitRequest of the same name) does not keep the personal data
@@ -44,24 +46,20 @@ import base64
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lightkube import ApiError, AsyncClient
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Secret
-from lightkube.types import PatchType
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, or_, select, update
 
 from permisos.applicant import Applicant
-from permisos.resources import GROUP, VERSION, PermitRequestSpec, Vehicle
+from permisos.kube import JSON, JSON_PATCH, KubeError
+from permisos.resources import API_VERSION, PermitRequestSpec, Vehicle
 
 from .db import make_engine, utcnow
-from .kube import PermitRequest, as_dict, async_client
+from .kube import FINALIZER, ApiKube, permit_requests, secrets
 from .mail import Mailer
 from .models import Application, ApplicationStatus, Outbox
 from .notices import send_permit_notices
@@ -194,9 +192,8 @@ def _describe(exc: BaseException) -> str:
     """What went wrong, for `last_error` and the log: never a value from the application."""
     if isinstance(exc, DispatchError):
         return str(exc)[:512]
-    if isinstance(exc, ApiError):
-        reason = getattr(exc.status, "reason", None) or ""
-        return f"Kubernetes API {exc.status.code} {reason}".strip()[:512]
+    if isinstance(exc, KubeError):
+        return f"Kubernetes API {exc.status} {exc.reason}".strip()[:512]
     if isinstance(exc, ValidationError):
         # Pydantic's own text echoes the input: keep only the failing fields.
         fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
@@ -205,33 +202,16 @@ def _describe(exc: BaseException) -> str:
 
 
 class Dispatcher:
-    def __init__(
-        self,
-        settings: ApiSettings,
-        engine: Engine,
-        metrics: DispatcherMetrics,
-        client_factory: Callable[[], AsyncClient] | None = None,
-    ) -> None:
+    def __init__(self, settings: ApiSettings, engine: Engine, metrics: DispatcherMetrics) -> None:
         self.settings = settings
         self.engine = engine
         self.metrics = metrics
         self.namespace = settings.kubernetes_namespace
-        self._client_factory = client_factory or (
-            lambda: async_client(settings.kubernetes_namespace, settings.kubernetes_timeout_seconds)
-        )
-        self._client: AsyncClient | None = None
+        self.kube = ApiKube(settings.kubernetes_timeout_seconds)
         self._mailer = Mailer(settings)
 
     async def close(self) -> None:
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                await self._client.close()
-            self._client = None
-
-    def _kube(self) -> AsyncClient:
-        if self._client is None:
-            self._client = self._client_factory()
-        return self._client
+        await self.kube.reset()
 
     # --- the database side (blocking; run in a thread) -------------------------------------------
 
@@ -358,7 +338,7 @@ class Dispatcher:
             raise DispatchError(f"unknown outbox kind {row.kind[:32]}")
         return request_name(row.application_id, retry)
 
-    def _manifests(self, row: Claimed) -> tuple[Secret, Any, Applicant]:
+    def _manifests(self, row: Claimed) -> tuple[JSON, JSON, Applicant]:
         applicant = Applicant.model_validate(row.applicant)
         name = self._name(row)
         spec = PermitRequestSpec(
@@ -369,43 +349,43 @@ class Dispatcher:
             paid_at=row.paid_at or row.created_at,
             vehicle=Vehicle.model_validate(row.vehicle),
         )
-        secret = Secret(
-            metadata=ObjectMeta(
-                name=secret_name(name),
-                namespace=self.namespace,
-                labels=_labels(row.application_id),
-            ),
-            type="Opaque",
-            stringData=applicant.secret_data(),
-        )
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": secret_name(name),
+                "namespace": self.namespace,
+                "labels": _labels(row.application_id),
+            },
+            "type": "Opaque",
+            "stringData": applicant.secret_data(),
+        }
         wire = spec.wire()
         wire["paidAt"] = _time(spec.paid_at or row.created_at)
-        request = PermitRequest.from_dict(
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "PermitRequest",
-                "metadata": {
-                    "name": name,
-                    "namespace": self.namespace,
-                    "labels": _labels(row.application_id),
-                },
-                "spec": wire,
-            }
-        )
+        request = {
+            "apiVersion": API_VERSION,
+            "kind": "PermitRequest",
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": _labels(row.application_id),
+                # Born with it: no second call, and no moment when it could go unrecorded.
+                "finalizers": [FINALIZER],
+            },
+            "spec": wire,
+        }
         return secret, request, applicant
 
     async def _patch_secret(self, row: Claimed, name: str, ops: list[dict[str, Any]]) -> None:
         """A JSON patch of the applicant Secret that first checks it is this application's."""
         try:
-            await self._kube().patch(
-                Secret,
-                secret_name(name),
+            await self.kube.patch(
+                secrets(self.namespace, secret_name(name)),
                 [*_is_ours(row.application_id), *ops],
-                namespace=self.namespace,
-                patch_type=PatchType.JSON,
+                JSON_PATCH,
             )
-        except ApiError as error:
-            if error.status.code != 422:
+        except KubeError as error:
+            if error.status != 422:
                 raise
             raise DispatchError(
                 f"Secret {secret_name(name)} exists and is not this application's "
@@ -415,27 +395,27 @@ class Dispatcher:
     async def _deliver(self, row: Claimed) -> str:
         """Creates (or finds) the Secret and the PermitRequest; returns the request's name."""
         secret, request, applicant = self._manifests(row)
-        kube = self._kube()
         name = self._name(row)
         try:
-            await kube.create(secret)
-        except ApiError as error:
-            if error.status.code != 409:
+            await self.kube.create(secrets(self.namespace), secret)
+        except KubeError as error:
+            if error.status != 409:
                 raise
             # Delivered before: the data as of now (the application's may have changed since).
             data = _secret_bytes(applicant.secret_data())
             await self._patch_secret(row, name, [{"op": "add", "path": "/data", "value": data}])
+        created: JSON | None
         try:
-            created = as_dict(await kube.create(request))
-        except ApiError as error:
-            if error.status.code != 409:
+            created = await self.kube.create(permit_requests(self.namespace), request)
+        except KubeError as error:
+            if error.status != 409:
                 raise
-            created = as_dict(await kube.get(PermitRequest, name, namespace=self.namespace))
-        uid = (created.get("metadata") or {}).get("uid")
+            created = await self.kube.read(permit_requests(self.namespace, name))
+        uid = ((created or {}).get("metadata") or {}).get("uid")
         if not uid:
             raise DispatchError("PermitRequest has no uid")
         owner = {
-            "apiVersion": f"{GROUP}/{VERSION}",
+            "apiVersion": API_VERSION,
             "kind": "PermitRequest",
             "name": name,
             "uid": uid,
@@ -467,7 +447,7 @@ class Dispatcher:
                 error = _describe(exc)
                 self.metrics.errors.inc()
                 log.warning("outbox delivery failed: %s", error, extra=extra)
-                if not isinstance(exc, ApiError | ValidationError | DispatchError):
+                if not isinstance(exc, KubeError | ValidationError | DispatchError):
                     await self.close()  # a fresh client next time, after the API comes back
                 await asyncio.to_thread(self._failed, row, error)
                 continue

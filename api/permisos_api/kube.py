@@ -1,97 +1,133 @@
-"""The API's Kubernetes client: what the outbox dispatcher writes and what /readyz looks at.
+"""The API's Kubernetes client: what the outbox dispatcher writes, what the mirror watches and
+what /readyz looks at, through the project's client (`permisos.kube`, the official `kubernetes`
+package).
 
 The configuration comes from the environment, as kubectl finds it: the in-cluster service account
-when there is one, else the file named by `KUBECONFIG` (or ~/.kube/config). Loading it does not
-touch the network, so a cluster that is down only shows when a call is made.
+when there is one, else the files `KUBECONFIG` names (or ~/.kube/config). Nothing is read or
+contacted until a call is made, so a cluster that is down only shows then.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
+from pathlib import Path
 from typing import Any
 
-import httpx2
-from lightkube import ApiError, AsyncClient, Client, KubeConfig
-from lightkube.core.exceptions import ConfigError
-from lightkube.generic_resource import create_namespaced_resource
-
-from permisos.resources import GROUP, VERSION
+from permisos.kube import JSON, Kube, KubeError
+from permisos.resources import API_VERSION
 
 from .schemas import Check
 
-PermitRequest = create_namespaced_resource(GROUP, VERSION, "PermitRequest", "permitrequests")
+# Who wrote a field, in each object's managedFields.
 FIELD_MANAGER = "permisos-api"
+# Held by the API's mirror: a PermitRequest goes only once its final state is in the database.
+FINALIZER = "permisosdigitales.mx/record-outcome"
 # A name no PermitRequest can have (names are application ids): /readyz asks for it and expects 404.
 PROBE_NAME = "readyz-probe"
+# Where the kubelet mounts a pod's ServiceAccount token.
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
-def load_config() -> KubeConfig | None:
-    """The cluster's configuration, or None when this process has none at all."""
-    try:
-        return KubeConfig.from_env()
-    except (ConfigError, OSError):
-        return None
+def configured() -> bool:
+    """Whether this process has a cluster configuration at all (nothing is read or contacted)."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and SERVICE_ACCOUNT_TOKEN.is_file():
+        return True
+    paths = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    return any(Path(p).expanduser().is_file() for p in paths.split(os.pathsep) if p)
 
 
-def async_client(namespace: str, timeout_seconds: float) -> AsyncClient:
-    """A client for the dispatcher; raises ConfigError when no configuration is found."""
-    config = KubeConfig.from_env()
-    return AsyncClient(
-        config,
-        namespace=namespace,
-        timeout=httpx2.Timeout(timeout_seconds),
-        field_manager=FIELD_MANAGER,
-    )
+def permit_requests(namespace: str, name: str = "") -> str:
+    path = f"/apis/{API_VERSION}/namespaces/{namespace}/permitrequests"
+    return f"{path}/{name}" if name else path
+
+
+def secrets(namespace: str, name: str = "") -> str:
+    path = f"/api/v1/namespaces/{namespace}/secrets"
+    return f"{path}/{name}" if name else path
+
+
+class ApiKube:
+    """One connection, made on first use; every call has the API's timeout and writes name the
+    API as their field manager. `reset()` after a transport failure: the next call connects
+    afresh (new credentials and connections, once the API server is back)."""
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self.timeout_seconds = timeout_seconds
+        self._client: Kube | None = None
+
+    async def client(self) -> Kube:
+        if self._client is None:
+            self._client = await Kube.from_environment()
+        return self._client
+
+    async def reset(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            # Closing a broken connection may fail too; it is dropped either way.
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    async def create(self, path: str, body: JSON) -> JSON:
+        kube = await self.client()
+        return await kube.request(
+            "POST",
+            path,
+            body=body,
+            query={"fieldManager": FIELD_MANAGER},
+            request_timeout=self.timeout_seconds,
+        )
+
+    async def read(self, path: str) -> JSON | None:
+        """The object, or None when the API says 404."""
+        try:
+            return await (await self.client()).request(
+                "GET", path, request_timeout=self.timeout_seconds
+            )
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def patch(self, path: str, body: Any, content_type: str) -> JSON:
+        kube = await self.client()
+        return await kube.request(
+            "PATCH",
+            path,
+            body=body,
+            content_type=content_type,
+            query={"fieldManager": FIELD_MANAGER},
+            request_timeout=self.timeout_seconds,
+        )
 
 
 class ReadinessProbe:
     """The Kubernetes API as /readyz sees it: reachable and answering for our namespace.
 
     Present only when the process has a cluster configuration, so a development API without a
-    cluster (and the test suites that run one) stays ready on its database alone.
+    cluster (and the test suites that run one) stays ready on its database alone. Each check
+    connects afresh (a probe every few seconds is cheap), so nothing outlives it.
     """
 
     def __init__(self, namespace: str, timeout_seconds: float) -> None:
         self.namespace = namespace
         self.timeout_seconds = timeout_seconds
-        self._client: Client | None = None
 
-    @staticmethod
-    def configured() -> bool:
-        return load_config() is not None
-
-    def _get_client(self) -> Client:
-        if self._client is None:
-            self._client = Client(
-                KubeConfig.from_env(),
-                namespace=self.namespace,
-                timeout=httpx2.Timeout(self.timeout_seconds),
-                field_manager=FIELD_MANAGER,
-            )
-        return self._client
-
-    def check(self) -> Check:
+    async def check(self) -> Check:
         started = time.perf_counter()
 
         def elapsed() -> float:
             return round((time.perf_counter() - started) * 1000, 2)
 
+        kube = ApiKube(self.timeout_seconds)
         try:
-            self._get_client().get(PermitRequest, PROBE_NAME, namespace=self.namespace)
-        except ApiError as error:
-            if error.status.code == 404:  # the API answered, and knows the CRD
-                return Check(status="ok", latency_ms=elapsed())
-            return Check(status="failed", latency_ms=elapsed(), detail=f"HTTP {error.status.code}")
+            await kube.read(permit_requests(self.namespace, PROBE_NAME))
+        except KubeError as error:
+            return Check(status="failed", latency_ms=elapsed(), detail=f"HTTP {error.status}")
         except Exception as exc:  # unreachable, TLS, timeout: the kind is enough to go on
             return Check(status="failed", latency_ms=elapsed(), detail=type(exc).__name__)
+        finally:
+            await kube.reset()
+        # 404 (read gives None): the API answered, and knows the CRD.
         return Check(status="ok", latency_ms=elapsed())
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    result: dict[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-    return result

@@ -135,8 +135,8 @@ class Application(Base):
     # Payment (written by the webhook's state machine).
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     payment_method: Mapped[str | None] = mapped_column(String(8))
-    # Permit (the PermitRequest is named str(id), a retry's `<id>-r<N>`; its phase is mirrored by
-    # the operator side, from the PermitRequest named here only).
+    # Permit (the PermitRequest is named str(id), a retry's `<id>-r<N>`; the mirror copies its
+    # phase here from the PermitRequest named here only).
     permit_request: Mapped[str | None] = mapped_column(String(63))
     # How many times an admin re-queued a failed permit (each retry is a new PermitRequest).
     permit_retries: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))

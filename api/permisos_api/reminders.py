@@ -2,7 +2,7 @@
 
 A permit is valid `PERMISOS_API_PERMIT_VALIDITY_DAYS` (default 30, the portal's rule) from its
 issue; the platform does not read the validity off the permit document. The issue time is when
-the PermitRequest succeeded: the operator's mirror writes that transition's time into
+the PermitRequest succeeded: the API's mirror writes that transition's time into
 `applications.permit_updated_at` with `permit_phase = 'Succeeded'`, and terminal phases never
 change again. Each application in `permit_ready` whose permit expires within
 `PERMISOS_API_EXPIRY_REMINDER_DAYS` (default 5), and has not expired yet, gets one reminder.

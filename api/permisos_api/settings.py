@@ -75,6 +75,11 @@ class ApiSettings(BaseSettings):
     dispatcher_max_backoff_seconds: float = Field(default=300.0, ge=0)
     # A claimed row is not picked by another replica for this long (a crash releases it then).
     dispatcher_lease_seconds: float = Field(default=60.0, gt=0)
+    # The PermitRequest mirror: each phase into the application's row and permit_history.
+    mirror_enabled: bool = True
+    # Wait before a failed write (the database down) or finalizer patch is tried again; a deleted
+    # PermitRequest keeps its finalizer meanwhile.
+    mirror_retry_seconds: float = Field(default=5.0, gt=0)
     kubernetes_namespace: str = "default"
     kubernetes_timeout_seconds: float = Field(default=5.0, gt=0)
 

@@ -1,7 +1,9 @@
 """The API against a real PostgreSQL: one fresh database per test session, migrated by Alembic.
 
 Each client gets its own fake client address, so per-address rate limits of one test never touch
-another; emails are unique per test for the same reason.
+another; emails are unique per test for the same reason. The tests of the API's Kubernetes loops
+(the dispatcher, the mirror) act as the API's ServiceAccount on the session's control plane
+(`cluster`).
 """
 
 from __future__ import annotations
@@ -27,11 +29,17 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
+from permisos.kube import Kube
 from permisos_api import models
 from permisos_api.app import create_app
 from permisos_api.db import make_engine, utcnow
 from permisos_api.settings import ApiSettings
-from tests.databases import fresh_database
+from permisos_sandbox.cluster import ControlPlane
+from permisos_sandbox.platform.accounts import API_ACCOUNT
+from tests.accounts import api_kubeconfig, install_crds, refused, through
+from tests.cluster import kubectl
+from tests.databases import TcpProxy, fresh_database
+from tests.namespaces import Namespace
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "Correcto-caballo-42"
@@ -336,3 +344,66 @@ async def pay(api: Api) -> AsyncIterator[Any]:
         yield harness
     finally:
         await payments_support.stop(harness)
+
+
+# --- Kubernetes: the API's own ServiceAccount on the session's control plane -------------------
+
+
+@dataclass
+class Cluster:
+    control_plane: ControlPlane
+    namespace: str
+    kubeconfig: Path  # the API's ServiceAccount, through the proxy
+    proxy: TcpProxy
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{API_ACCOUNT}"
+
+    async def stop(self) -> None:
+        """An outage: the API server is unreachable."""
+        await self.proxy.stop()
+
+    async def restart(self) -> None:
+        """The API server reachable again, at the same address."""
+        await self.proxy.start()
+
+
+@pytest.fixture
+async def cluster(
+    control_plane: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Cluster]:
+    """A namespace of the test's own with the API's ServiceAccount, bound to the API's declared
+    rules (`permisos_api.rbac`, what the chart grants); `KUBECONFIG` names its token's
+    kubeconfig, which reaches the apiserver through a proxy the test can cut."""
+    admin = control_plane.admin_kubeconfig
+    namespace = f"api-{uuid.uuid4().hex[:8]}"
+    await install_crds(admin)
+    await kubectl(admin, "create", "namespace", namespace)
+    kube = await Kube.from_kubeconfig(admin)
+    try:
+        direct = await api_kubeconfig(control_plane, kube, namespace, tmp_path)
+    finally:
+        await kube.close()
+    proxy = TcpProxy(("127.0.0.1", control_plane.api_port))
+    await proxy.start()
+    kubeconfig = through(direct, proxy.port)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    holder = Cluster(control_plane, namespace, kubeconfig, proxy)
+    try:
+        yield holder
+    finally:
+        if proxy.server is not None:
+            await proxy.stop()
+    # Whatever the test did, the API's Role let it: RBAC refused nothing.
+    assert refused(control_plane, holder.user) == []
+
+
+@pytest.fixture
+async def kube(cluster: Cluster) -> AsyncIterator[Namespace]:
+    """The test's own view, as cluster-admin, of the test's namespace."""
+    admin = await Kube.from_kubeconfig(cluster.control_plane.admin_kubeconfig)
+    try:
+        yield Namespace(admin, cluster.namespace)
+    finally:
+        await admin.close()

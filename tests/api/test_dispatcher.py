@@ -1,6 +1,6 @@
 """The outbox dispatcher against real PostgreSQL and the real kube-apiserver, as the API's
 ServiceAccount with the API's Role (`permisos_api.rbac`, what the chart grants), through a
-TCP proxy a test can cut to play an outage."""
+TCP proxy a test can cut to play an outage (the `cluster` fixture, conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,82 +16,20 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from permisos.kube import Kube
 from permisos_api.db import utcnow
 from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
+from permisos_api.kube import FINALIZER
 from permisos_api.models import Application, Outbox
 from permisos_api.settings import ApiSettings
-from permisos_sandbox.cluster import ControlPlane
-from permisos_sandbox.platform.accounts import API_ACCOUNT
-from tests.accounts import api_kubeconfig, install_crds, refused, through
-from tests.cluster import kubectl
-from tests.databases import TcpProxy
 from tests.namespaces import Namespace, permit_request
 
-from .conftest import PERSONAL, paid_application
-
-
-@dataclass
-class Cluster:
-    control_plane: ControlPlane
-    namespace: str
-    kubeconfig: Path  # the API's ServiceAccount, through the proxy
-    proxy: TcpProxy
-
-    @property
-    def user(self) -> str:
-        return f"system:serviceaccount:{self.namespace}:{API_ACCOUNT}"
-
-    async def stop(self) -> None:
-        """An outage: the API server is unreachable."""
-        await self.proxy.stop()
-
-    async def restart(self) -> None:
-        """The API server reachable again, at the same address."""
-        await self.proxy.start()
-
-
-@pytest.fixture
-async def cluster(
-    control_plane: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Cluster]:
-    admin = control_plane.admin_kubeconfig
-    namespace = f"dispatch-{uuid.uuid4().hex[:8]}"
-    await install_crds(admin)
-    await kubectl(admin, "create", "namespace", namespace)
-    kube = await Kube.from_kubeconfig(admin)
-    try:
-        direct = await api_kubeconfig(control_plane, kube, namespace, tmp_path)
-    finally:
-        await kube.close()
-    proxy = TcpProxy(("127.0.0.1", control_plane.api_port))
-    await proxy.start()
-    kubeconfig = through(direct, proxy.port)
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    holder = Cluster(control_plane, namespace, kubeconfig, proxy)
-    try:
-        yield holder
-    finally:
-        if proxy.server is not None:
-            await proxy.stop()
-    # Whatever the test did, the API's Role let it: RBAC refused nothing.
-    assert refused(control_plane, holder.user) == []
+from .conftest import PERSONAL, Cluster, paid_application
 
 
 @pytest.fixture
 def settings(settings: ApiSettings, cluster: Cluster) -> ApiSettings:
     """The API's settings, in the test's namespace."""
     return settings.model_copy(update={"kubernetes_namespace": cluster.namespace})
-
-
-@pytest.fixture
-async def kube(cluster: Cluster) -> AsyncIterator[Namespace]:
-    """The test's own view, as cluster-admin, of the test's namespace."""
-    admin = await Kube.from_kubeconfig(cluster.control_plane.admin_kubeconfig)
-    try:
-        yield Namespace(admin, cluster.namespace)
-    finally:
-        await admin.close()
 
 
 def dispatcher_settings(settings: ApiSettings) -> ApiSettings:
@@ -199,6 +134,8 @@ async def test_dispatch_creates_one_permit_request_and_its_secret(
         "serviceType": "particular",
     }
     assert request["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "permisos-api"
+    # Born with the mirror's finalizer: its outcome is recorded before it can go.
+    assert request["metadata"]["finalizers"] == [FINALIZER]
     assert_no_personal_data(request)
 
     secret = await secret_of(kube, app_id)

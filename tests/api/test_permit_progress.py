@@ -1,5 +1,5 @@
 """The applicant follows the permit: phase, reason and the portal's words on the application,
-and every phase with its time on /permit-history, as the operator's mirror writes them."""
+and every phase with its time on /permit-history, as the API's mirror writes them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from permisos_operator.mirror import Mirror, Snapshot
+from permisos_api.db import make_engine
+from permisos_api.mirror import Snapshot, record
 
 from .payments_support import Pay
 
@@ -26,7 +27,7 @@ async def test_the_owner_sees_each_phase_and_the_portals_reason(
 
     t0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     rejection = "Las placas ya cuentan con un permiso vigente"
-    mirror = Mirror(pay.api.settings.database_url)
+    engine = make_engine(pay.api.settings)
     try:
         for phase, reason, message, attempt, seconds in (
             ("Queued", "Queued", None, 0, 0),
@@ -36,9 +37,9 @@ async def test_the_owner_sees_each_phase_and_the_portals_reason(
             snap = Snapshot(
                 uuid.UUID(app_id), phase, reason, message, attempt, t0 + timedelta(seconds=seconds)
             )
-            assert mirror.record(snap)
+            assert record(engine, snap)
     finally:
-        mirror.close()
+        engine.dispose()
 
     app = await pay.application(owner, app_id)
     assert app["status"] == "permit_failed"

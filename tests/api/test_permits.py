@@ -55,7 +55,7 @@ def _dsn(settings: ApiSettings) -> str:
 
 
 def mark(settings: ApiSettings, application_id: str, **values: Any) -> None:
-    """What the operator's mirror writes (plus whatever else a test needs)."""
+    """What the API's mirror writes (plus whatever else a test needs)."""
     assignments = ", ".join(f"{name} = %s" for name in values)
     params = [Json(v) if isinstance(v, list | dict) else v for v in values.values()]
     with psycopg.connect(_dsn(settings), autocommit=True) as conn:

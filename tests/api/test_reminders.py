@@ -1,6 +1,6 @@
 """`python -m permisos_api.reminders`: one mail per permit that expires soon, and the migration.
 
-Permits are issued the way production issues them: the application is paid, then the operator's
+Permits are issued the way production issues them: the application is paid, then the API's
 phase mirror records the PermitRequest's `Succeeded` transition (its time is the issue time).
 Each test has its own database, so the counts the command reports are exactly the test's rows.
 """
@@ -26,9 +26,9 @@ from sqlalchemy import create_engine, insert, inspect, select
 from permisos_api.db import Base, make_engine, make_sessionmaker
 from permisos_api.mail import Mailer
 from permisos_api.migrate import downgrade, upgrade
+from permisos_api.mirror import Snapshot, record
 from permisos_api.reminders import MEXICO_CITY, send_reminders
 from permisos_api.settings import ApiSettings
-from permisos_operator.mirror import Mirror, Snapshot
 from tests.api.conftest import APPLICATION, BASE_URL, at_once, command_line, read_mail, sql
 from tests.databases import fresh_database
 
@@ -58,7 +58,7 @@ class Permits:
     def __init__(self, settings: ApiSettings, user: Any) -> None:
         self.settings = settings
         self.user = user
-        self.mirror = Mirror(settings.database_url)
+        self.engine = make_engine(settings)
 
     async def issued(self, ago: timedelta, *, phase: str = "Succeeded") -> tuple[str, str]:
         """A paid application whose PermitRequest reached `phase` `ago`; (id, applicant email)."""
@@ -77,7 +77,8 @@ class Permits:
             app_id,
         )
         folio = f"PC-2026-{next(_folios):06d}" if phase == "Succeeded" else None
-        recorded = self.mirror.record(
+        recorded = record(
+            self.engine,
             Snapshot(
                 application_id=uuid.UUID(app_id),
                 phase=phase,
@@ -87,13 +88,13 @@ class Permits:
                 transitioned_at=datetime.now(UTC) - ago,
                 folio=folio,
                 name=app_id,
-            )
+            ),
         )
         assert recorded
         return app_id, address
 
     def close(self) -> None:
-        self.mirror.close()
+        self.engine.dispose()
 
 
 @pytest.fixture

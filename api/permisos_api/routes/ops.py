@@ -6,8 +6,9 @@ api/README.md describes them.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -56,14 +57,17 @@ def healthz() -> Liveness:
     responses={503: {"model": Readiness, "description": "A dependency failed"}},
     include_in_schema=False,
 )
-def readyz(svc: Svc, request: Request) -> Response:
-    checks: dict[str, Callable[[], Check]] = {"database": lambda: database_check(svc.engine)}
+async def readyz(svc: Svc, request: Request) -> Response:
+    # At once: the blocking checks in threads, the Kubernetes one on the event loop.
+    checks: dict[str, Awaitable[Check]] = {
+        "database": asyncio.to_thread(database_check, svc.engine)
+    }
     probe: ReadinessProbe | None = getattr(request.app.state, "kube_probe", None)
     if probe is not None:
-        checks["kubernetes"] = probe.check
+        checks["kubernetes"] = probe.check()
     if svc.settings.readyz_s3:
-        checks["storage"] = svc.storage.check
-    results = {name: run() for name, run in checks.items()}
+        checks["storage"] = asyncio.to_thread(svc.storage.check)
+    results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
     ok = results["database"].status == "ok"
     body = Readiness(status="ok" if ok else "failed", checks=results)
     return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if ok else 503)
