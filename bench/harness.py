@@ -1,9 +1,9 @@
 """Processes and HTTP plumbing for the operator benchmark.
 
 Every process the benchmark starts is a `Child`, stopped (SIGTERM, then SIGKILL) when the
-benchmark ends however it ends. Each phase gets a control plane of its own (the real etcd,
-kube-apiserver and controllers, `permisos_sandbox.cluster`), whose Job controller is off: the
-figures are the operators' way to a Job, not the pods after it. The benchmark talks to it
+benchmark ends however it ends. The control plane is the real one (etcd, kube-apiserver and
+controllers, `permisos_sandbox.cluster`) with its Job controller off: the figures are the
+operators' way to a Job, not the pods after it. The benchmark talks to it
 through the project's Kubernetes client (`permisos.kube`, the official client's transport).
 """
 
@@ -32,9 +32,6 @@ from permisos_sandbox.platform.kubernetes import apply_crds, load_crds
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = ROOT / "crds"
-NS = "default"
-GROUP_PATH = f"/apis/permisosdigitales.mx/v1alpha1/namespaces/{NS}"
-JOBS_PATH = f"/apis/batch/v1/namespaces/{NS}/jobs"
 LABEL_REQUEST = "permisosdigitales.mx/permitrequest"
 
 
@@ -229,14 +226,23 @@ class Api:
             return None
 
 
-def permit_request(name: str, pool: str = "default") -> dict[str, Any]:
+def group_path(ns: str) -> str:
+    """Where a namespace's PermitRequests and RunnerPools are served."""
+    return f"/apis/permisosdigitales.mx/v1alpha1/namespaces/{ns}"
+
+
+def jobs_path(ns: str) -> str:
+    return f"/apis/batch/v1/namespaces/{ns}/jobs"
+
+
+def permit_request(name: str, ns: str, pool: str = "default") -> dict[str, Any]:
     spec: dict[str, Any] = {"applicationId": name, "secretName": f"{name}-applicant"}
     if pool != "default":
         spec["pool"] = pool
     return {
         "apiVersion": "permisosdigitales.mx/v1alpha1",
         "kind": "PermitRequest",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": ns},
         "spec": spec,
     }
 
@@ -252,11 +258,11 @@ def pool_maximum() -> int | None:
     return None
 
 
-def runner_pool(replicas: int, name: str = "default") -> dict[str, Any]:
+def runner_pool(replicas: int, ns: str, name: str = "default") -> dict[str, Any]:
     return {
         "apiVersion": "permisosdigitales.mx/v1alpha1",
         "kind": "RunnerPool",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": ns},
         "spec": {"replicas": replicas},
     }
 
@@ -265,15 +271,15 @@ class JobWatch:
     """Watches batch/v1 Jobs carrying the request label; notes when each request's first Job
     arrives (monotonic clock of this process)."""
 
-    def __init__(self, api: Api) -> None:
-        self.api = api
+    def __init__(self, api: Api, ns: str) -> None:
+        self.api, self.path = api, jobs_path(ns)
         self.first_job: dict[str, float] = {}
         self.ready = asyncio.Event()
         self.changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        listed = await self.api.get(JOBS_PATH, labelSelector=LABEL_REQUEST)
+        listed = await self.api.get(self.path, labelSelector=LABEL_REQUEST)
         now = time.monotonic()
         for item in listed.get("items") or []:
             self._note(item, now)
@@ -290,7 +296,7 @@ class JobWatch:
     async def _run(self, rv: str) -> None:
         while True:
             events = self.api.kube.watch(
-                JOBS_PATH, resource_version=rv, labelSelector=LABEL_REQUEST, timeout_seconds=600
+                self.path, resource_version=rv, labelSelector=LABEL_REQUEST, timeout_seconds=600
             )
             self.ready.set()
             async for kind, obj in events:

@@ -1,24 +1,30 @@
-"""Operator benchmark: creation-to-Job latency, Jobs per second, and resident memory.
+"""Operator benchmark: creation-to-Job latency, Jobs per second, API calls per admitted request
+and resident memory, ours beside a bare Kopf operator.
 
     .venv/bin/python bench/operator_throughput.py [--requests 500] [--memory-requests 5000]
+                                                  [--profile]
 
-Prints figures; asserts nothing about them. Four phases, each on a fresh real control plane
-(etcd, kube-apiserver and the controllers, the Job controller off: no pods follow the Jobs) with
-the project's CRDs, each bounded by --timeout seconds:
+Prints figures; asserts nothing about them. One real control plane for the whole run (etcd,
+kube-apiserver and the controllers, the Job controller off: no pods follow the Jobs) with the
+project's CRDs. Each phase has a namespace of its own, and each operator watches only that
+namespace as a ServiceAccount of its own, so the apiserver's audit log tells their calls apart.
+Each phase is bounded by --timeout seconds:
 
-1. throughput/ours      `python -m permisos_operator`, RunnerPool `default` with room for every
-                        request, N PermitRequests created at once (--concurrency creates in
-                        flight); per request, the time from its create returning to its first Job
-                        arriving on a batch/v1 Job watch; Jobs/s = N / (first create sent ->
-                        N-th Job seen).
-2. throughput/baseline  the same against `bench/baseline_operator.py`, a bare Kopf operator that
-                        only creates one Job per PermitRequest.
-3. memory/ours          RunnerPool at replicas 0, M PermitRequests; once the operator's metrics
-                        report all M queued, the RSS of the operator process (and children).
-4. memory/baseline      the baseline with the same M objects, after it created a Job for each.
+1. throughput/baseline  `bench/baseline_operator.py`, a bare Kopf operator that only creates one
+                        Job per PermitRequest; N PermitRequests created at once (--concurrency
+                        creates in flight); per request, the time from its create returning to
+                        its first Job arriving on a batch/v1 Job watch; Jobs/s = N / (first
+                        create sent -> N-th Job seen); its API calls from the audit log.
+2. throughput/ours      the same with `python -m permisos_operator` (standalone), its RunnerPool
+                        with room for every request, so admission never limits the figures.
+3. memory/baseline      M PermitRequests; once it created a Job for each, its RSS (and its
+                        children's).
+4. memory/ours          RunnerPool at replicas 0, M PermitRequests; once its metrics report all M
+                        queued, its RSS.
 
-Writes the figures to bench/results/operator_throughput.json and the processes' logs to
-bench/results/logs/.
+The baseline goes first in each pair, so ours meets the fuller apiserver. Writes the figures to
+bench/results/operator_throughput.json and the processes' logs to bench/results/logs/; with
+--profile, ours runs under cProfile and the top entries of its profile are printed.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import contextlib
 import json
 import os
 import platform
+import pstats
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -38,8 +45,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # the bench folder is not a package
-    GROUP_PATH,
-    NS,
     ROOT,
     Api,
     BenchError,
@@ -48,6 +53,7 @@ from harness import (  # the bench folder is not a package
     JobWatch,
     control_plane_cpu_seconds,
     free_port,
+    group_path,
     metric_value,
     percentile,
     permit_request,
@@ -58,7 +64,18 @@ from harness import (  # the bench folder is not a package
     wait_progress,
 )
 
+from permisos.resources import GROUP
+from permisos_sandbox.cluster import ControlPlane
+from permisos_sandbox.platform.accounts import (
+    AccountRules,
+    make_account,
+    operator_rules,
+    rbac_rules,
+)
+
 RESULTS = ROOT / "bench" / "results"
+# Verbs that change something (the rest read).
+WRITES = ("create", "update", "patch", "delete", "deletecollection")
 LOGS = RESULTS / "logs"
 BASELINE = ROOT / "bench" / "baseline_operator.py"
 WARMUP = "warmup"
@@ -67,6 +84,8 @@ MIB = 1024 * 1024
 LOG_LEVEL = {"level": "WARNING"}
 # A phase gives up when it sees no progress for this long (--stall).
 STALL = {"seconds": 120.0}
+# With --profile, our operator runs under cProfile; its profile lands beside its log.
+PROFILE = {"on": False}
 
 
 # --- the two operators -------------------------------------------------------------------------
@@ -79,23 +98,26 @@ class Operator:
         self.child, self.health_url, self.metrics_url = child, health_url, metrics_url
 
 
-def start_ours(children: Children, kubeconfig: Path, phase: str) -> Operator:
+def start_ours(children: Children, kubeconfig: Path, phase: str, ns: str) -> Operator:
     metrics_port, health_port = free_port(), free_port()
     health = f"http://127.0.0.1:{health_port}/healthz"
     env = {
         "KUBECONFIG": str(kubeconfig),
         "PERMISOS_OPERATOR_STANDALONE": "true",
+        "PERMISOS_OPERATOR_NAMESPACES": json.dumps([ns]),
         "PERMISOS_OPERATOR_METRICS_HOST": "127.0.0.1",
         "PERMISOS_OPERATOR_METRICS_PORT": str(metrics_port),
         "PERMISOS_OPERATOR_LIVENESS_ENDPOINT": health,
         "PERMISOS_OPERATOR_LOG_LEVEL": LOG_LEVEL["level"],
     }
     argv = [sys.executable, "-m", "permisos_operator"]
+    if PROFILE["on"]:
+        argv[1:1] = ["-m", "cProfile", "-o", str(LOGS / f"{phase}-operator.prof")]
     child = children.start("permisos_operator", argv, LOGS / f"{phase}-operator.log", env)
     return Operator(child, health, f"http://127.0.0.1:{metrics_port}/metrics")
 
 
-def start_baseline(children: Children, kubeconfig: Path, phase: str) -> Operator:
+def start_baseline(children: Children, kubeconfig: Path, phase: str, ns: str) -> Operator:
     health = f"http://127.0.0.1:{free_port()}/healthz"
     argv = [
         sys.executable,
@@ -103,7 +125,7 @@ def start_baseline(children: Children, kubeconfig: Path, phase: str) -> Operator
         "kopf",
         "run",
         "--standalone",
-        "--all-namespaces",
+        f"--namespace={ns}",
         "--quiet" if LOG_LEVEL["level"] == "WARNING" else "--verbose",
         "--liveness",
         health,
@@ -115,7 +137,53 @@ def start_baseline(children: Children, kubeconfig: Path, phase: str) -> Operator
     return Operator(child, health, None)
 
 
-Starter = Callable[[Children, Path, str], Operator]
+# What the bare Kopf operator calls: its handler's Job, Kopf's own patches and Events, and the
+# CRDs Kopf observes.
+BASELINE_RULES = AccountRules(
+    namespaced=rbac_rules(
+        [
+            (GROUP, "permitrequests", ("get", "list", "watch", "patch")),
+            ("batch", "jobs", ("create",)),
+            ("", "events", ("create",)),
+        ]
+    ),
+    cluster=rbac_rules(
+        [
+            ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch")),
+            ("", "namespaces", ("list", "watch")),
+        ]
+    ),
+)
+
+
+async def operator_account(
+    api: Api, control_plane: ControlPlane, ns: str, kind: str
+) -> tuple[Path, str]:
+    """A namespace, and a ServiceAccount in it with the operator's rules (ours: the chart's
+    declared ones); its kubeconfig and its user name in the audit log."""
+    await api.kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": ns}})
+    account = "permisos-operator" if kind == "ours" else "baseline-operator"
+    rules = operator_rules(cluster_wide=False) if kind == "ours" else BASELINE_RULES
+    path = LOGS / f"{ns}-{account}.kubeconfig"
+    kubeconfig = await make_account(
+        api.kube, control_plane.server, control_plane.ca_cert, ns, account, rules, path
+    )
+    return kubeconfig, f"system:serviceaccount:{ns}:{account}"
+
+
+def api_calls(control_plane: ControlPlane, user: str) -> dict[str, int]:
+    """Every request `user` made, by verb, from the apiserver's audit log (one auditID each)."""
+    seen: dict[str, str] = {}
+    for event in control_plane.audit_events():
+        if event["user"].get("username") == user:
+            seen[event["auditID"]] = event["verb"]
+    counts: dict[str, int] = {}
+    for verb in seen.values():
+        counts[verb] = counts.get(verb, 0) + 1
+    return counts
+
+
+Starter = Callable[[Children, Path, str, str], Operator]
 
 
 async def wait_healthy(api: Api, operator: Operator, within: float) -> None:
@@ -148,7 +216,7 @@ class RssSampler:
 
 
 async def create_all(
-    api: Api, names: list[str], concurrency: int, pools: dict[str, str] | None = None
+    api: Api, ns: str, names: list[str], concurrency: int, pools: dict[str, str] | None = None
 ) -> tuple[float, dict[str, float]]:
     """Creates the PermitRequests, `concurrency` at a time; returns when the first was sent and
     when each create returned (monotonic clock)."""
@@ -157,9 +225,9 @@ async def create_all(
     pools = pools or {}
 
     async def one(name: str) -> None:
-        body = permit_request(name, pools.get(name, "default"))
+        body = permit_request(name, ns, pools.get(name, "default"))
         async with gate:
-            await api.create(f"{GROUP_PATH}/permitrequests", body)
+            await api.create(f"{group_path(ns)}/permitrequests", body)
             returned[name] = time.monotonic()
 
     started = time.monotonic()
@@ -192,41 +260,55 @@ def log_summary(child: Child) -> dict[str, Any]:
 
 
 async def throughput(
-    children: Children, kind: str, start: Starter, requests: int, concurrency: int, within: float
+    control_plane: ControlPlane,
+    children: Children,
+    kind: str,
+    start: Starter,
+    requests: int,
+    concurrency: int,
+    within: float,
 ) -> dict[str, Any]:
-    phase = f"throughput-{kind}"
-    control_plane = await start_control_plane(LOGS, phase)
-    kubeconfig = control_plane.admin_kubeconfig
+    phase, ns = f"throughput-{kind}", f"throughput-{kind}"
     api = await Api.of(control_plane, concurrency)
-    watch = JobWatch(api)
+    watch = JobWatch(api, ns)
     operator: Operator | None = None
     try:
+        kubeconfig, user = await operator_account(api, control_plane, ns, kind)
         # Room for every request and the warm-up: admission never limits this measurement.
         layout = pool_layout(requests + 1)
         for pool, replicas in layout:
-            await api.create(f"{GROUP_PATH}/runnerpools", runner_pool(replicas, pool))
+            await api.create(f"{group_path(ns)}/runnerpools", runner_pool(replicas, ns, pool))
         slots = [pool for pool, replicas in layout for _ in range(replicas)]
-        operator = start(children, kubeconfig, phase)
+        operator = start(children, kubeconfig, phase, ns)
         await wait_healthy(api, operator, 60)
         await watch.start()
         # One request end to end first, so both operators' watches are live when timing starts.
-        await api.create(f"{GROUP_PATH}/permitrequests", permit_request(WARMUP))
+        await api.create(f"{group_path(ns)}/permitrequests", permit_request(WARMUP, ns))
         await watch.wait_count([WARMUP], 120, 120)
 
         names = [f"bench-{i:05d}" for i in range(requests)]
         pools = dict(zip(names, slots[1:], strict=True))
         cpu_op, cpu_api = operator.child.cpu_seconds(), control_plane_cpu_seconds(control_plane)
         sampler = RssSampler(operator.child)
-        started, returned = await create_all(api, names, concurrency, pools)
+        started, returned = await create_all(api, ns, names, concurrency, pools)
         created_all = time.monotonic()
         await watch.wait_count(names, within, STALL["seconds"])
         peak = await sampler.stop()
         last_job = max(watch.first_job[name] for name in names)
+        cpu_op, cpu_api = (
+            operator.child.cpu_seconds() - cpu_op,
+            control_plane_cpu_seconds(control_plane) - cpu_api,
+        )
         latencies = [watch.first_job[name] - returned[name] for name in names]
-        events = await api.get(f"/api/v1/namespaces/{NS}/events")
+        # What follows the last Job (status writes, Events) is part of the work: let it land.
+        await asyncio.sleep(5)
+        events = await api.get(f"/api/v1/namespaces/{ns}/events")
+        children.stop(operator.child)
+        calls = api_calls(control_plane, user)
         return {
             "requests": requests,
             "concurrency": concurrency,
+            "namespace": ns,
             "pools": dict(layout),
             "latency_ms": {
                 "p50": 1000 * percentile(latencies, 0.50),
@@ -237,10 +319,14 @@ async def throughput(
             "jobs_per_second": requests / (last_job - started),
             "create_seconds": created_all - started,
             "first_create_to_last_job_seconds": last_job - started,
-            "operator_cpu_seconds": operator.child.cpu_seconds() - cpu_op,
-            "control_plane_cpu_seconds": control_plane_cpu_seconds(control_plane) - cpu_api,
+            "operator_cpu_seconds": cpu_op,
+            "control_plane_cpu_seconds": cpu_api,
             "operator_rss_peak_mib": peak / MIB,
             "events_in_namespace": len(events.get("items") or []),
+            "api_calls": calls,
+            "api_calls_per_request": sum(calls.values()) / (requests + 1),
+            "api_writes_per_request": sum(n for verb, n in calls.items() if verb in WRITES)
+            / (requests + 1),
             "operator_log": log_summary(operator.child),
         }
     finally:
@@ -248,20 +334,18 @@ async def throughput(
         await api.close()
         if operator is not None:
             children.stop(operator.child)
-        await asyncio.to_thread(control_plane.stop)
 
 
 async def memory_ours(
-    children: Children, requests: int, concurrency: int, within: float
+    control_plane: ControlPlane, children: Children, requests: int, concurrency: int, within: float
 ) -> dict[str, Any]:
-    phase = "memory-ours"
-    control_plane = await start_control_plane(LOGS, phase)
-    kubeconfig = control_plane.admin_kubeconfig
+    phase = ns = "memory-ours"
     api = await Api.of(control_plane, concurrency)
     operator: Operator | None = None
     try:
-        await api.create(f"{GROUP_PATH}/runnerpools", runner_pool(0))
-        operator = start_ours(children, kubeconfig, phase)
+        kubeconfig, _ = await operator_account(api, control_plane, ns, "ours")
+        await api.create(f"{group_path(ns)}/runnerpools", runner_pool(0, ns))
+        operator = start_ours(children, kubeconfig, phase, ns)
         await wait_healthy(api, operator, 60)
         metrics_url = operator.metrics_url
         assert metrics_url is not None
@@ -279,7 +363,7 @@ async def memory_ours(
         sampler = RssSampler(operator.child)
         started = time.monotonic()
         names = [f"mem-{i:05d}" for i in range(requests)]
-        await create_all(api, names, concurrency)
+        await create_all(api, ns, names, concurrency)
         created = time.monotonic() - started
 
         try:
@@ -297,7 +381,7 @@ async def memory_ours(
         await asyncio.sleep(3)
         rss = operator.child.rss()
         peak = await sampler.stop()
-        pool = await api.get(f"{GROUP_PATH}/runnerpools/default")
+        pool = await api.get(f"{group_path(ns)}/runnerpools/default")
         return {
             "requests": requests,
             "state": f"all {requests} Queued (RunnerPool replicas=0), no Jobs",
@@ -314,21 +398,19 @@ async def memory_ours(
         await api.close()
         if operator is not None:
             children.stop(operator.child)
-        await asyncio.to_thread(control_plane.stop)
 
 
 async def memory_baseline(
-    children: Children, requests: int, concurrency: int, within: float
+    control_plane: ControlPlane, children: Children, requests: int, concurrency: int, within: float
 ) -> dict[str, Any]:
-    phase = "memory-baseline"
-    control_plane = await start_control_plane(LOGS, phase)
-    kubeconfig = control_plane.admin_kubeconfig
+    phase = ns = "memory-baseline"
     api = await Api.of(control_plane, concurrency)
-    watch = JobWatch(api)
+    watch = JobWatch(api, ns)
     operator: Operator | None = None
     try:
-        await api.create(f"{GROUP_PATH}/runnerpools", runner_pool(0))
-        operator = start_baseline(children, kubeconfig, phase)
+        kubeconfig, _ = await operator_account(api, control_plane, ns, "baseline")
+        await api.create(f"{group_path(ns)}/runnerpools", runner_pool(0, ns))
+        operator = start_baseline(children, kubeconfig, phase, ns)
         await wait_healthy(api, operator, 60)
         await watch.start()
         await asyncio.sleep(2)
@@ -336,7 +418,7 @@ async def memory_baseline(
         sampler = RssSampler(operator.child)
         started = time.monotonic()
         names = [f"mem-{i:05d}" for i in range(requests)]
-        await create_all(api, names, concurrency)
+        await create_all(api, ns, names, concurrency)
         created = time.monotonic() - started
         await watch.wait_count(names, within, STALL["seconds"])
         seen = time.monotonic() - started
@@ -359,7 +441,6 @@ async def memory_baseline(
         await api.close()
         if operator is not None:
             children.stop(operator.child)
-        await asyncio.to_thread(control_plane.stop)
 
 
 async def _not_none(probe: Callable[[], Awaitable[Any]]) -> bool:
@@ -426,7 +507,7 @@ def report(results: dict[str, Any]) -> str:
         f"{results['machine']['python']}, {results['machine']['platform']})",
         "Where things ran: the control plane (etcd, kube-apiserver, controllers), the operator",
         "under test and the benchmark client (creates + Job watch) are separate processes on",
-        "this same machine; each phase uses a fresh control plane with the project's CRDs.",
+        "this same machine; one control plane for every phase, a namespace each.",
         "=" * 76,
     ]
     lines += table(
@@ -488,8 +569,24 @@ def report(results: dict[str, Any]) -> str:
                 _get(base, "events_in_namespace"),
                 0,
             ),
+            (
+                "API calls per request (audit log)",
+                _get(ours, "api_calls_per_request"),
+                _get(base, "api_calls_per_request"),
+                2,
+            ),
+            (
+                "  of which writes",
+                _get(ours, "api_writes_per_request"),
+                _get(base, "api_writes_per_request"),
+                2,
+            ),
         ],
     )
+    for label, result in (("ours", ours), ("baseline", base)):
+        calls = result.get("api_calls") or {}
+        listed = ", ".join(f"{verb} {count}" for verb, count in sorted(calls.items()))
+        lines.append(f"  {label} API calls by verb: {listed or 'n/a'}")
     lines.append("")
     lines += table(
         f"Resident memory (operator process + children) with {m} PermitRequests",
@@ -574,6 +671,7 @@ def report(results: dict[str, Any]) -> str:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     LOGS.mkdir(parents=True, exist_ok=True)
     LOG_LEVEL["level"] = args.log_level.upper()
+    PROFILE["on"] = args.profile
     STALL["seconds"] = args.stall
     children = Children()
     results: dict[str, Any] = {
@@ -590,38 +688,44 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "stall_seconds": args.stall,
         },
         "placement": {
-            "control plane": "its own per phase: etcd, kube-apiserver, controllers (Jobs' off)",
-            "operator": "own process (python -m permisos_operator | kopf run baseline)",
-            "client": "this process (aiohttp creates + batch/v1 Job watch)",
+            "control plane": "one for the run: etcd, kube-apiserver, controllers (Jobs' off)",
+            "operators": "own process each (python -m permisos_operator | kopf run baseline), "
+            "each in its phase's namespace as its own ServiceAccount",
+            "client": "this process (creates + batch/v1 Job watch, as cluster admin)",
         },
         "throughput": {},
         "memory": {},
     }
     n, m, c, t = args.requests, args.memory_requests, args.concurrency, args.timeout
+    control_plane = await start_control_plane(LOGS, "operators")
     try:
-        results["throughput"]["ours"] = await guarded(
-            "throughput: ours", t, throughput(children, "ours", start_ours, n, c, t)
-        )
-        results["throughput"]["baseline"] = await guarded(
-            "throughput: baseline", t, throughput(children, "baseline", start_baseline, n, c, t)
-        )
+        for kind, start in (("baseline", start_baseline), ("ours", start_ours)):
+            results["throughput"][kind] = await guarded(
+                f"throughput: {kind}",
+                t,
+                throughput(control_plane, children, kind, start, n, c, t),
+            )
         ours, base = results["throughput"]["ours"], results["throughput"]["baseline"]
         results["throughput"]["ratios_ours_over_baseline"] = {
             "p50": _ratio(_get(ours, "latency_ms", "p50"), _get(base, "latency_ms", "p50")),
             "p95": _ratio(_get(ours, "latency_ms", "p95"), _get(base, "latency_ms", "p95")),
             "jobs_per_second": _ratio(_get(ours, "jobs_per_second"), _get(base, "jobs_per_second")),
+            "api_calls_per_request": _ratio(
+                _get(ours, "api_calls_per_request"), _get(base, "api_calls_per_request")
+            ),
         }
         if m > 0:
-            results["memory"]["ours"] = await guarded(
-                "memory: ours", t, memory_ours(children, m, c, t)
-            )
             results["memory"]["baseline"] = await guarded(
-                "memory: baseline", t, memory_baseline(children, m, c, t)
+                "memory: baseline", t, memory_baseline(control_plane, children, m, c, t)
+            )
+            results["memory"]["ours"] = await guarded(
+                "memory: ours", t, memory_ours(control_plane, children, m, c, t)
             )
         else:
             results["memory"]["ours"] = results["memory"]["baseline"] = {"error": "skipped"}
     finally:
         children.stop_all()
+        await asyncio.to_thread(control_plane.stop)
     return results
 
 
@@ -633,6 +737,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=600, help="seconds per phase")
     parser.add_argument("--stall", type=float, default=120, help="seconds without progress")
     parser.add_argument("--log-level", default="WARNING", help="of both operators (debugging)")
+    parser.add_argument(
+        "--profile", action="store_true", help="run ours under cProfile; print its top entries"
+    )
     return parser.parse_args()
 
 
@@ -644,3 +751,7 @@ if __name__ == "__main__":
     out = RESULTS / "operator_throughput.json"
     out.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"\nfigures written to {out.relative_to(ROOT)}")
+    if arguments.profile:
+        for prof in sorted(LOGS.glob("*-ours-operator.prof")):
+            print(f"\n{prof.relative_to(ROOT)}: top entries by own time")
+            pstats.Stats(str(prof)).sort_stats("tottime").print_stats(25)

@@ -57,5 +57,3 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # One line per HTTP call to the API server drowns everything else.
-    logging.getLogger("httpx2").setLevel(max(logging.WARNING, root.level))

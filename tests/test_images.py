@@ -1165,8 +1165,6 @@ async def test_operator_image_creates_jobs_and_writes_nothing_outside_tmp(
             "PERMISOS_OPERATOR_METRICS_HOST": "127.0.0.1",
             "PERMISOS_OPERATOR_METRICS_PORT": str(metrics),
             "PERMISOS_OPERATOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{health}/healthz",
-            # The mirror's engine loads psycopg; nothing listens, so writes are only retried.
-            "PERMISOS_OPERATOR_DATABASE_URL": f"postgresql+psycopg://p@127.0.0.1:{free_port()}/p",
         },
     )
     try:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
+import socket
+import uuid
 
 import kopf
 from aiohttp import web
-from lightkube import AsyncClient
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-import permisos_operator.handlers  # noqa: F401  (registers the Kopf handlers)
+from permisos.kube import Kube
 from permisos.logs import configure as configure_logs
-from permisos_operator.controller import Controller
-from permisos_operator.kube import Kube
+from permisos_operator.context import Context
+from permisos_operator.handlers import watch_peering
+from permisos_operator.kube import Writer
+from permisos_operator.leadership import Leadership
 from permisos_operator.metrics import OperatorMetrics, StateCollector
 from permisos_operator.settings import OperatorSettings
 
@@ -39,18 +41,28 @@ async def main() -> None:
     settings = OperatorSettings()
     configure_logs(settings.log_level, settings.log_format)
     if settings.log_level != "DEBUG":
-        # Kopf logs every handler call; the controller logs what matters (the transitions).
+        # Kopf logs every handler call; the operator logs what matters (the transitions).
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # The peer's name in Kopf's peering object: which pod, and which start of it.
+    identity = f"{socket.gethostname()}/{uuid.uuid4().hex[:8]}"
     metrics = OperatorMetrics()
-    controller = Controller(Kube(AsyncClient(field_manager="permisos-operator")), settings, metrics)
+    ctx = Context(
+        writer=Writer(await Kube.from_environment()),
+        settings=settings,
+        metrics=metrics,
+        leadership=Leadership(
+            identity, settings.priority, settings.peering_lifetime, settings.standalone
+        ),
+    )
     metrics.registry.register(
         StateCollector(
-            controller.phase_tally,
-            lambda: controller.snapshots,
-            requests=lambda: controller.cache.requests.values(),
-            leading=lambda: controller.running,
+            entries=lambda: ctx.known.all_entries() if ctx.indexes else iter(()),
+            pools=lambda: ctx.snapshots,
+            leading=lambda: ctx.leadership.leading,
         )
     )
+    if not settings.standalone:
+        watch_peering(not settings.namespaces, settings.peering_name)
     metrics_runner = await serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
     log.info("metrics on %s:%d", settings.metrics_host, settings.metrics_port)
 
@@ -58,30 +70,21 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-
-    memo = kopf.Memo(controller=controller, settings=settings)
-    standalone_task = None
-    if settings.standalone:
-        # No peers to defer to: the controller runs for the whole life of the process.
-        standalone_task = asyncio.create_task(controller.run_forever())
     try:
         await kopf.operator(
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             standalone=settings.standalone,
             priority=settings.priority,
+            identity=identity,  # type: ignore[arg-type]  # Kopf's NewType of str
             # Naming a peering makes it mandatory in Kopf, which would pause a standalone operator.
             peering_name=None if settings.standalone else settings.peering_name,
             liveness_endpoint=settings.liveness_endpoint or None,
-            memo=memo,
+            memo=kopf.Memo(context=ctx),
             stop_flag=stop,
         )
     finally:
-        if standalone_task is not None:
-            standalone_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await standalone_task
-        await controller.kube.close()
+        await ctx.writer.close()
         await metrics_runner.cleanup()
 
 

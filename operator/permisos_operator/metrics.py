@@ -7,13 +7,13 @@ import re
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from permisos.resources import PHASES, TERMINAL_PHASES
+from permisos.resources import PHASES
+from permisos_operator.indexes import Entry, Key
 from permisos_operator.timeutil import parse_time
 
 _REASON = re.compile(r"^[A-Z][A-Za-z0-9]{0,63}$")
@@ -23,50 +23,52 @@ _MAX_REASONS = 50
 _STEP = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _MAX_STEPS = 20
 # What `api_errors` counts (the `operation` label); each starts at 0 so rate() works from boot.
-API_OPERATIONS = ("admission", "controller", "event", "mirror", "reconcile", "resync")
+API_OPERATIONS = ("admission", "reconcile")
 
 
 class PoolSnapshot:
-    """What the admission loop last saw of one pool."""
+    """What a pool's admission last saw."""
 
     def __init__(self, queued: int, running: int, limit: int) -> None:
         self.queued, self.running, self.limit = queued, running, limit
 
 
-def _open_since(request: Mapping[str, Any]) -> datetime | None:
-    """When an unfinished request's customer started waiting: payment, else creation."""
-    meta = request.get("metadata") or {}
-    phase = (request.get("status") or {}).get("phase") or "Pending"
-    if phase in TERMINAL_PHASES or meta.get("deletionTimestamp"):
-        return None
-    stamp = (request.get("spec") or {}).get("paidAt") or meta.get("creationTimestamp")
-    return parse_time(stamp) if stamp else None
-
-
 class StateCollector(Collector):
-    """Gauges computed from the cache at scrape time, so they can never drift from it."""
+    """Gauges computed at scrape time from the indexes and the admissions' last passes, so they
+    can never drift from what the operator knows.
+
+    Pools are labelled by name alone (a cluster-wide operator adds up same-named pools of
+    different namespaces): names of namespaces and requests stay out of the labels.
+    """
 
     def __init__(
         self,
-        phases: Callable[[], Tally[str]],
-        pools: Callable[[], dict[str, PoolSnapshot]],
         *,
-        requests: Callable[[], Iterable[Mapping[str, Any]]],
+        entries: Callable[[], Iterable[tuple[Key, Entry]]],
+        pools: Callable[[], Mapping[Key, PoolSnapshot]],
         leading: Callable[[], bool],
     ) -> None:
-        self._phases, self._pools = phases, pools
-        self._requests, self._leading = requests, leading
+        self._entries, self._pools, self._leading = entries, pools, leading
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         yield GaugeMetricFamily(
             "permisos_operator_leader",
-            "1 while this replica's controller runs (the active peer), else 0.",
+            "1 while this replica is the active one of the peering, else 0.",
             value=1 if self._leading() else 0,
         )
+        tally: Tally[str] = Tally()
+        oldest: dict[str, datetime | None] = {}
+        for (_, pool), entry in self._entries():
+            tally[entry.phase or "Pending"] += 1
+            since = parse_time(entry.open_since) if entry.open_since else None
+            current = oldest.get(pool)
+            if since is not None and (current is None or since < current):
+                oldest[pool] = since
+            else:
+                oldest.setdefault(pool, current)
         by_phase = GaugeMetricFamily(
             "permisos_permitrequests", "PermitRequests by phase.", labels=["phase"]
         )
-        tally = self._phases()
         for phase in PHASES:
             by_phase.add_metric([phase], tally.get(phase, 0))
         yield by_phase
@@ -79,26 +81,17 @@ class StateCollector(Collector):
         limit = GaugeMetricFamily(
             "permisos_runner_concurrency_limit", "Runner Jobs allowed at once.", labels=["pool"]
         )
-        snapshots = self._pools()
-        for pool, snap in sorted(snapshots.items()):
-            depth.add_metric([pool], snap.queued)
-            running.add_metric([pool], snap.running)
-            limit.add_metric([pool], snap.limit)
+        snapshots: dict[str, list[PoolSnapshot]] = {}
+        for (_, pool), snap in self._pools().items():
+            snapshots.setdefault(pool, []).append(snap)
+        for pool, snaps in sorted(snapshots.items()):
+            depth.add_metric([pool], sum(s.queued for s in snaps))
+            running.add_metric([pool], sum(s.running for s in snaps))
+            limit.add_metric([pool], sum(s.limit for s in snaps))
+            oldest.setdefault(pool, None)  # known pools report 0: no series means no operator
         yield depth
         yield running
         yield limit
-        yield self._oldest_open(snapshots)
-
-    def _oldest_open(self, snapshots: dict[str, PoolSnapshot]) -> GaugeMetricFamily:
-        # Known pools report 0 when nothing waits, so "no series" always means "no operator".
-        oldest: dict[str, datetime | None] = dict.fromkeys(snapshots)
-        for request in self._requests():
-            since = _open_since(request)
-            if since is None:
-                continue
-            pool = str((request.get("spec") or {}).get("pool") or "default")
-            current = oldest.get(pool)
-            oldest[pool] = since if current is None else min(current, since)
         family = GaugeMetricFamily(
             "permisos_permitrequest_oldest_open_seconds",
             "Age of the oldest PermitRequest not yet in a final phase, counted from its payment "
@@ -108,7 +101,7 @@ class StateCollector(Collector):
         now = datetime.now(UTC)
         for pool, since in sorted(oldest.items()):
             family.add_metric([pool], max(0.0, (now - since).total_seconds()) if since else 0.0)
-        return family
+        yield family
 
 
 class OperatorMetrics:

@@ -1,7 +1,7 @@
 """The Kubernetes permissions the operator needs: exactly the requests its code (and Kopf) make.
 
 The Helm chart's Role and ClusterRole grant these and nothing else; tests/chart/test_rbac.py checks
-the rendered rules against this module, and runs the operator against the API emulator with an
+the rendered rules against this module, and runs the operator on the real kube-apiserver with an
 audit of every request, so a new call without a rule here (or a rule nothing calls) fails there.
 
 A rule is `(apiGroup, resource, verbs)`; `resource` is `plural` or `plural/subresource`.
@@ -15,29 +15,30 @@ from permisos.resources import GROUP
 
 Rule = tuple[str, str, tuple[str, ...]]
 
-# In each namespace the operator works in: what the controller and Kopf's watches do there.
+# In each namespace the operator works in: what its handlers and Kopf's watches do there.
 WORK: tuple[Rule, ...] = (
-    # Kopf watches requests; the controller re-lists them and sets its finalizer (a merge patch).
-    (GROUP, "permitrequests", ("list", "watch", "patch")),
+    # Kopf lists and watches requests (its index and handlers); the operator writes only their
+    # status, and looks one up by name (a list with a field selector) before it remakes the Job
+    # of an admission that lost it.
+    (GROUP, "permitrequests", ("list", "watch")),
     (GROUP, "permitrequests/status", ("patch",)),
-    # Pools are read; the operator writes their status. `runnerpools/scale` is for kubectl and an
-    # HPA (whose controller has its own rights), never called by the operator.
-    (GROUP, "runnerpools", ("list", "watch")),
+    # Pools are watched; Kopf patches its finalizer onto them (it runs each pool's admission
+    # daemon and recheck timer until the pool goes); the operator writes their status.
+    # `runnerpools/scale` is for kubectl and an HPA (whose controller has its own rights).
+    (GROUP, "runnerpools", ("list", "watch", "patch")),
     (GROUP, "runnerpools/status", ("patch",)),
     # One Job per attempt; a cancelled or never-started attempt's Job is deleted.
     ("batch", "jobs", ("list", "watch", "create", "delete")),
     # Runner pods are only read, for their states and termination messages.
     ("", "pods", ("list", "watch")),
-    # One Event per transition (Kopf's own event posting is turned off).
+    # Kopf posts the Events of each transition.
     ("", "events", ("create",)),
 )
 
-# Kopf watches both peering kinds wherever it works (handlers.py runs the controller as a daemon of
-# either), but writes only its own peering object: `resourceNames` holds the peering name.
-PEERING_READ: tuple[Rule, ...] = (
-    ("kopf.dev", "kopfpeerings", ("list", "watch")),
-    ("kopf.dev", "clusterkopfpeerings", ("list", "watch")),
-)
+# Kopf's peering: the replicas watch their peering object (Kopf to pause and resume, the operator
+# to know whether it is the active one) and write only their own, by name (`resourceNames`).
+NAMESPACED_PEERING_READ: Rule = ("kopf.dev", "kopfpeerings", ("list", "watch"))
+CLUSTER_PEERING_READ: Rule = ("kopf.dev", "clusterkopfpeerings", ("list", "watch"))
 NAMESPACED_PEERING_WRITE: Rule = ("kopf.dev", "kopfpeerings", ("patch",))
 CLUSTER_PEERING_WRITE: Rule = ("kopf.dev", "clusterkopfpeerings", ("patch",))
 
@@ -67,13 +68,11 @@ def grants(cluster_wide: bool) -> Grants:
         # Kopf lists and watches everything across all namespaces in one request per resource.
         return Grants(
             namespaced=(),
-            cluster=(*WORK, *PEERING_READ, CRD_OBSERVATION),
+            cluster=(*WORK, CLUSTER_PEERING_READ, CRD_OBSERVATION),
             own_peering=CLUSTER_PEERING_WRITE,
         )
-    # The one cluster read left: the cluster peering kind, which Kopf watches for the daemon
-    # registered on it even when the operator peers through its namespace's KopfPeering.
     return Grants(
-        namespaced=(*WORK, PEERING_READ[0]),
-        cluster=(PEERING_READ[1],),
+        namespaced=(*WORK, NAMESPACED_PEERING_READ),
+        cluster=(),
         own_peering=NAMESPACED_PEERING_WRITE,
     )

@@ -25,27 +25,17 @@ class OperatorSettings(BaseSettings):
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 8080
     liveness_endpoint: str = "http://0.0.0.0:8081/healthz"
-    workers: int = 4
-    # A full re-list that repairs the cache if a watch ever missed a deletion.
-    resync_seconds: float = 300.0
     # Where the runner finds the applicant's Secret and writes its result.
     secret_mount_path: str = "/var/run/secrets/permisos/applicant"  # noqa: S105 (a path)
     termination_message_path: str = "/dev/termination-log"
     log_format: str = "json"
     log_level: str = "INFO"
-    # The API's database, where each phase change is mirrored; empty turns the mirror off.
-    database_url: str = ""
-    database_pool_size: int = 2
-    database_connect_timeout_seconds: int = 3
-    # How long after a failed mirror write (the database down) the request is tried again.
-    mirror_retry_seconds: float = 5.0
 
     @field_validator("namespaces")
     @classmethod
     def exact_namespaces(cls, names: list[str]) -> list[str]:
         """Names only: with named namespaces Kopf does not observe the cluster's namespaces
-        (handlers.py turns its scanning off), so a glob such as `team-*` would match nothing;
-        the controller's resync lists each namespace by its name too."""
+        (handlers.py turns its scanning off), so a glob such as `team-*` would match nothing."""
         bad = [name for name in names if not _NAMESPACE.fullmatch(name)]
         if bad:
             raise ValueError(f"not namespace names (globs are not supported): {bad}")

@@ -2,14 +2,16 @@
 
 The declared rules live in `permisos_operator.rbac` and `permisos_api.rbac`. The rendered Roles
 and ClusterRoles must equal them; then the real operator (a process, configured from the
-rendered Deployment) and the real dispatcher and readiness probe run on the real kube-apiserver
-as the chart's ServiceAccounts bound to the rendered roles: RBAC refuses none of their requests,
-and the audit log shows that each declared rule was used.
+rendered Deployment) and the API's real dispatcher, mirror and readiness probe run on the real
+kube-apiserver as the chart's ServiceAccounts bound to the rendered roles: RBAC refuses none of
+their requests, and the audit log shows that each declared rule was used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -21,14 +23,15 @@ import httpx
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from permisos.kube import Kube
+from permisos.kube import Kube, fmt_time, now
 from permisos_api import rbac as api_rbac
 from permisos_api.db import make_engine, utcnow
 from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
 from permisos_api.kube import ReadinessProbe
-from permisos_api.models import Outbox
+from permisos_api.mirror import Mirror, MirrorMetrics
+from permisos_api.models import Application, Outbox
 from permisos_api.settings import ApiSettings
 from permisos_operator import rbac as operator_rbac
 from permisos_sandbox.cluster import ControlPlane
@@ -306,8 +309,8 @@ async def test_the_api_calls_exactly_what_its_role_grants(
     tmp_path: Path,
 ) -> None:
     """On the real kube-apiserver, as the chart's API ServiceAccount with a token bound to the
-    chart's Role: a missing permission is a 403 that fails the dispatcher, and the audit log
-    shows that every granted verb is used."""
+    chart's Role: a missing permission is a 403 that fails the dispatcher or the mirror, and the
+    audit log shows that every granted verb is used."""
     admin = control_plane.admin_kubeconfig
     ns = f"rbac-api-{uuid.uuid4().hex[:6]}"
     await kubectl(admin, "create", "namespace", ns)
@@ -330,10 +333,19 @@ async def test_the_api_calls_exactly_what_its_role_grants(
         kubernetes_namespace=ns,
         kubernetes_timeout_seconds=5.0,
         mail_outbox_dir=tmp_path / "mail",
+        mirror_retry_seconds=0.5,
     )
     engine = make_engine(settings)
     dispatcher = Dispatcher(settings, engine, DispatcherMetrics(CollectorRegistry()))
+    # The mirror, as the API's lifespan runs it: it lists and watches the requests.
+    registry = CollectorRegistry()
+    mirror = asyncio.create_task(Mirror(settings, engine, MirrorMetrics(registry)).run_forever())
+
+    async def watching() -> bool:
+        return registry.get_sample_value("permisos_mirror_watching") == 1
+
     try:
+        await eventually(watching)
         application = paid_application(engine, outbox=True)
         assert await dispatcher.run_once() >= 1
         # Delivered again (a replica died before recording it): the Secret exists and is patched
@@ -345,17 +357,36 @@ async def test_the_api_calls_exactly_what_its_role_grants(
                 .values(dispatched_at=None, next_attempt_at=utcnow())
             )
         assert await dispatcher.run_once() >= 1
-        probe = ReadinessProbe(ns, 5.0)
-        try:
-            check = await asyncio.to_thread(probe.check)
-        finally:
-            probe.close()
-        assert check.status == "ok"
+        assert (await ReadinessProbe(ns, 5.0).check()).status == "ok"
+        # The operator (played here) ends the request, then it is deleted: the mirror records
+        # the outcome, then patches its finalizer away.
+        request = ("permitrequest", str(application), "-n", ns)
+        moment = fmt_time(now())
+        ready = {"type": "Ready", "status": "False", "reason": "PortalRejected"}
+        failed = {
+            "phase": "Failed",
+            "attempts": 1,
+            "completedAt": moment,
+            "conditions": [{**ready, "lastTransitionTime": moment}],
+        }
+        status = json.dumps({"status": failed})
+        await kubectl(
+            admin, "patch", *request, "--subresource=status", "--type=merge", "-p", status
+        )
+        await kubectl(admin, "delete", *request, "--wait=false")
+        await kubectl(admin, "wait", "--for=delete", *request, "--timeout=30s")
+        with engine.connect() as conn:
+            found = conn.execute(select(Application.status).where(Application.id == application))
+            assert found.scalar_one() == "permit_failed"
+        assert not mirror.done(), "the mirror stopped"
     finally:
+        mirror.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await mirror
         await dispatcher.close()
         engine.dispose()
     _, out, _ = await kubectl(admin, "get", "permitrequests", "-n", ns, "-o", "name")
-    assert out.split() == [f"permitrequest.permisosdigitales.mx/{application}"]
+    assert out.split() == []
 
     user = f"system:serviceaccount:{ns}:{account}"
     assert refused(control_plane, user) == [], "calls the rendered RBAC refuses"

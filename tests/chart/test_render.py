@@ -186,10 +186,6 @@ def test_no_secret_values_are_rendered(rendered: Rendered) -> None:
             values["database"]["existingSecret"],
             values["database"]["urlKey"],
         ),
-        "PERMISOS_OPERATOR_DATABASE_URL": (
-            values["database"]["existingSecret"],
-            values["database"]["urlKey"],
-        ),
         "PERMISOS_API_SIGNING_SECRET": (values["signing"]["existingSecret"], "secret"),
         "PERMISOS_API_STRIPE_SECRET_KEY": (values["stripe"]["existingSecret"], "secret-key"),
         "PERMISOS_API_STRIPE_WEBHOOK_SECRET": (

@@ -219,15 +219,12 @@ def test_the_runner_reaches_only_dns_storage_and_the_portal(
     assert policy["egress"] == [endpoint_rule(np["dns"]), endpoint_rule(np["s3"]), portal]
 
 
-def test_the_operator_reaches_only_dns_the_kube_api_and_the_database(rendered: Rendered) -> None:
+def test_the_operator_reaches_only_dns_and_the_kube_api(rendered: Rendered) -> None:
+    """It has no database: the API mirrors the phases."""
     np = rendered.values["networkPolicy"]
     labels = pods_of(rendered, "operator")["podSelector"]["matchLabels"]
     policy = policy_of(rendered, labels)
-    assert policy["egress"] == [
-        endpoint_rule(np["dns"]),
-        endpoint_rule(np["kubeApi"]),
-        endpoint_rule(np["database"]),
-    ]
+    assert policy["egress"] == [endpoint_rule(np["dns"]), endpoint_rule(np["kubeApi"])]
     (ingress,) = policy["ingress"]
     assert ingress["ports"] == [{"port": "metrics", "protocol": "TCP"}]
 

@@ -326,7 +326,8 @@ async def test_the_make_run_demo_delivers_a_permit_on_its_own_postgresql(tmp_pat
     assert sorted(path.name.split("-")[0] for path in paths) == ["certificate", "permit", "placard"]
     assert all(path.read_bytes().startswith(b"%PDF-") for path in paths)
     shown = "\n".join(lines)
-    for phase in ("Queued", "Running", "Succeeded"):
+    # A free runner: the request starts at once (it is Queued only while the pool is full).
+    for phase in ("Running", "Succeeded"):
         assert phase in shown, shown
     # What `make run` prints names no person: the demo applicant's data stays in the API.
     personal = ("first_name", "last_name", "maternal_surname", "curp", "phone")

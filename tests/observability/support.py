@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
-from collections import Counter as Tally
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,9 +147,8 @@ def operator_registry() -> CollectorRegistry:
     metrics = OperatorMetrics()
     metrics.registry.register(
         StateCollector(
-            Tally,
-            lambda: {"default": PoolSnapshot(1, 1, 2)},
-            requests=list,
+            entries=list,
+            pools=lambda: {("permisos", "default"): PoolSnapshot(1, 1, 2)},
             leading=lambda: True,
         )
     )

@@ -8,7 +8,7 @@ the store), Stripe's simulator delivers signed webhooks, two forged ones are ref
 dispatcher creates the PermitRequests on the real kube-apiserver, the operator runs them
 (tests/job_controller.py plays the Job controller and the runner pods with the results a runner
 reports: one request times out twice before it succeeds, one is rejected by the portal for good,
-one succeeds at once, one stays running), mirrors the phases into PostgreSQL, and the API tells
+one succeeds at once, one stays running), the API mirrors the phases into PostgreSQL and tells
 the applicants. Last, Stripe becomes unreachable and two payments answer 502.
 """
 
@@ -191,11 +191,7 @@ async def platform(
     operator = OperatorProcess(
         operator_credentials,
         tmp_path / "operator.log",
-        extra_env={
-            "PERMISOS_OPERATOR_NAMESPACES": json.dumps([ns.name]),
-            "PERMISOS_OPERATOR_DATABASE_URL": database_url,
-            "PERMISOS_OPERATOR_MIRROR_RETRY_SECONDS": "0.5",
-        },
+        extra_env={"PERMISOS_OPERATOR_NAMESPACES": json.dumps([ns.name])},
     )
     try:
         async with httpx.AsyncClient() as http:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import ast
 import math
-from collections import Counter as Tally
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from permisos_operator.indexes import Entry, entry_of
 from permisos_operator.metrics import (
     API_OPERATIONS,
     OperatorMetrics,
@@ -21,9 +21,10 @@ from permisos_operator.timeutil import format_time
 from tests.observability.support import ROOT
 
 
-def request(
+def entry(
     pool: str, phase: str | None, created: datetime, paid: datetime | None = None, **meta: Any
-) -> dict[str, Any]:
+) -> tuple[tuple[str, str], Entry]:
+    """What the operator's `requests_by_pool` index holds for such a request."""
     body: dict[str, Any] = {
         "metadata": {"name": "x", "creationTimestamp": format_time(created), **meta},
         "spec": {"pool": pool},
@@ -32,7 +33,7 @@ def request(
         body["spec"]["paidAt"] = format_time(paid)
     if phase is not None:
         body["status"] = {"phase": phase}
-    return body
+    return ("permisos", pool), entry_of(body)
 
 
 def collect(collector: StateCollector) -> CollectorRegistry:
@@ -41,9 +42,9 @@ def collect(collector: StateCollector) -> CollectorRegistry:
     return registry
 
 
-def test_leader_gauge_follows_the_controller() -> None:
+def test_leader_gauge_follows_the_peering() -> None:
     running = False
-    registry = collect(StateCollector(Tally, dict, requests=list, leading=lambda: running))
+    registry = collect(StateCollector(entries=list, pools=dict, leading=lambda: running))
     assert registry.get_sample_value("permisos_operator_leader") == 0
     running = True
     assert registry.get_sample_value("permisos_operator_leader") == 1
@@ -51,20 +52,23 @@ def test_leader_gauge_follows_the_controller() -> None:
 
 def test_oldest_open_request_counts_from_payment_and_skips_finished_ones() -> None:
     now = datetime.now(UTC)
-    requests = [
+    entries = [
         # Paid two hours ago, created an hour ago (the outbox waited): the payment counts.
-        request("default", "Retrying", now - timedelta(hours=1), now - timedelta(hours=2)),
-        request("default", "Queued", now - timedelta(minutes=5)),
+        entry("default", "Retrying", now - timedelta(hours=1), now - timedelta(hours=2)),
+        entry("default", "Queued", now - timedelta(minutes=5)),
         # Finished or going away: nobody waits for them.
-        request("default", "Succeeded", now - timedelta(days=1)),
-        request("default", "Failed", now - timedelta(days=1)),
-        request("default", "Running", now - timedelta(days=1), deletionTimestamp="x"),
-        # A pool the admission loop has not seen yet, and a request with no status yet.
-        request("fast", None, now - timedelta(minutes=10)),
+        entry("default", "Succeeded", now - timedelta(days=1)),
+        entry("default", "Failed", now - timedelta(days=1)),
+        entry("default", "Running", now - timedelta(days=1), deletionTimestamp="x"),
+        # A pool whose admission has not run yet, and a request with no status yet.
+        entry("fast", None, now - timedelta(minutes=10)),
     ]
-    pools = {"default": PoolSnapshot(1, 1, 2), "idle": PoolSnapshot(0, 0, 2)}
+    pools = {
+        ("permisos", "default"): PoolSnapshot(1, 1, 2),
+        ("permisos", "idle"): PoolSnapshot(0, 0, 2),
+    }
     registry = collect(
-        StateCollector(Tally, lambda: pools, requests=lambda: requests, leading=lambda: True)
+        StateCollector(entries=lambda: entries, pools=lambda: pools, leading=lambda: True)
     )
 
     def age(pool: str) -> float:
@@ -77,6 +81,18 @@ def test_oldest_open_request_counts_from_payment_and_skips_finished_ones() -> No
     assert 7195 <= age("default") <= 7260
     assert 595 <= age("fast") <= 660
     assert age("idle") == 0
+    phases = {"phase": "Pending"}
+    assert registry.get_sample_value("permisos_permitrequests", phases) == 1
+
+
+def test_pools_of_one_name_in_two_namespaces_add_up() -> None:
+    """A cluster-wide operator: one series per pool name (namespaces stay out of the labels)."""
+    pools = {("a", "default"): PoolSnapshot(3, 2, 2), ("b", "default"): PoolSnapshot(1, 1, 4)}
+    registry = collect(StateCollector(entries=list, pools=lambda: pools, leading=lambda: True))
+    labels = {"pool": "default"}
+    assert registry.get_sample_value("permisos_queue_depth", labels) == 4
+    assert registry.get_sample_value("permisos_runner_concurrency", labels) == 3
+    assert registry.get_sample_value("permisos_runner_concurrency_limit", labels) == 6
 
 
 def test_portal_steps_are_observed_with_bounded_labels() -> None:

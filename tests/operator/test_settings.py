@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import kopf
 import pytest
 from pydantic import ValidationError
 
 from permisos_operator import handlers
 from permisos_operator.settings import OperatorSettings
-
-# The startup handler, called as Kopf would (its decorator types it as Kopf's, all kwargs needed).
-configure: Any = handlers.configure
 
 
 @pytest.mark.parametrize(
@@ -26,7 +21,7 @@ def test_named_namespaces_turn_kopf_scanning_off(
     CRDs, which is why the namespace-scoped chart grants neither (permisos_operator.rbac)."""
     settings = kopf.OperatorSettings()
     operator = OperatorSettings(namespaces=namespaces)
-    configure(settings=settings, memo=kopf.Memo(settings=operator))
+    handlers.kopf_settings(settings, operator)
     assert settings.scanning.disabled is scanning_disabled
 
 

@@ -221,17 +221,18 @@ imagePullSecrets:
 
 {{/* The operator's work rules (operator/permisos_operator/rbac.py WORK). */}}
 {{- define "permisos.operator.workRules" -}}
-# Kopf watches requests; the controller re-lists them and sets its finalizer.
+# Kopf watches requests; the operator writes their status only.
 - apiGroups: ["permisosdigitales.mx"]
   resources: ["permitrequests"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["permisosdigitales.mx"]
   resources: ["permitrequests/status"]
   verbs: ["patch"]
-# Pools are read and their status written (runnerpools/scale is for kubectl and HPAs).
+# Pools are watched, Kopf's finalizer patched on (their daemons), their status written
+# (runnerpools/scale is for kubectl and HPAs).
 - apiGroups: ["permisosdigitales.mx"]
   resources: ["runnerpools"]
-  verbs: ["list", "watch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["permisosdigitales.mx"]
   resources: ["runnerpools/status"]
   verbs: ["patch"]
@@ -243,7 +244,7 @@ imagePullSecrets:
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
-# One Event per transition.
+# One Event per transition, posted by Kopf.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

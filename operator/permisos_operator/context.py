@@ -1,0 +1,103 @@
+"""What every handler of the operator works with, kept in Kopf's memo.
+
+Kopf owns the watches, the per-object workers and the indexes. What is ours is small: the
+client, the metrics, one lock per request (handlers of a request, of its Job and pod, its pool's
+admission and the rechecks may all want to act on it at once), a wake-up per pool, the
+admissions whose status write the watches have not brought back yet, and when each request
+wants its next look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from permisos_operator.indexes import Entry, Indexes, Key
+from permisos_operator.kube import Writer
+from permisos_operator.leadership import Leadership
+from permisos_operator.metrics import OperatorMetrics, PoolSnapshot
+from permisos_operator.settings import OperatorSettings
+
+# An admission is "recent" until the watches have certainly shown its Running phase and its Job:
+# meanwhile the pool counts it as running, and no recheck creates its Job a second time.
+ADMISSION_GRACE = 10.0
+
+
+class KeyedLocks:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Key, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Key) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class RecentAdmissions:
+    """Admissions the indexes do not show yet, by pool: each request with the attempt it was
+    admitted for, until its entry shows that attempt (or ADMISSION_GRACE passes)."""
+
+    def __init__(self) -> None:
+        self._by_pool: dict[Key, dict[str, tuple[int, float]]] = {}
+
+    def note(self, pool: Key, name: str, attempt: int) -> None:
+        self._by_pool.setdefault(pool, {})[name] = (attempt, time.monotonic())
+
+    def forget(self, pool: Key, name: str) -> None:
+        self._by_pool.get(pool, {}).pop(name, None)
+
+    def of(self, pool: Key, shown: Mapping[str, Entry] | None = None) -> set[str]:
+        """The pool's recent admissions; with `shown` (the pool's entries by name), only
+        those these entries do not reflect yet."""
+        admitted = self._by_pool.get(pool, {})
+        horizon = time.monotonic() - ADMISSION_GRACE
+        for name, (attempt, at) in list(admitted.items()):
+            entry = shown.get(name) if shown is not None else None
+            caught_up = shown is not None and (entry is None or entry.attempts >= attempt)
+            if at < horizon or caught_up:
+                del admitted[name]
+        return set(admitted)
+
+
+@dataclass
+class Context:
+    writer: Writer
+    settings: OperatorSettings
+    metrics: OperatorMetrics
+    leadership: Leadership
+    indexes: Indexes | None = None  # Kopf's, handed over by the startup handler
+    locks: KeyedLocks = field(default_factory=KeyedLocks)  # per request
+    admissions: RecentAdmissions = field(default_factory=RecentAdmissions)
+    snapshots: dict[Key, PoolSnapshot] = field(default_factory=dict)
+    # When each running or backing-off request wants to be looked at again, by the rechecks.
+    due: dict[Key, datetime] = field(default_factory=dict)
+    _wakes: dict[Key, asyncio.Event] = field(default_factory=dict)
+    _pool_locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
+
+    @property
+    def known(self) -> Indexes:
+        assert self.indexes is not None, "indexes are handed over before any handler runs"
+        return self.indexes
+
+    def wake(self, pool: Key) -> asyncio.Event:
+        """The event that wakes the pool's admission."""
+        return self._wakes.setdefault(pool, asyncio.Event())
+
+    def pool_lock(self, pool: Key) -> asyncio.Lock:
+        """Held while deciding about the pool's room (taken before any request's lock)."""
+        return self._pool_locks.setdefault(pool, asyncio.Lock())
