@@ -21,9 +21,10 @@ import contextlib
 import heapq
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from permisos.resources import PermitRequestSpec, PermitRequestStatus, RunnerPoolSpec
-from permisos_operator.context import Context
+from permisos_operator.context import ADMISSION_GRACE, Context
 from permisos_operator.indexes import Body, Entry, Key, entry_of
 from permisos_operator.kube import Conflict, Gone
 from permisos_operator.lifecycle import Transition, admit
@@ -64,18 +65,23 @@ class Room:
         return heapq.nsmallest(self.free, candidates, key=lambda e: e.order)
 
 
-def room(ctx: Context, pool: Key) -> Room:
+def room(ctx: Context, pool: Key, *, whole_line: bool = False) -> Room:
+    """The pool's room, and its line (who waits, who is about to) when there is room left or
+    `whole_line` asks for it: going through the whole queue is what costs."""
     namespace, name = pool
-    entries = {e.name: e for e in ctx.known.entries(namespace, name)}
-    recent = ctx.admissions.of(pool, entries)
-    running = sum(1 for e in entries.values() if e.phase == "Running") + len(recent)
+    spec = pool_spec(ctx, namespace, name)
+    recent = ctx.admissions.of(pool, lambda request: ctx.known.entry(namespace, request))
+    running = ctx.known.running(namespace, name) + len(recent)
+    if not whole_line and (spec is None or running >= spec.replicas):
+        return Room(spec=spec, running=running, waiting=[], unsettled=[])
+    entries = ctx.known.entries(namespace, name)
     return Room(
-        spec=pool_spec(ctx, namespace, name),
+        spec=spec,
         running=running,
-        waiting=[e for e in entries.values() if e.waiting and e.name not in recent],
+        waiting=[e for e in entries if e.waiting and e.name not in recent],
         unsettled=[
             e
-            for e in entries.values()
+            for e in entries
             if e.phase in (None, "Pending") and e.open_since and e.name not in recent
         ],
     )
@@ -144,7 +150,7 @@ async def run(ctx: Context, pool: Key) -> None:
 async def admit_queued(ctx: Context, pool: Key) -> PoolSnapshot:
     """Queued requests first in line start while the pool has room."""
     async with ctx.pool_lock(pool):
-        now = room(ctx, pool)
+        now = room(ctx, pool, whole_line=True)
         chosen = [e for e in now.first() if e.waiting]
         for entry in chosen:
             ctx.admissions.note(pool, entry.name, entry.attempts + 1)
@@ -188,13 +194,17 @@ async def _start(
     """The next attempt of a request whose room is taken: Running (one status write from
     whatever phase it was in), then its Job. A failed write gives the room back."""
     name = body["metadata"]["name"]
-    new, change, job = admit(name, queued, body["metadata"].get("generation"), utcnow())
+    now = utcnow()
+    new, change, job = admit(name, queued, body["metadata"].get("generation"), now)
     started = Transition(old.phase, "Running", change.reason, change.message)
     try:
-        await write(ctx, body, old, new, started)
+        updated = await write(ctx, body, old, new, started)
     except BaseException:
         ctx.admissions.forget(pool, name)
         raise
+    # Its Job's events tell the rest; the rechecks look once the admission's grace is over.
+    version = int(updated["metadata"]["resourceVersion"])
+    ctx.due[(pool[0], name)] = (now + timedelta(seconds=ADMISSION_GRACE), version)
     request = PermitRequestSpec.model_validate(body.get("spec") or {})
     try:
         await create_job(ctx, body, request, spec, job, new.attempts)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -61,14 +61,16 @@ class RecentAdmissions:
     def forget(self, pool: Key, name: str) -> None:
         self._by_pool.get(pool, {}).pop(name, None)
 
-    def of(self, pool: Key, shown: Mapping[str, Entry] | None = None) -> set[str]:
-        """The pool's recent admissions; with `shown` (the pool's entries by name), only
-        those these entries do not reflect yet."""
+    def of(self, pool: Key, shown: Callable[[str], Entry | None] | None = None) -> set[str]:
+        """The pool's recent admissions; with `shown` (a request's entry in the indexes, by
+        name), only those the indexes do not reflect yet."""
         admitted = self._by_pool.get(pool, {})
         horizon = time.monotonic() - ADMISSION_GRACE
         for name, (attempt, at) in list(admitted.items()):
-            entry = shown.get(name) if shown is not None else None
-            caught_up = shown is not None and (entry is None or entry.attempts >= attempt)
+            caught_up = False
+            if shown is not None:
+                entry = shown(name)
+                caught_up = entry is None or entry.attempts >= attempt
             if at < horizon or caught_up:
                 del admitted[name]
         return set(admitted)
@@ -84,8 +86,12 @@ class Context:
     locks: KeyedLocks = field(default_factory=KeyedLocks)  # per request
     admissions: RecentAdmissions = field(default_factory=RecentAdmissions)
     snapshots: dict[Key, PoolSnapshot] = field(default_factory=dict)
-    # When each running or backing-off request wants to be looked at again, by the rechecks.
-    due: dict[Key, datetime] = field(default_factory=dict)
+    # When each running or backing-off request wants to be looked at again by the rechecks, and
+    # the resourceVersion that was decided on.
+    due: dict[Key, tuple[datetime, int]] = field(default_factory=dict)
+    # The resourceVersion each request's last status write returned: its watch event brings
+    # nothing the operator does not know, so it is not reconciled again.
+    written: dict[Key, str] = field(default_factory=dict)
     _wakes: dict[Key, asyncio.Event] = field(default_factory=dict)
     _pool_locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
 

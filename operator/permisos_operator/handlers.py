@@ -77,6 +77,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **indexes: Any) -> Non
     ctx.indexes = Indexes(
         requests=indexes["requests"],
         requests_by_pool=indexes["requests_by_pool"],
+        running_by_pool=indexes["running_by_pool"],
         jobs_by_request=indexes["jobs_by_request"],
         pods_by_job=indexes["pods_by_job"],
         pools=indexes["pools"],
@@ -99,6 +100,12 @@ def requests(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dic
 @kopf.index(GROUP, VERSION, "permitrequests")
 def requests_by_pool(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
     return {(_ns(namespace), pool_name(body)): entry_of(body)}
+
+
+@kopf.index(GROUP, VERSION, "permitrequests")
+def running_by_pool(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    running = (body.get("status") or {}).get("phase") == "Running"
+    return {(_ns(namespace), pool_name(body)): name} if running else {}
 
 
 @kopf.index("batch", "v1", "jobs", labels=MANAGED_BY)
@@ -127,10 +134,12 @@ async def permitrequest_changed(
 ) -> None:
     ctx, ns = _ctx(memo), _ns(namespace)
     pool = (ns, pool_name(body))
+    # The echo of the operator's own last write brings nothing new to decide on.
+    echo = ctx.written.pop((ns, name), None) == body.get("metadata", {}).get("resourceVersion")
     if type == "DELETED":
         ctx.due.pop((ns, name), None)
         events.deleted(request_of(body))
-    elif await reconcile(ctx, ns, name):
+    elif not echo and await reconcile(ctx, ns, name):
         await admission.enqueue(ctx, pool, name)
     ctx.wake(pool).set()
 
@@ -177,8 +186,11 @@ async def recheck_pool(namespace: str | None, name: str, memo: Any, **_: Any) ->
     now = utcnow()
     for entry in ctx.known.entries(ns, name):
         if entry.phase in ("Running", "Retrying"):
-            due = ctx.due.get((ns, entry.name))
-            if (due is None or due <= now) and await reconcile(ctx, ns, entry.name):
+            # A time decided on an older version of the request than the index shows is no
+            # longer the request's: it is looked at now.
+            due, decided_on = ctx.due.get((ns, entry.name), (None, None))
+            stale = decided_on != entry.resource_version
+            if (stale or due is None or due <= now) and await reconcile(ctx, ns, entry.name):
                 await admission.enqueue(ctx, (ns, name), entry.name)
 
 

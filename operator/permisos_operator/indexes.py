@@ -152,6 +152,7 @@ class Indexes:
 
     requests: Index
     requests_by_pool: Index
+    running_by_pool: Index
     jobs_by_request: Index
     pods_by_job: Index
     pools: Index
@@ -172,6 +173,14 @@ class Indexes:
 
     def entries(self, namespace: str, pool: str) -> list[Entry]:
         return list(self.requests_by_pool.get((namespace, pool), ()))
+
+    def running(self, namespace: str, pool: str) -> int:
+        """How many of the pool's requests are Running, without going through its queue."""
+        return len(list(self.running_by_pool.get((namespace, pool), ())))
+
+    def entry(self, namespace: str, name: str) -> Entry | None:
+        body = self.request(namespace, name)
+        return entry_of(body) if body is not None else None
 
     def pool_keys(self) -> set[Key]:
         """Every pool that exists or that a request names."""

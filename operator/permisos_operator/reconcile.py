@@ -118,7 +118,7 @@ async def decide_now(ctx: Context, body: Body) -> Decision | None:
     if step.requeue_at is None:
         ctx.due.pop((namespace, name), None)
     else:
-        ctx.due[(namespace, name)] = step.requeue_at
+        ctx.due[(namespace, name)] = (step.requeue_at, int(meta.get("resourceVersion") or 0))
     return Decision(body, spec, status, pool, step)
 
 
@@ -170,6 +170,7 @@ async def write(
     updated = await ctx.writer.write_status(
         meta["namespace"], name, meta["resourceVersion"], body.get("status") or {}, new.wire()
     )
+    ctx.written[(meta["namespace"], name)] = str(updated["metadata"]["resourceVersion"])
     ctx.metrics.transitions.labels(change.new).inc()
     log.info(
         "phase %s -> %s (%s)",
