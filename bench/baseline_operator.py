@@ -1,8 +1,11 @@
 """The smallest Kopf operator that turns a PermitRequest into a Job: the benchmark's baseline.
 
-`kopf run --standalone --all-namespaces bench/baseline_operator.py` with KUBECONFIG set. On
-creation it makes one Job `<name>-a1` labelled with the request's name, through the official
-client's asyncio API, and does nothing else: no queue, no admission, no status, no retries.
+`kopf run --standalone --namespace=<ns> bench/baseline_operator.py` with KUBECONFIG set. On
+creation it makes the request's first Job `<name>-a1` through the official client's asyncio API,
+and does nothing else: no queue, no admission, no status, no Events, no retries. The Job is the
+very manifest our operator makes for that request in a default RunnerPool
+(`permisos_operator.jobs`), so both operators ask the apiserver for the same Jobs and the
+comparison is about the operators.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ from typing import Any
 import kopf
 from kubernetes.aio import client, config
 
-LABEL_REQUEST = "permisosdigitales.mx/permitrequest"
+from permisos.resources import PermitRequestSpec, RunnerPoolSpec
+from permisos_operator.jobs import job_manifest
+from permisos_operator.settings import OperatorSettings
 
 _batch: Any = None
+POOL = RunnerPoolSpec()
+SETTINGS = OperatorSettings()
 
 
 async def _jobs() -> Any:
@@ -25,32 +32,22 @@ async def _jobs() -> Any:
     return _batch
 
 
-def job_for(name: str, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": f"{name}-a1",
-            "namespace": namespace,
-            "labels": {LABEL_REQUEST: name},
-        },
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "metadata": {"labels": {LABEL_REQUEST: name}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "runner", "image": "busybox"}],
-                },
-            },
-        },
-    }
+def job_for(name: str, namespace: str, uid: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return job_manifest(
+        name=f"{name}-a1",
+        namespace=namespace,
+        request=name,
+        request_uid=uid,
+        attempt=1,
+        spec=PermitRequestSpec.model_validate(spec),
+        pool=POOL,
+        settings=SETTINGS,
+    )
 
 
 @kopf.on.create("permisosdigitales.mx", "v1alpha1", "permitrequests")
-async def create_job(name: str, namespace: str, body: kopf.Body, **_: Any) -> None:
-    manifest = job_for(name, namespace)
-    kopf.adopt(manifest, owner=body)
+async def create_job(name: str, namespace: str, uid: str, spec: kopf.Spec, **_: Any) -> None:
+    manifest = job_for(name, namespace, uid, dict(spec))
     try:
         await (await _jobs()).create_namespaced_job(namespace, manifest)
     except client.ApiException as error:

@@ -70,7 +70,7 @@ def room(ctx: Context, pool: Key, *, whole_line: bool = False) -> Room:
     `whole_line` asks for it: going through the whole queue is what costs."""
     namespace, name = pool
     spec = pool_spec(ctx, namespace, name)
-    recent = ctx.admissions.of(pool, lambda request: ctx.known.entry(namespace, request))
+    recent = ctx.admissions.of(pool)
     running = ctx.known.running(namespace, name) + len(recent)
     if not whole_line and (spec is None or running >= spec.replicas):
         return Room(spec=spec, running=running, waiting=[], unsettled=[])

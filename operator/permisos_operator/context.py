@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from permisos_operator.indexes import Entry, Indexes, Key
+from permisos_operator.indexes import Indexes, Key
 from permisos_operator.kube import Writer
 from permisos_operator.leadership import Leadership
 from permisos_operator.metrics import OperatorMetrics, PoolSnapshot
@@ -50,7 +50,7 @@ class KeyedLocks:
 
 class RecentAdmissions:
     """Admissions the indexes do not show yet, by pool: each request with the attempt it was
-    admitted for, until its entry shows that attempt (or ADMISSION_GRACE passes)."""
+    admitted for, until its watch event shows that attempt (or ADMISSION_GRACE passes)."""
 
     def __init__(self) -> None:
         self._by_pool: dict[Key, dict[str, tuple[int, float]]] = {}
@@ -61,18 +61,17 @@ class RecentAdmissions:
     def forget(self, pool: Key, name: str) -> None:
         self._by_pool.get(pool, {}).pop(name, None)
 
-    def of(self, pool: Key, shown: Callable[[str], Entry | None] | None = None) -> set[str]:
-        """The pool's recent admissions; with `shown` (a request's entry in the indexes, by
-        name), only those the indexes do not reflect yet."""
+    def shown(self, pool: Key, name: str, attempts: int) -> None:
+        """The request's watch event (already in the indexes) shows `attempts`."""
+        noted = self._by_pool.get(pool, {}).get(name)
+        if noted is not None and attempts >= noted[0]:
+            self.forget(pool, name)
+
+    def of(self, pool: Key) -> set[str]:
         admitted = self._by_pool.get(pool, {})
         horizon = time.monotonic() - ADMISSION_GRACE
-        for name, (attempt, at) in list(admitted.items()):
-            caught_up = False
-            if shown is not None:
-                entry = shown(name)
-                caught_up = entry is None or entry.attempts >= attempt
-            if at < horizon or caught_up:
-                del admitted[name]
+        for name in [name for name, (_, at) in admitted.items() if at < horizon]:
+            del admitted[name]
         return set(admitted)
 
 
