@@ -1,6 +1,9 @@
 """The operator's Kopf wiring: indexes of what it watches, handlers for what changes, a daemon
 per RunnerPool for admission and a timer per pool for rechecks.
 
+Every function Kopf calls for an event is a coroutine, even the ones that do not wait: Kopf runs
+plain functions in a thread pool, a thread hop per call.
+
 Kopf runs all of it only on the active replica of the peering; every handler here is a thin
 call into `reconcile`, `admission` or `leadership`, whose decisions the pure `lifecycle` makes.
 """
@@ -93,35 +96,37 @@ async def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
 
 
 @kopf.index(GROUP, VERSION, "permitrequests")
-def requests(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+async def requests(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
     return {(_ns(namespace), name): Packed.of(body)}
 
 
 @kopf.index(GROUP, VERSION, "permitrequests")
-def requests_by_pool(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
+async def requests_by_pool(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
     return {(_ns(namespace), pool_name(body)): entry_of(body)}
 
 
 @kopf.index(GROUP, VERSION, "permitrequests")
-def running_by_pool(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+async def running_by_pool(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[Any, Any]:
     running = (body.get("status") or {}).get("phase") == "Running"
     return {(_ns(namespace), pool_name(body)): name} if running else {}
 
 
 @kopf.index("batch", "v1", "jobs", labels=MANAGED_BY)
-def jobs_by_request(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
+async def jobs_by_request(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
     request = request_of_job(body)
     return {(_ns(namespace), request): job_of(body)} if request else {}
 
 
 @kopf.index("", "v1", "pods", labels=MANAGED_BY)
-def pods_by_job(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
+async def pods_by_job(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
     job = job_name_of_pod(body)
     return {(_ns(namespace), job): pod_of(body)} if job else {}
 
 
 @kopf.index(GROUP, VERSION, "runnerpools")
-def pools(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+async def pools(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
     return {(_ns(namespace), name): pool_of(body)}
 
 
@@ -196,7 +201,7 @@ async def recheck_pool(namespace: str | None, name: str, memo: Any, **_: Any) ->
                 await admission.enqueue(ctx, (ns, name), entry.name)
 
 
-def peering_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
+async def peering_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
     _ctx(memo).leadership.observe(body)
 
 
@@ -207,5 +212,5 @@ def watch_peering(cluster_wide: bool, name: str) -> None:
 
 
 @kopf.on.probe(id="controller")
-def controller_running(memo: Any, **_: Any) -> bool:
+async def controller_running(memo: Any, **_: Any) -> bool:
     return _ctx(memo).leadership.leading
