@@ -173,6 +173,19 @@ async def operator_account(
     return kubeconfig, f"system:serviceaccount:{ns}:{account}"
 
 
+async def settle_events(api: Api, ns: str, within: float = 60.0) -> dict[str, Any]:
+    """The namespace's Events once two readings 3 s apart agree."""
+    deadline = time.monotonic() + within
+    events = await api.get(f"/api/v1/namespaces/{ns}/events")
+    while time.monotonic() < deadline:
+        await asyncio.sleep(3)
+        again = await api.get(f"/api/v1/namespaces/{ns}/events")
+        if len(again.get("items") or []) == len(events.get("items") or []):
+            return again
+        events = again
+    return events
+
+
 def api_calls(control_plane: ControlPlane, user: str) -> dict[str, int]:
     """Every request `user` made, by verb, from the apiserver's audit log (one auditID each)."""
     seen: dict[str, str] = {}
@@ -303,9 +316,9 @@ async def throughput(
             control_plane_cpu_seconds(control_plane) - cpu_api,
         )
         latencies = [watch.first_job[name] - returned[name] for name in names]
-        # What follows the last Job (status writes, Events) is part of the work: let it land.
-        await asyncio.sleep(5)
-        events = await api.get(f"/api/v1/namespaces/{ns}/events")
+        # What follows the last Job (status writes, Events posted in the background) is part of
+        # the work: let it land, until the namespace's Events stop growing (at most a minute).
+        events = await settle_events(api, ns)
         children.stop(operator.child)
         calls = api_calls(control_plane, user)
         return {

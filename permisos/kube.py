@@ -66,9 +66,12 @@ class Kube:
         self.api = k8s.ApiClient(configuration)
 
     @classmethod
-    async def from_kubeconfig(cls, path: Path | str | None = None) -> Kube:
-        """From a kubeconfig file; without one, those `KUBECONFIG` names (or ~/.kube/config)."""
-        configuration = k8s.Configuration()
+    async def from_kubeconfig(
+        cls, path: Path | str | None = None, *, connections: int | None = None
+    ) -> Kube:
+        """From a kubeconfig file; without one, those `KUBECONFIG` names (or ~/.kube/config).
+        `connections` caps the connections (and requests in flight) to the API server."""
+        configuration = k8s.Configuration(connection_pool_maxsize=connections)
         # Read now: the client's own default is `KUBECONFIG` as it was when it was imported.
         default = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
         # The client's configuration loaders and close() carry no annotations.
@@ -80,16 +83,16 @@ class Kube:
         return cls(configuration)
 
     @classmethod
-    async def from_environment(cls) -> Kube:
+    async def from_environment(cls, *, connections: int | None = None) -> Kube:
         """As kubectl finds its cluster: the pod's ServiceAccount inside a cluster, else the
         kubeconfig."""
-        configuration = k8s.Configuration()
+        configuration = k8s.Configuration(connection_pool_maxsize=connections)
         try:
             k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
                 client_configuration=configuration
             )
         except k8s_config.ConfigException:  # not in a pod: no service host, or no token
-            return await cls.from_kubeconfig()
+            return await cls.from_kubeconfig(connections=connections)
         return cls(configuration)
 
     async def close(self) -> None:

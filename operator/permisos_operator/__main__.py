@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from permisos.kube import Kube
 from permisos.logs import configure as configure_logs
 from permisos_operator.context import Context
-from permisos_operator.handlers import watch_peering
+from permisos_operator.handlers import CONNECTIONS, watch_peering
 from permisos_operator.kube import Writer
 from permisos_operator.leadership import Leadership
 from permisos_operator.metrics import OperatorMetrics, StateCollector
@@ -47,7 +47,7 @@ async def main() -> None:
     identity = f"{socket.gethostname()}/{uuid.uuid4().hex[:8]}"
     metrics = OperatorMetrics()
     ctx = Context(
-        writer=Writer(await Kube.from_environment()),
+        writer=Writer(await Kube.from_environment(connections=CONNECTIONS)),
         settings=settings,
         metrics=metrics,
         leadership=Leadership(

@@ -41,6 +41,14 @@ from permisos_operator.timeutil import utcnow
 RECHECK_SECONDS = 1.0
 
 
+# The operator's own requests in flight at once (its connections to the API server), and the
+# Events Kopf posts at once: Kopf's own connection pool has no limit, so a burst of hundreds of
+# Events took hundreds of TLS connections (each with a 128 KiB buffer) and crowded out the
+# status writes and Jobs that the requests wait for.
+CONNECTIONS = 64
+EVENT_POSTERS = 8
+
+
 def _ns(namespace: str | None) -> str:
     """Every kind the operator handles is namespaced."""
     assert namespace is not None
@@ -55,6 +63,7 @@ def _ctx(memo: Any) -> Context:
 def kopf_settings(settings: kopf.OperatorSettings, operator: OperatorSettings) -> None:
     """Kopf's settings from the operator's own."""
     settings.posting.reporting_component = "permisos-operator"
+    settings.posting.worker_limit = EVENT_POSTERS
     settings.posting.reporting_instance = socket.gethostname()
     settings.peering.name = operator.peering_name
     settings.peering.priority = operator.priority
