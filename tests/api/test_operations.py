@@ -215,7 +215,9 @@ async def test_the_catalog_lists_what_an_application_may_name(api: Api, make_use
     assert [e["rule"] for e in r.json()["errors"]] == ["model_year_range"]
 
 
-async def test_database_outage_answers_503_and_recovers(api: Api, make_user: Make) -> None:
+async def test_database_outage_answers_503_and_recovers(
+    api: Api, make_user: Make, caplog: pytest.LogCaptureFixture
+) -> None:
     user: User = await make_user()
     proxy = DatabaseProxy(api.settings.database_url)
     await proxy.start()
@@ -229,6 +231,9 @@ async def test_database_outage_answers_503_and_recovers(api: Api, make_user: Mak
     assert r.status_code == 503
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["type"].endswith("/service-unavailable") and r.headers["retry-after"]
+    # The log tells an engineer which failure it was (the driver's class), not just "database".
+    warned = [x.getMessage() for x in caplog.records if "database unavailable" in x.getMessage()]
+    assert warned and warned[-1].startswith("database unavailable: OperationalError (")
     r = await client.get("/readyz")
     assert r.status_code == 503 and r.json()["checks"]["database"]["status"] == "failed"
 

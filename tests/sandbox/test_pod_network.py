@@ -183,6 +183,49 @@ async def test_a_pods_network_does_not_change_once_it_runs(
     assert out == "True False\n"
 
 
+async def test_a_pod_keeps_reaching_the_host_while_other_pods_come_and_go(
+    cluster: tuple[ControlPlane, NodeAgentProcess], namespace: str, host_server: int
+) -> None:
+    """Pods ending must not move the gateway: a bridge takes its lowest port's MAC unless it has
+    its own, and a pod holding the old one in its ARP cache lost the database and the API for
+    up to half a minute (the e2e's 503s and 30 s silences)."""
+    admin = cluster[0].admin_kubeconfig
+    code = f"""
+        import pathlib, time, urllib.request
+        failures, macs, first = 0, set(), True
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen("http://{GATEWAY}:{host_server}/", timeout=1).read()
+            except OSError:
+                failures += 1
+            for line in pathlib.Path("/proc/net/arp").read_text().splitlines()[1:]:
+                if line.split()[0] == "{GATEWAY}":
+                    macs.add(line.split()[3])
+            if first:
+                print("fetching", flush=True)
+                first = False
+            time.sleep(0.2)
+        print("failures", failures, "gateway MACs", len(macs))
+    """
+    await apply(admin, job("watcher", namespace, python(code)))
+
+    async def fetching() -> bool | None:
+        _, out, _ = await kubectl(admin, "logs", "job/watcher", "-n", namespace, check=False)
+        return True if "fetching" in out else None
+
+    await eventually(fetching, timeout=60)
+    # Six short pods, three at a time: each one's veth joins the bridge, then leaves it.
+    passers = job("passers", namespace, python("print('passed')"), completions=6, parallelism=3)
+    await apply(admin, passers)
+    done = await eventually(lambda: job_condition(admin, namespace, "passers"), timeout=60)
+    assert done["type"] == "Complete"
+    done = await eventually(lambda: job_condition(admin, namespace, "watcher"), timeout=60)
+    assert done["type"] == "Complete"
+    _, out, _ = await kubectl(admin, "logs", "job/watcher", "-n", namespace)
+    assert out.splitlines()[-1] == "failures 0 gateway MACs 1"
+
+
 def test_a_stopped_agent_leaves_no_namespace_and_no_bridge(
     cluster: tuple[ControlPlane, NodeAgentProcess],
 ) -> None:

@@ -64,9 +64,13 @@ class PodNetwork:
         hosts = self.network.hosts()
         self.gateway = str(next(hosts))
         self._free = [str(h) for h in hosts]
-        digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:5]
-        self.prefix = f"pm{digest}"  # interface names have at most 15 characters
+        digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()
+        self.prefix = f"pm{digest[:5]}"  # interface names have at most 15 characters
         self.bridge = f"{self.prefix}br"
+        # A bridge without an address of its own takes its lowest port's, so the gateway's MAC
+        # would change whenever a pod comes or goes, and the other pods' ARP caches would send
+        # to a MAC nobody holds for up to half a minute. A fixed, locally administered one.
+        self.bridge_mac = ":".join(["02", *(digest[i : i + 2] for i in range(6, 16, 2))])
         self.service_ip = service_ip
         self._api = api
         self._pods: dict[str, str] = {}  # pod uid -> address
@@ -93,7 +97,7 @@ class PodNetwork:
             raise
 
     def _make_bridge(self) -> None:
-        _ip("link", "add", "name", self.bridge, "type", "bridge")
+        _ip("link", "add", "name", self.bridge, "address", self.bridge_mac, "type", "bridge")
         _ip("addr", "add", f"{self.gateway}/{self.network.prefixlen}", "dev", self.bridge)
         _ip("addr", "add", f"{self.service_ip}/32", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
