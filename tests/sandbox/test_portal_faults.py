@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
 from pypdf import PdfReader
 
+from permisos.maintenance import Schedule
 from permisos_sandbox.portal import PortalSimulator
 
 from .conftest import PortalClient
@@ -138,3 +140,84 @@ async def test_sessions_expire_mid_flow_through_the_config(
         portal.url + status_path + ".json", allow_redirects=False
     ) as resp:
         assert (resp.status, resp.headers["Location"]) == (303, "/login?expirada=1")
+
+
+async def test_scheduled_maintenance_hours_close_the_portal_until_the_window_ends(
+    portal: PortalSimulator, portal_client: PortalClient
+) -> None:
+    now = datetime.now(UTC)
+    begins, ends = now - timedelta(minutes=1), now + timedelta(minutes=3)
+    hours = {
+        "time_zone": "UTC",
+        "windows": [{"start": f"{begins:%H:%M}", "end": f"{ends:%H:%M}"}],
+    }
+    async with portal_client.http.put(
+        portal.url + "/__control/config", json={"maintenance_hours": hours}
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+    status, page, resp = await portal_client.get("/login")
+    assert status == 503 and page.h1 == "Sitio en mantenimiento"
+    # Retry-After: the seconds left in the window (its end is on a whole minute).
+    left = (ends.replace(second=0, microsecond=0) - now).total_seconds()
+    assert abs(int(resp.headers["Retry-After"]) - left) <= 2
+    # A closed date (today, in the portal's zone) closes it all day.
+    today = {"time_zone": "UTC", "closed_dates": [f"{datetime.now(UTC):%Y-%m-%d}"]}
+    portal.config.maintenance_hours = Schedule.model_validate(today)
+    status, _, resp = await portal_client.get("/login")
+    assert status == 503 and int(resp.headers["Retry-After"]) > 0
+    portal.config.maintenance_hours = Schedule()
+    assert (await portal_client.get("/login"))[0] == 200
+    async with portal_client.http.put(
+        portal.url + "/__control/config", json={"maintenance_hours": {"time_zone": "Mars/Olympus"}}
+    ) as resp:
+        assert resp.status == 400 and "unknown time zone" in await resp.text()
+
+
+async def test_rate_limit_answers_429_with_retry_after_beyond_the_limit(
+    portal: PortalSimulator, portal_client: PortalClient
+) -> None:
+    portal.config.rate_limit_per_minute = 3
+    answered = [(await portal_client.get("/login"))[0] for _ in range(3)]
+    assert answered == [200, 200, 200]
+    status, page, resp = await portal_client.get("/login")
+    assert status == 429 and page.h1 == "Demasiadas solicitudes"
+    assert 55 <= int(resp.headers["Retry-After"]) <= 60  # when the first of the minute leaves
+    async with portal_client.http.get(portal.url + "/__control/health") as control:
+        assert control.status == 200  # the control API is never throttled
+    portal.config.rate_limit_per_minute = None
+    assert (await portal_client.get("/login"))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "gone", "instead"),
+    [
+        ("login", "/login", ("form", {"id": "login"}), ("form", {"id": "acceso"})),
+        ("consulta", "/consulta", ("form", {"id": "consulta"}), ("form", {"id": "busqueda"})),
+        (
+            "solicitante",
+            "/tramites/nuevo/solicitante",
+            ("input", {"name": "curp"}),
+            ("input", {"name": "clave_curp"}),
+        ),
+    ],
+)
+async def test_a_changed_portal_renames_what_the_runner_looks_for(
+    portal: PortalSimulator,
+    portal_client: PortalClient,
+    change: str,
+    path: str,
+    gone: tuple[str, dict[str, str]],
+    instead: tuple[str, dict[str, str]],
+) -> None:
+    await portal_client.login()
+    async with portal_client.http.put(
+        portal.url + "/__control/config", json={"changed": [change]}
+    ) as resp:
+        assert resp.status == 200
+    status, page, _ = await portal_client.get(path)
+    assert status == 200
+    assert page.all(gone[0], **gone[1]) == []
+    assert len(page.all(instead[0], **instead[1])) == 1
+    portal.config.changed = []
+    _, page, _ = await portal_client.get(path)
+    assert len(page.all(gone[0], **gone[1])) == 1

@@ -7,6 +7,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from permisos.maintenance import Schedule
+
+from .changes import Change
+
 DEFAULT_ACTIVE_PLATES = ("AAA0001",)
 
 
@@ -22,6 +26,12 @@ class PortalConfig(BaseModel):
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     error_status: Literal[500, 503] = 503
     maintenance: bool = False
+    # Scheduled maintenance: weekly windows and closed dates in a time zone.
+    maintenance_hours: Schedule = Field(default_factory=Schedule)
+    # Requests answered per sliding minute; the rest get 429 with Retry-After.
+    rate_limit_per_minute: int | None = Field(default=None, ge=1, le=100_000)
+    # Pages redesigned without notice: which elements the runner looks for are gone.
+    changed: list[Change] = Field(default_factory=list)
     session_ttl_seconds: float = Field(default=900.0, gt=0)
     expire_sessions_now: bool = False
     download: Literal["normal", "slow", "abort"] = "normal"

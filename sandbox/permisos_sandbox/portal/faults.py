@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import random
+import time
+from collections import deque
 
 from .config import PortalConfig
 
@@ -12,6 +15,7 @@ class Faults:
         self.config = config
         self._seed: int | None = None
         self._random = random.Random()  # noqa: S311 - fault injection, not security
+        self._answered: deque[float] = deque()  # when the last minute's requests were answered
         self.reseed()
 
     def reseed(self) -> None:
@@ -47,3 +51,18 @@ class Faults:
             return None
         self.config.fail_plates = {**self.config.fail_plates, plates: left - 1}
         return self.config.error_status
+
+    def throttle(self, now: float | None = None) -> int | None:
+        """Seconds to wait (Retry-After) when this request is over `rate_limit_per_minute` in
+        the last sliding minute, else None (and the request counts)."""
+        limit = self.config.rate_limit_per_minute
+        if limit is None:
+            self._answered.clear()
+            return None
+        now = time.monotonic() if now is None else now
+        while self._answered and self._answered[0] <= now - 60:
+            self._answered.popleft()
+        if len(self._answered) >= limit:
+            return max(1, math.ceil(self._answered[0] + 60 - now))
+        self._answered.append(now)
+        return None

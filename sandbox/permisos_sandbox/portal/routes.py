@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from . import catalog, pdf, render
+from . import catalog, changes, pdf, render
 from .config import PortalConfig
 from .faults import Faults
 from .sessions import COOKIE, Session, SessionStore
@@ -145,7 +145,11 @@ class Portal:
             config.expire_sessions_now = False
         if config.latency_ms:
             await asyncio.sleep(config.latency_ms / 1000)
-        if config.maintenance:
+        now = datetime.now(UTC)
+        closed_until = config.maintenance_hours.closed_until(now)
+        if config.maintenance or closed_until is not None:
+            # Retry-After: when the scheduled window ends (a minute for the manual switch).
+            left = 60 if closed_until is None else math.ceil((closed_until - now).total_seconds())
             return self.html(
                 request,
                 "Sitio en mantenimiento",
@@ -153,7 +157,15 @@ class Portal:
                     "Estamos realizando labores de mantenimiento. Por favor intente más tarde."
                 ),
                 status=503,
-                headers={"Retry-After": "60"},
+                headers={"Retry-After": str(max(1, left))},
+            )
+        if (wait := self.faults.throttle()) is not None:
+            return self.html(
+                request,
+                "Demasiadas solicitudes",
+                render.message("Ha realizado demasiadas solicitudes. Espere un momento."),
+                status=429,
+                headers={"Retry-After": str(wait)},
             )
         failure = self.faults.server_error()
         if failure is not None:
@@ -175,6 +187,7 @@ class Portal:
     ) -> web.Response:
         usuario = session.usuario if session else None
         text = render.page(title, body, usuario=usuario, modal=self.faults.show_modal())
+        text = changes.apply(text, self.config.changed)
         response = web.Response(
             text=text, status=status, content_type="text/html", charset="utf-8", headers=headers
         )
