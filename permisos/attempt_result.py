@@ -31,10 +31,15 @@ class AttemptResult(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     # Object keys of what a failed attempt left for the engineer (screenshot, HTML, trace).
     evidence: list[str] = Field(default_factory=list, max_length=8)
+    # A probe (the pool's portal health check) submits nothing and brings no documents.
+    kind: Literal["attempt", "probe"] = "attempt"
+    # How long the portal asked us to stay away (its Retry-After), when it did.
+    retry_after_seconds: int | None = Field(None, ge=0, le=86_400)
 
     @model_validator(mode="after")
     def _succeeded_has_documents(self) -> AttemptResult:
-        if self.outcome == "succeeded" and (not self.folio or not self.artifacts):
+        documents = self.folio and self.artifacts
+        if self.kind == "attempt" and self.outcome == "succeeded" and not documents:
             raise ValueError("a succeeded attempt must report its folio and artifacts")
         return self
 

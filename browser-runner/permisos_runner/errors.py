@@ -6,6 +6,9 @@ permanent ones mean the portal rejected the data, and trying again would only be
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Literal
 
 from permisos.redact import redact
@@ -18,10 +21,14 @@ class AttemptFailed(Exception):
 
     outcome: Outcome = "retryable"
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(
+        self, reason: str, message: str, *, retry_after_seconds: int | None = None
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = redact(message)
+        # What the portal asked for (Retry-After): the pool slows down that long.
+        self.retry_after_seconds = retry_after_seconds
 
 
 class Retryable(AttemptFailed):
@@ -30,3 +37,20 @@ class Retryable(AttemptFailed):
 
 class Permanent(AttemptFailed):
     outcome: Outcome = "permanent"
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> int | None:
+    """An HTTP Retry-After (seconds, or a date) as whole seconds from now; None if absent or
+    unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0, math.ceil((when - (now or datetime.now(UTC))).total_seconds()))

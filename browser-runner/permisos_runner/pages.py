@@ -20,7 +20,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from permisos.applicant import Applicant
 from permisos.resources import Vehicle
-from permisos_runner.errors import Permanent, Retryable
+from permisos_runner.errors import Permanent, Retryable, retry_after
 from permisos_runner.settings import RunnerSettings
 
 log = logging.getLogger(__name__)
@@ -82,18 +82,34 @@ class PortalPage:
     async def _navigated(self, response: Response | None, *, login_page: bool = False) -> None:
         """Raises the classified failure for a page that is not the one the flow expects."""
         status = response.status if response is not None else 200
+        wait = retry_after(await response.header_value("retry-after")) if response else None
         heading = await self._heading()
         if MAINTENANCE_HEADING in heading.lower():
-            raise Retryable("PortalMaintenance", f"El portal está en mantenimiento: {heading}")
+            raise Retryable(
+                "PortalMaintenance",
+                f"El portal está en mantenimiento: {heading}",
+                retry_after_seconds=wait,
+            )
         if status >= 500:
             raise Retryable("PortalUnavailable", f"HTTP {status}: {heading}".strip(": "))
+        if status == 429:
+            raise Retryable("RateLimited", f"HTTP 429: {heading}", retry_after_seconds=wait)
         if not login_page and urlsplit(self.page.url).path == "/login":
             raise Retryable("SessionExpired", "La sesión del portal expiró a mitad del trámite")
-        if status == 429:
-            raise Retryable("PortalThrottled", f"HTTP 429: {heading}")
         if status >= 400:
             # 403 is the portal refusing a stale form token; a fresh session fixes it.
             raise Retryable("PortalHttpError", f"HTTP {status}: {heading}")
+
+    async def _expect(self, selector: str, within: Locator | None = None) -> Locator:
+        """`selector` on the page just loaded. Pages are rendered by the server, so what is not
+        there now never will be: the portal changed its pages (PortalChanged, which opens the
+        pool's circuit), rather than a wait that ends as a timeout."""
+        scope: Locator | Page = within if within is not None else self.page
+        found = scope.locator(selector)
+        if await found.count() == 0:
+            heading = await self._heading() or urlsplit(self.page.url).path
+            raise Retryable("PortalChanged", f"La página «{heading}» ya no tiene {selector}")
+        return found.first
 
     async def _field_errors(self) -> list[str]:
         """The portal's validation messages next to the fields (`.campo-error`)."""
@@ -121,14 +137,14 @@ class PortalPage:
 class LoginPage(PortalPage):
     async def open(self) -> LoginPage:
         await self._goto(self._url("/login"), login_page=True)
-        await self.page.locator("form#login").wait_for()
+        await self._expect("form#login")
         return self
 
     async def sign_in(self, username: str, password: str) -> HomePage:
-        form = self.page.locator("form#login")
-        await form.locator("input[name=usuario]").fill(username)
-        await form.locator("input[name=contrasena]").fill(password)
-        await self._follow(form.locator("button[type=submit]"), login_page=True)
+        form = await self._expect("form#login")
+        await (await self._expect("input[name=usuario]", form)).fill(username)
+        await (await self._expect("input[name=contrasena]", form)).fill(password)
+        await self._follow(await self._expect("button[type=submit]", form), login_page=True)
         if urlsplit(self.page.url).path == "/login":
             alert = self.page.locator(".alerta-error")
             text = (await alert.first.inner_text()).strip() if await alert.count() else ""
@@ -140,7 +156,7 @@ class LoginPage(PortalPage):
 
 class HomePage(PortalPage):
     async def ready(self) -> HomePage:
-        await self.page.locator("a#nuevo-tramite").wait_for()
+        await self._expect("a#nuevo-tramite")
         return self
 
     async def open(self) -> HomePage:
@@ -148,22 +164,22 @@ class HomePage(PortalPage):
         return await self.ready()
 
     async def consulta(self) -> ConsultaPage:
-        await self._follow(self.page.locator("a#consulta"))
+        await self._follow(await self._expect("a#consulta"))
         return await ConsultaPage(self.page, self.settings).ready()
 
     async def new_application(self) -> ApplicantStep:
-        await self._follow(self.page.locator("a#nuevo-tramite"))
+        await self._follow(await self._expect("a#nuevo-tramite"))
         return await ApplicantStep(self.page, self.settings).ready()
 
 
 class ConsultaPage(PortalPage):
     async def ready(self) -> ConsultaPage:
-        await self.page.locator("form#consulta").wait_for()
+        await self._expect("form#consulta")
         return self
 
     async def find(self, reference: str) -> str | None:
         """The status page URL of an earlier submission with this reference, if any."""
-        field = self.page.locator("form#consulta input[name=referencia]")
+        field = await self._expect("form#consulta input[name=referencia]")
         await field.fill(reference)
         await self._follow(field, press="Enter")
         found = self.page.locator("table#resultado")
@@ -184,11 +200,11 @@ class ConsultaPage(PortalPage):
 
 class ApplicantStep(PortalPage):
     async def ready(self) -> ApplicantStep:
-        await self.page.locator("form#solicitante").wait_for()
+        await self._expect("form#solicitante")
         return self
 
     async def submit(self, reference: str, applicant: Applicant) -> VehicleStep:
-        form = self.page.locator("form#solicitante")
+        form = await self._expect("form#solicitante")
         values = {
             "referencia": reference,
             "nombre": applicant.first_name,
@@ -199,21 +215,21 @@ class ApplicantStep(PortalPage):
             "telefono": applicant.phone,
         }
         for name, value in values.items():
-            await form.locator(f"[name={name}]").fill(value)
-        await self._follow(form.locator("[type=submit]").first)
+            await (await self._expect(f"[name={name}]", form)).fill(value)
+        await self._follow(await self._expect("[type=submit]", form))
         await self._raise_field_errors()
         return await VehicleStep(self.page, self.settings).ready()
 
 
 class VehicleStep(PortalPage):
     async def ready(self) -> VehicleStep:
-        await self.page.locator("form#vehiculo").wait_for()
+        await self._expect("form#vehiculo")
         return self
 
     async def submit(self, vehicle: Vehicle) -> ReviewPage:
-        form = self.page.locator("form#vehiculo")
-        make = form.locator("select[name=marca]")
-        line = form.locator("select[name=linea]")
+        form = await self._expect("form#vehiculo")
+        make = await self._expect("select[name=marca]", form)
+        line = await self._expect("select[name=linea]", form)
         make_value = await _option_value(make, vehicle.make, "marca")
 
         # The page's script loads the lines by XHR when the make changes; watch that call.
@@ -222,6 +238,11 @@ class VehicleStep(PortalPage):
         response = await lines.value
         if response.status >= 500:
             raise Retryable("PortalUnavailable", f"HTTP {response.status} del catálogo de líneas")
+        if response.status == 429:
+            wait = retry_after(await response.header_value("retry-after"))
+            raise Retryable(
+                "RateLimited", "HTTP 429 del catálogo de líneas", retry_after_seconds=wait
+            )
         if 300 <= response.status < 400 or response.status == 401:
             raise Retryable("SessionExpired", "La sesión del portal expiró a mitad del trámite")
         # The script reloads the page (to the login form) when the session has expired.
@@ -231,27 +252,27 @@ class VehicleStep(PortalPage):
             await self._navigated(None)
         await line.select_option(value=await _option_value(line, vehicle.line, "línea"))
 
-        service = form.locator("select[name=tipo_servicio]")
+        service = await self._expect("select[name=tipo_servicio]", form)
         await service.select_option(
             value=await _option_value(service, vehicle.service_type, "tipo")
         )
-        year = form.locator("select[name=ano_modelo]")
+        year = await self._expect("select[name=ano_modelo]", form)
         await year.select_option(value=await _option_value(year, str(vehicle.model_year), "año"))
-        await form.locator("input[name=placas]").fill(vehicle.plates)
+        await (await self._expect("input[name=placas]", form)).fill(vehicle.plates)
 
-        await self._follow(form.locator("[type=submit]").first)
+        await self._follow(await self._expect("[type=submit]", form))
         await self._raise_field_errors()
         return await ReviewPage(self.page, self.settings).ready()
 
 
 class ReviewPage(PortalPage):
     async def ready(self) -> ReviewPage:
-        await self.page.locator("dl#resumen").wait_for()
+        await self._expect("dl#resumen")
         return self
 
     async def confirm(self) -> StatusPage:
         """Submits the application: from here on the portal holds it under our reference."""
-        await self._follow(self.page.locator("button#confirmar-envio"))
+        await self._follow(await self._expect("button#confirmar-envio"))
         await self._raise_field_errors()
         return await StatusPage(self.page, self.settings).ready()
 

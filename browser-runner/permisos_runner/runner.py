@@ -30,7 +30,7 @@ from permisos.redact import redact
 from permisos.resources import ArtifactKind
 from permisos_runner.documents import Document, check_pdf
 from permisos_runner.errors import AttemptFailed, Permanent, Retryable
-from permisos_runner.pages import LoginPage, StatusPage, install_notice_handler
+from permisos_runner.pages import HomePage, LoginPage, StatusPage, install_notice_handler
 from permisos_runner.settings import RunnerSettings
 from permisos_runner.storage import Storage, evidence_prefix
 
@@ -43,6 +43,8 @@ DOCUMENTS: tuple[tuple[str, ArtifactKind], ...] = (
     ("placa", "placard"),
 )
 MAX_MESSAGE_CHARS = 1000
+# What a probe searches for: a reference no application has (application ids are UUIDs).
+PROBE_REFERENCE = "sonda-de-disponibilidad"
 
 
 class Timings:
@@ -81,12 +83,15 @@ def _failure(error: BaseException) -> AttemptFailed:
 async def run_attempt(
     browser: Browser,
     settings: RunnerSettings,
-    applicant: Applicant,
+    applicant: Applicant | None,
     *,
     storage: Storage | None = None,
 ) -> AttemptResult:
     """Runs one attempt in a fresh browser context and always returns its result."""
-    extra = {"permitrequest": settings.permit_request, "attempt": settings.attempt}
+    extra = {
+        "permitrequest": settings.permit_request or settings.probe_name,
+        "attempt": settings.attempt,
+    }
     storage = storage or Storage(settings)
     timings = Timings(extra)
     started = time.monotonic()
@@ -101,7 +106,10 @@ async def run_attempt(
         page = await context.new_page()
         await install_notice_handler(page)
         try:
-            result = await _flow(page, settings, applicant, storage, timings)
+            if settings.mode == "probe":
+                result = await _probe(page, settings, timings)
+            else:
+                result = await _flow(page, settings, applicant, storage, timings)
         except Exception as error:
             failure = _failure(error)
             if not isinstance(error, AttemptFailed):
@@ -114,6 +122,8 @@ async def run_attempt(
                 reason=failure.reason,
                 message=failure.message[:MAX_MESSAGE_CHARS],
                 evidence=evidence,
+                kind=settings.mode,
+                retry_after_seconds=failure.retry_after_seconds,
             )
         else:
             if settings.trace:
@@ -127,19 +137,40 @@ async def run_attempt(
     return result
 
 
+async def _sign_in(page: Page, settings: RunnerSettings) -> HomePage:
+    login = await LoginPage(page, settings).open()
+    return await login.sign_in(
+        settings.portal_username.get_secret_value(), settings.portal_password.get_secret_value()
+    )
+
+
+async def _probe(page: Page, settings: RunnerSettings, timings: Timings) -> AttemptResult:
+    """The portal's health as an attempt would meet it, touching no application: sign in, then
+    search the consulta page for a reference no application has."""
+    with timings.step("login"):
+        home = await _sign_in(page, settings)
+    with timings.step("lookup"):
+        await (await home.consulta()).find(PROBE_REFERENCE)
+    return AttemptResult(
+        outcome="succeeded",
+        reason="PortalHealthy",
+        message="El portal respondió: inicio de sesión y consulta",
+        kind="probe",
+    )
+
+
 async def _flow(
     page: Page,
     settings: RunnerSettings,
-    applicant: Applicant,
+    applicant: Applicant | None,
     storage: Storage,
     timings: Timings,
 ) -> AttemptResult:
     reference = settings.application_id
+    if applicant is None or reference is None:  # the settings' validator makes this unreachable
+        raise Permanent("InvalidConfiguration", "Un intento necesita solicitud y solicitante")
     with timings.step("login"):
-        login = await LoginPage(page, settings).open()
-        home = await login.sign_in(
-            settings.portal_username.get_secret_value(), settings.portal_password.get_secret_value()
-        )
+        home = await _sign_in(page, settings)
     with timings.step("lookup"):
         # Asked first, so an attempt that crashed after submitting is never submitted again.
         earlier = await (await home.consulta()).find(reference)
@@ -169,8 +200,7 @@ async def _flow(
             documents.append(check_pdf(kind, path.read_bytes(), folio, settings.max_pdf_bytes))
     with timings.step("upload"):
         artifacts = [
-            await storage.put_document(settings.application_id, folio, document)
-            for document in documents
+            await storage.put_document(reference, folio, document) for document in documents
         ]
     return AttemptResult(
         outcome="succeeded",
@@ -189,7 +219,7 @@ async def _evidence(
     They may show personal data the form held, which is why they go to the same private bucket
     as the permits and never into a log.
     """
-    prefix = evidence_prefix(settings.application_id, settings.attempt)
+    prefix = evidence_prefix(settings)
     timeout = settings.evidence_timeout_seconds
     captured: list[tuple[str, bytes, str]] = []
     try:
@@ -228,7 +258,7 @@ def write_result(path: Path, result: AttemptResult) -> None:
         log.error("cannot write the termination message to %s: %s", path, error)
 
 
-async def launch_and_run(settings: RunnerSettings, applicant: Applicant) -> AttemptResult:
+async def launch_and_run(settings: RunnerSettings, applicant: Applicant | None) -> AttemptResult:
     """Launches Chromium, runs one attempt, closes everything."""
     async with async_playwright() as playwright:
         try:
@@ -237,7 +267,10 @@ async def launch_and_run(settings: RunnerSettings, applicant: Applicant) -> Atte
             )
         except PlaywrightError as error:
             return AttemptResult(
-                outcome="retryable", reason="BrowserLaunchFailed", message=_first_line(error)
+                outcome="retryable",
+                reason="BrowserLaunchFailed",
+                message=_first_line(error),
+                kind=settings.mode,
             )
         try:
             return await run_attempt(browser, settings, applicant)
@@ -245,7 +278,9 @@ async def launch_and_run(settings: RunnerSettings, applicant: Applicant) -> Atte
             await browser.close()
 
 
-async def _run_until_terminated(settings: RunnerSettings, applicant: Applicant) -> AttemptResult:
+async def _run_until_terminated(
+    settings: RunnerSettings, applicant: Applicant | None
+) -> AttemptResult:
     """SIGTERM (the Job's deadline, a drained node) ends the attempt as retryable, reported."""
     task = asyncio.create_task(launch_and_run(settings, applicant))
     loop = asyncio.get_running_loop()
@@ -254,7 +289,10 @@ async def _run_until_terminated(settings: RunnerSettings, applicant: Applicant) 
         return await task
     except asyncio.CancelledError:
         return AttemptResult(
-            outcome="retryable", reason="Terminated", message="El runner recibió SIGTERM"
+            outcome="retryable",
+            reason="Terminated",
+            message="El runner recibió SIGTERM",
+            kind=settings.mode,
         )
 
 
@@ -263,7 +301,7 @@ class _Tag(logging.Filter):
 
     def __init__(self, settings: RunnerSettings) -> None:
         super().__init__()
-        self.permitrequest = settings.permit_request
+        self.permitrequest = settings.permit_request or settings.probe_name
         self.attempt = settings.attempt
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -284,7 +322,8 @@ def main() -> int:
         settings = RunnerSettings()  # from the environment
     except ValidationError as error:
         logs.configure()
-        fields = ", ".join(str(e["loc"][0]) for e in error.errors() if e["loc"])
+        # Which settings are wrong (or what is missing), never their values.
+        fields = ", ".join(str(e["loc"][0]) if e["loc"] else e["msg"] for e in error.errors())
         log.error("invalid settings: %s", fields)
         result = AttemptResult(
             outcome="permanent", reason="InvalidConfiguration", message=f"Ajustes: {fields}"
@@ -294,6 +333,10 @@ def main() -> int:
         return result.exit_code
     logs.configure(settings.log_level, settings.log_format)
     _tag_logs(settings)
+    if settings.mode == "probe":  # no applicant: a probe touches no application
+        result = asyncio.run(_run_until_terminated(settings, None))
+        write_result(settings.termination_log, result)
+        return result.exit_code
     try:
         applicant = Applicant.from_directory(settings.secret_dir)
     except (ValidationError, OSError) as error:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from permisos.resources import Vehicle
@@ -21,10 +21,15 @@ DEFAULT_CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
 class RunnerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PERMISOS_RUNNER_", extra="ignore")
 
-    # Which attempt of which request this process is.
-    permit_request: str = Field(min_length=1)
-    application_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+    # An attempt at a permit, or a probe of the portal's health (the pool's circuit breaker:
+    # it signs in and searches the consulta page, with no applicant and no submission).
+    mode: Literal["attempt", "probe"] = "attempt"
+    # Which attempt of which request this process is (an attempt's; a probe has none).
+    permit_request: str | None = Field(None, min_length=1)
+    application_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
     attempt: int = Field(1, ge=1)
+    # A probe's own name (its Job's), for its evidence and logs.
+    probe_name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
 
     secret_dir: Path = Path("/var/run/secrets/permisos/applicant")
     termination_log: Path = Path("/dev/termination-log")
@@ -60,6 +65,14 @@ class RunnerSettings(BaseSettings):
     trace: bool = Field(True, description="Record a Playwright trace; uploaded on failure.")
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
+
+    @model_validator(mode="after")
+    def _names_what_it_works_on(self) -> RunnerSettings:
+        if self.mode == "attempt" and not (self.permit_request and self.application_id):
+            raise ValueError("an attempt needs PERMIT_REQUEST and APPLICATION_ID")
+        if self.mode == "probe" and not self.probe_name:
+            raise ValueError("a probe needs PROBE_NAME")
+        return self
 
     def vehicle(self) -> Vehicle | None:
         """The vehicle, or None when the spec did not carry one."""

@@ -24,8 +24,11 @@ def permit_key(application_id: str, kind: str, folio: str) -> str:
     return f"permits/{application_id}/{kind}-{folio}.pdf"
 
 
-def evidence_prefix(application_id: str, attempt: int) -> str:
-    return f"evidence/{application_id}/{attempt}/"
+def evidence_prefix(settings: RunnerSettings) -> str:
+    """An attempt's evidence beside its application's; a probe's under `evidence/probes/`."""
+    if settings.mode == "probe":
+        return f"evidence/probes/{settings.probe_name}/"
+    return f"evidence/{settings.application_id}/{settings.attempt}/"
 
 
 class Storage:

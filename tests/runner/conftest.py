@@ -82,7 +82,8 @@ class RunnerCommand:
     tmp: Path
     application_id: str = field(default_factory=lambda: f"app-{uuid.uuid4().hex[:12]}")
     applicant: dict[str, str] = field(default_factory=lambda: dict(APPLICANT))
-    settings: dict[str, str] = field(default_factory=dict)
+    # Settings over the Job's (None: left out, as a probe's Job leaves the request's out).
+    settings: dict[str, str | None] = field(default_factory=dict)
     attempt: int = 1
 
     @property
@@ -116,7 +117,7 @@ class RunnerCommand:
             **base,
             **self.s3.env(),
             "HOME": str(self.tmp),  # as in the image: nothing written outside a temp dir
-            **{f"PERMISOS_RUNNER_{k}": v for k, v in values.items()},
+            **{f"PERMISOS_RUNNER_{k}": v for k, v in values.items() if v is not None},
         }
 
     async def start(self) -> asyncio.subprocess.Process:

@@ -22,6 +22,7 @@ from tests.runner.conftest import (
     APPLICANT,
     BUCKET,
     CURP17,
+    VEHICLE,
     Run,
     RunnerCommand,
     assert_no_personal_data,
@@ -233,3 +234,80 @@ async def test_unreadable_secret_is_permanent(runner: RunnerCommand) -> None:
     assert run.code == 4
     assert run.result.reason == "InvalidApplicant"
     assert "curp" in run.result.message
+
+
+async def test_the_portals_own_wait_comes_back_with_maintenance_and_rate_limits(
+    runner: RunnerCommand, portal: PortalSimulator, s3: S3Server
+) -> None:
+    """Retry-After reaches the operator, so the pool stays away as long as the portal asks."""
+    portal.config.maintenance = True
+    run = await runner.run()
+    assert run.code == 3
+    assert (run.result.reason, run.result.retry_after_seconds) == ("PortalMaintenance", 60)
+
+    portal.config.maintenance = False
+    portal.config.rate_limit_per_minute = 2  # the login page and its form, then 429
+    runner.attempt = 2
+    run = await runner.run()
+    assert run.code == 3, run.stderr
+    assert run.result.reason == "RateLimited", run.result.message
+    assert run.result.retry_after_seconds is not None and 50 <= run.result.retry_after_seconds <= 60
+    assert run.raw["retry_after_seconds"] == run.result.retry_after_seconds
+    assert portal.submissions(runner.application_id) == 0
+    assert_evidence(run, runner, s3)
+
+
+@pytest.mark.parametrize("change", ["login", "consulta", "solicitante", "vehiculo", "confirmar"])
+async def test_a_page_the_runner_cannot_read_is_portal_changed_at_once(
+    runner: RunnerCommand, portal: PortalSimulator, s3: S3Server, change: str
+) -> None:
+    portal.config.changed = [change]  # type: ignore[list-item]
+    runner.settings["PORTAL_TIMEOUT_SECONDS"] = "30"
+    started = time.monotonic()
+    run = await runner.run()
+    took = time.monotonic() - started
+    assert run.code == 3, run.stderr
+    assert run.result.reason == "PortalChanged", run.result.message
+    assert run.result.message.startswith("La página «")
+    # Told by the page itself, not by waiting out the 30 s a missing element would cost.
+    assert took < 25
+    assert portal.submissions(runner.application_id) == 0
+    assert_evidence(run, runner, s3)
+    assert_no_personal_data(run.stderr + run.result.message)
+
+
+async def test_a_probe_signs_in_and_searches_without_any_application(
+    runner: RunnerCommand, portal: PortalSimulator, s3: S3Server
+) -> None:
+    # A probe's Job: no request, no application, no applicant Secret, no vehicle.
+    runner.settings.update(
+        {
+            "MODE": "probe",
+            "PROBE_NAME": "default-probe-7",
+            "PERMIT_REQUEST": None,
+            "APPLICATION_ID": None,
+            "SECRET_DIR": str(runner.tmp / "no-secret-here"),
+            **dict.fromkeys(VEHICLE),
+        }
+    )
+    run = await runner.run()
+    assert run.code == 0, run.stderr
+    assert (run.result.kind, run.result.outcome, run.result.reason) == (
+        "probe",
+        "succeeded",
+        "PortalHealthy",
+    )
+    assert run.result.folio is None and run.result.artifacts == []
+    assert portal.submissions("sonda-de-disponibilidad") == 0
+
+    portal.config.changed = ["consulta"]
+    run = await runner.run()
+    assert run.code == 3
+    assert (run.result.kind, run.result.reason) == ("probe", "PortalChanged")
+    prefix = "evidence/probes/default-probe-7/"
+    assert run.result.evidence and all(key.startswith(prefix) for key in run.result.evidence)
+
+    runner.settings["PROBE_NAME"] = None  # a probe must say whose it is
+    run = await runner.run()
+    assert (run.code, run.result.reason) == (4, "InvalidConfiguration")
+    assert "PROBE_NAME" in run.result.message
