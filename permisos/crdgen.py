@@ -221,6 +221,12 @@ def runnerpool_crd() -> dict[str, Any]:
             _column("Limit", "integer", ".spec.replicas", "Runner Jobs allowed at once."),
             _column("Running", "integer", ".status.replicas", "Runner Jobs running now."),
             _column("Queued", "integer", ".status.queued", "Requests waiting for a runner."),
+            _column(
+                "Portal",
+                "string",
+                '.status.conditions[?(@.type=="PortalAvailable")].reason',
+                "Whether attempts may start at the portal, and why not.",
+            ),
             _column("Image", "string", ".spec.image", "Runner image.", priority=1),
             AGE,
         ],

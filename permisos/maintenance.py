@@ -29,7 +29,7 @@ class WeeklyWindow(BaseModel):
     """Every week on `days`, from `start` to `end` (portal time); an `end` not after `start`
     runs through midnight into the next day."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     days: list[Day] = Field(
         default_factory=lambda: list(DAYS),
@@ -69,7 +69,7 @@ def check_zone(name: str) -> str:
 class Schedule(BaseModel):
     """A portal's closures: weekly windows and closed dates, in `time_zone`."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     time_zone: str = DEFAULT_TIME_ZONE
     windows: list[WeeklyWindow] = Field(default_factory=list)

@@ -7,12 +7,14 @@ Field descriptions become `kubectl explain` text, so they are written for an ope
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
+
+from permisos.maintenance import DEFAULT_TIME_ZONE, Schedule, WeeklyWindow
 
 GROUP = "permisosdigitales.mx"
 VERSION = "v1alpha1"
@@ -294,6 +296,14 @@ class Resources(Model):
     )
 
 
+class PortalRateLimit(Model):
+    """The portal account's pace, across the pool."""
+
+    attempts_per_minute: int = Field(
+        ge=1, le=10_000, description="Attempts started in any sliding minute, at most."
+    )
+
+
 class PortalSettings(Model):
     """Where the government portal is and how the runner signs in."""
 
@@ -310,6 +320,33 @@ class PortalSettings(Model):
     timeout_seconds: int = Field(
         60, ge=1, le=600, description="Longest wait for one portal page or download."
     )
+    time_zone: str = Field(
+        DEFAULT_TIME_ZONE,
+        pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
+        description="IANA time zone of the maintenance windows and closed dates.",
+    )
+    maintenance_windows: list[WeeklyWindow] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Weekly hours the portal is down for maintenance: no attempt starts inside "
+        "one, nor one that its Job's deadline could carry into one.",
+    )
+    closed_dates: list[date] = Field(
+        default_factory=list,
+        max_length=366,
+        description="Whole days (YYYY-MM-DD, in timeZone) the portal is closed, e.g. holidays.",
+    )
+    rate_limit: PortalRateLimit | None = Field(
+        None, description="How many attempts the pool may start per minute."
+    )
+
+    def schedule(self) -> Schedule:
+        """The closures; a ValueError when the system does not know `time_zone`."""
+        return Schedule(
+            time_zone=self.time_zone,
+            windows=self.maintenance_windows,
+            closed_dates=self.closed_dates,
+        )
 
 
 class StorageSettings(Model):
@@ -406,6 +443,13 @@ class RunnerPoolSpec(Model):
     )
 
 
+class PortalHold(Model):
+    """A wait the portal asked for (its Retry-After on a 429 or a maintenance page)."""
+
+    until: datetime = Field(description="No attempt of the pool starts before this time.")
+    reason: str = Field(description="RateLimited or MaintenanceWindow.")
+
+
 class RunnerPoolStatus(Model):
     """Observed state of the pool, written by the operator."""
 
@@ -414,4 +458,13 @@ class RunnerPoolStatus(Model):
     selector: str = Field("", description="Label selector of the pool's runner pods (for HPA).")
     observed_generation: int | None = Field(
         None, ge=0, description="The .metadata.generation the operator last acted on."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="PortalAvailable: whether the pool may start attempts at the portal now "
+        "(False with MaintenanceWindow or RateLimited while it waits).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    portal_hold: PortalHold | None = Field(
+        None, description="The wait the portal last asked for, while it lasts."
     )

@@ -150,8 +150,20 @@ class JobController:
         )
         await self.finish(job_name, result.to_message(), 0)
 
-    async def fail(self, job_name: str, outcome: str, reason: str, message: str = "") -> None:
+    async def fail(
+        self,
+        job_name: str,
+        outcome: str,
+        reason: str,
+        message: str = "",
+        retry_after_seconds: int | None = None,
+    ) -> None:
         result = AttemptResult.model_validate(
-            {"outcome": outcome, "reason": reason, "message": message}
+            {
+                "outcome": outcome,
+                "reason": reason,
+                "message": message,
+                "retry_after_seconds": retry_after_seconds,
+            }
         )
         await self.finish(job_name, result.to_message(), result.exit_code)

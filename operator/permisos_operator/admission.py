@@ -23,13 +23,14 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from permisos.resources import PermitRequestSpec, PermitRequestStatus, RunnerPoolSpec
+from permisos.resources import PermitRequestSpec, PermitRequestStatus, PortalHold, RunnerPoolSpec
 from permisos_operator.context import ADMISSION_GRACE, Context
 from permisos_operator.indexes import Body, Entry, Key, entry_of
 from permisos_operator.kube import Conflict, Gone
 from permisos_operator.lifecycle import Transition, admit
 from permisos_operator.metrics import PoolSnapshot
 from permisos_operator.pool_status import PoolStatusWriter
+from permisos_operator.portal_gate import OPEN, Gate, gate
 from permisos_operator.reconcile import apply, create_job, decide_now, pool_spec, reconcile, write
 from permisos_operator.timeutil import utcnow
 
@@ -51,10 +52,14 @@ class Room:
     running: int
     waiting: list[Entry]  # Queued, not admitted yet
     unsettled: list[Entry]  # not queued yet, but about to be
+    gate: Gate = OPEN
 
     @property
     def free(self) -> int:
-        return max(0, self.spec.replicas - self.running) if self.spec is not None else 0
+        if self.spec is None:
+            return 0
+        free = max(0, self.spec.replicas - self.running)
+        return free if self.gate.allowed is None else min(free, self.gate.allowed)
 
     def first(self, extra: Entry | None = None) -> list[Entry]:
         """The first in line, as many as the pool has room for."""
@@ -72,10 +77,17 @@ def room(ctx: Context, pool: Key, *, whole_line: bool = False) -> Room:
     spec = pool_spec(ctx, namespace, name)
     recent = ctx.admissions.of(pool)
     running = ctx.known.running(namespace, name) + len(recent)
-    if not whole_line and (spec is None or running >= spec.replicas):
-        return Room(spec=spec, running=running, waiting=[], unsettled=[])
+    memory = ctx.portal(pool)
+    moment = utcnow()
+    if memory.hold is not None and memory.hold.until <= moment:
+        memory.hold = None  # waited out
+    now = gate(spec, memory.started, memory.hold, moment) if spec is not None else OPEN
+    full = Room(spec=spec, running=running, waiting=[], unsettled=[], gate=now)
+    if not whole_line and full.free == 0:
+        return full
     entries = ctx.known.entries(namespace, name)
     return Room(
+        gate=now,
         spec=spec,
         running=running,
         waiting=[e for e in entries if e.waiting and e.name not in recent],
@@ -107,6 +119,7 @@ async def enqueue(ctx: Context, pool: Key, name: str) -> None:
                 starts = name in {e.name for e in line}
                 if starts:  # the room is taken from now on
                     ctx.admissions.note(pool, name, decision.status.attempts + 1)
+                    ctx.portal(pool).note_start(utcnow())
             held = False
             deciding.release()
             if decision is None:
@@ -127,6 +140,11 @@ async def run(ctx: Context, pool: Key) -> None:
     """Admits for one pool until cancelled (Kopf cancels the daemon on pause, exit, deletion)."""
     wake = ctx.wake(pool)
     status = PoolStatusWriter(ctx, pool)
+    # A wait the portal asked for outlives a change of active replica: it is in the status.
+    known = ctx.known.pool(*pool)
+    if known is not None and known.status.get("portalHold"):
+        with contextlib.suppress(ValueError):
+            ctx.portal(pool).note_hold(PortalHold.model_validate(known.status["portalHold"]))
     # Requests that waited for this pool to exist are looked at first.
     for entry in ctx.known.entries(*pool):
         if entry.phase in (None, "Pending") and await reconcile(ctx, pool[0], entry.name):
@@ -154,6 +172,7 @@ async def admit_queued(ctx: Context, pool: Key) -> PoolSnapshot:
         chosen = [e for e in now.first() if e.waiting]
         for entry in chosen:
             ctx.admissions.note(pool, entry.name, entry.attempts + 1)
+            ctx.portal(pool).note_start(utcnow())
     started = 0
     if chosen and now.spec is not None:
         gate = asyncio.Semaphore(ADMISSION_CONCURRENCY)
@@ -165,7 +184,11 @@ async def admit_queued(ctx: Context, pool: Key) -> PoolSnapshot:
 
         started = sum(await asyncio.gather(*(one(e) for e in chosen)))
     limit = now.spec.replicas if now.spec is not None else 0
-    return PoolSnapshot(len(now.waiting) - started, now.running + started, limit)
+    if now.gate.until is not None:  # look again when the portal's gate may open
+        delay = max(0.0, (now.gate.until - utcnow()).total_seconds())
+        if delay < IDLE_PASS:  # later ones: a pass comes before then anyway
+            asyncio.get_running_loop().call_later(delay, ctx.wake(pool).set)
+    return PoolSnapshot(len(now.waiting) - started, now.running + started, limit, now.gate)
 
 
 async def _admit_queued(ctx: Context, pool: Key, spec: RunnerPoolSpec, name: str) -> bool:

@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from permisos.resources import PortalHold
 from permisos_operator.indexes import Indexes, Key
 from permisos_operator.kube import Writer
 from permisos_operator.leadership import Leadership
 from permisos_operator.metrics import OperatorMetrics, PoolSnapshot
+from permisos_operator.portal_gate import MINUTE
 from permisos_operator.settings import OperatorSettings
 
 # An admission is "recent" until the watches have certainly shown its Running phase and its Job:
@@ -76,6 +79,24 @@ class RecentAdmissions:
 
 
 @dataclass
+class PortalMemory:
+    """What a pool's portal gate needs beyond the indexes: when its recent attempts started (for
+    the rate limit) and the wait the portal last asked for."""
+
+    started: deque[datetime] = field(default_factory=deque)
+    hold: PortalHold | None = None
+
+    def note_start(self, now: datetime) -> None:
+        self.started.append(now)
+        while self.started and self.started[0] <= now - MINUTE:
+            self.started.popleft()
+
+    def note_hold(self, hold: PortalHold | None) -> None:
+        if hold is not None and (self.hold is None or hold.until > self.hold.until):
+            self.hold = hold
+
+
+@dataclass
 class Context:
     writer: Writer
     settings: OperatorSettings
@@ -91,6 +112,7 @@ class Context:
     # The resourceVersion each request's last status write returned: its watch event brings
     # nothing the operator does not know, so it is not reconciled again.
     written: dict[Key, str] = field(default_factory=dict)
+    portals: dict[Key, PortalMemory] = field(default_factory=dict)
     _wakes: dict[Key, asyncio.Event] = field(default_factory=dict)
     _pool_locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
 
@@ -102,6 +124,9 @@ class Context:
     def wake(self, pool: Key) -> asyncio.Event:
         """The event that wakes the pool's admission."""
         return self._wakes.setdefault(pool, asyncio.Event())
+
+    def portal(self, pool: Key) -> PortalMemory:
+        return self.portals.setdefault(pool, PortalMemory())
 
     def pool_lock(self, pool: Key) -> asyncio.Lock:
         """Held while deciding about the pool's room (taken before any request's lock)."""

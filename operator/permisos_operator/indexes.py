@@ -69,6 +69,7 @@ class Pool:
     generation: int | None
     spec: RunnerPoolSpec | None
     status: Body
+    ref: Body  # what an Event about the pool names
 
 
 def pool_of(body: Mapping[str, Any]) -> Pool:
@@ -81,6 +82,11 @@ def pool_of(body: Mapping[str, Any]) -> Pool:
         generation=meta.get("generation"),
         spec=None if meta.get("deletionTimestamp") else spec,
         status=body.get("status") or {},
+        ref={
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid") if k in meta},
+        },
     )
 
 

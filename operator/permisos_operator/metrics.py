@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from permisos.resources import PHASES
 from permisos_operator.indexes import Entry, Key
+from permisos_operator.portal_gate import OPEN, Gate
 from permisos_operator.timeutil import parse_time
 
 _REASON = re.compile(r"^[A-Z][A-Za-z0-9]{0,63}$")
@@ -29,8 +30,9 @@ API_OPERATIONS = ("admission", "reconcile")
 class PoolSnapshot:
     """What a pool's admission last saw."""
 
-    def __init__(self, queued: int, running: int, limit: int) -> None:
+    def __init__(self, queued: int, running: int, limit: int, gate: Gate = OPEN) -> None:
         self.queued, self.running, self.limit = queued, running, limit
+        self.gate = gate
 
 
 class StateCollector(Collector):
@@ -92,6 +94,16 @@ class StateCollector(Collector):
         yield depth
         yield running
         yield limit
+        gates = GaugeMetricFamily(
+            "permisos_runnerpool_portal_gate",
+            "1 for the reason the pool may (PortalHealthy) or may not start attempts at the "
+            "portal now: MaintenanceWindow, RateLimited.",
+            labels=["pool", "reason"],
+        )
+        for pool, snaps in sorted(snapshots.items()):
+            for reason in sorted({s.gate.reason for s in snaps}):
+                gates.add_metric([pool, reason], 1)
+        yield gates
         family = GaugeMetricFamily(
             "permisos_permitrequest_oldest_open_seconds",
             "Age of the oldest PermitRequest not yet in a final phase, counted from its payment "

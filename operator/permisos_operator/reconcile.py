@@ -32,6 +32,7 @@ from permisos_operator.jobs import job_manifest
 from permisos_operator.kube import Conflict, Gone
 from permisos_operator.lifecycle import Step, Transition, decide, job_name, transition
 from permisos_operator.observe import JobObservation, observe_job
+from permisos_operator.portal_gate import hold_from
 from permisos_operator.timeutil import parse_time, utcnow
 
 log = logging.getLogger("permisos.operator")
@@ -142,8 +143,14 @@ async def apply(ctx: Context, decision: Decision) -> None:
         ctx.metrics.attempts.labels(
             step.verdict.outcome, ctx.metrics.reason_label(step.verdict.reason)
         ).inc()
-        if step.verdict.result is not None:
-            ctx.metrics.observe_steps(step.verdict.outcome, step.verdict.result.timings)
+        result = step.verdict.result
+        if result is not None:
+            ctx.metrics.observe_steps(step.verdict.outcome, result.timings)
+            # The portal asked the pool to wait (429, maintenance): no attempt starts meanwhile.
+            hold = hold_from(result.reason, result.retry_after_seconds, utcnow())
+            if hold is not None:
+                ctx.portal((namespace, spec.pool)).note_hold(hold)
+                ctx.wake((namespace, spec.pool)).set()
     if step.create_job and pool is not None:
         # Admitted, and the indexes show no Job. Its admission creates it: only when that is
         # long past (the operator died in between) and the request is still as seen here is it

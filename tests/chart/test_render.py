@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from permisos.resources import RunnerPoolSpec
 from permisos_sandbox.platform.kubernetes import load_crds
 
 from .conftest import CHART, NAMESPACE, RELEASE, VALUE_FILES, Rendered, clean, render, values_of
@@ -88,7 +90,14 @@ def test_the_default_runnerpool_carries_the_runner_image_and_portal(
         "url": "https://portal.example.gob.mx",
         "credentialsSecret": "permisos-portal-account",
         "timeoutSeconds": 90,
+        "timeZone": "America/Mexico_City",
+        "maintenanceWindows": [{"days": ["Sun"], "start": "23:00", "end": "02:00"}],
+        "closedDates": ["2026-12-25", "2027-01-01"],
+        "rateLimit": {"attemptsPerMinute": 30},
     }
+    # What the operator reads of it: the same hours and pace.
+    portal = RunnerPoolSpec.model_validate(pool).portal
+    assert portal.schedule().closed_until(datetime(2026, 12, 25, 12, tzinfo=UTC)) is not None
     assert pool["storage"]["credentialsSecret"] == "permisos-s3"
     assert pool["replicas"] == 6
     staging = renders["staging"].get("RunnerPool", "default")["spec"]
