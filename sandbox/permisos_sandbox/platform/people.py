@@ -27,7 +27,8 @@ def fictional_person(i: int, tag: str) -> dict[str, Any]:
         "maternal_surname": MATERNAL_NAMES[i % 10],
         "curp": curp17 + str(curp_check_digit(curp17)),
         "email": f"{tag}-{i}@example.com",
-        "phone": f"55{i:08d}",
+        # Digits with no run of zeros: "5500000000" is also in metric values like 0.0055000000001.
+        "phone": f"55{10_000_000 + (i * 48_271 + 13_579_246) % 90_000_000:08d}",
         "make": "nissan",
         "line": "versa",
         "service_type": "particular",
