@@ -304,6 +304,24 @@ class PortalRateLimit(Model):
     )
 
 
+class CircuitBreaker(Model):
+    """When the pool stops sending attempts to a portal that is down, and how it tries again."""
+
+    failure_threshold: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Consecutive attempts failing because the portal is unavailable (5xx, "
+        "maintenance page, timeouts, aborted downloads) that open the circuit.",
+    )
+    cool_down_seconds: int = Field(
+        60, ge=1, le=86_400, description="Wait before the first probe; doubles every reopening."
+    )
+    max_cool_down_seconds: int = Field(
+        900, ge=1, le=86_400, description="Upper bound of the wait between two probes."
+    )
+
+
 class PortalSettings(Model):
     """Where the government portal is and how the runner signs in."""
 
@@ -338,6 +356,10 @@ class PortalSettings(Model):
     )
     rate_limit: PortalRateLimit | None = Field(
         None, description="How many attempts the pool may start per minute."
+    )
+    circuit_breaker: CircuitBreaker = Field(
+        default_factory=CircuitBreaker,
+        description="Stops attempts while the portal is down or changed; probes it to resume.",
     )
 
     def schedule(self) -> Schedule:
@@ -450,6 +472,30 @@ class PortalHold(Model):
     reason: str = Field(description="RateLimited or MaintenanceWindow.")
 
 
+CircuitState = Literal["Closed", "Open", "HalfOpen"]
+
+
+class PortalCircuit(Model):
+    """The pool's circuit breaker around the portal."""
+
+    state: CircuitState = Field(
+        "Closed",
+        description="Closed: attempts run. Open: none starts; a probe runs after the cool-down. "
+        "HalfOpen: the probe passed; the queue is released in growing waves.",
+    )
+    reason: str = Field(
+        "PortalHealthy", description="Why it last opened: PortalUnavailable or PortalChanged."
+    )
+    consecutive_failures: int = Field(
+        0, ge=0, description="Attempts in a row that failed because the portal is unavailable."
+    )
+    opened_at: datetime | None = Field(None, description="When the circuit last opened.")
+    openings: int = Field(0, ge=0, description="Openings since it was last Closed.")
+    next_probe_at: datetime | None = Field(None, description="While Open: when a probe runs.")
+    probe: str | None = Field(None, description="The probe Job in flight, if any.")
+    wave: int = Field(0, ge=0, description="While HalfOpen: attempts allowed at once.")
+
+
 class RunnerPoolStatus(Model):
     """Observed state of the pool, written by the operator."""
 
@@ -468,3 +514,4 @@ class RunnerPoolStatus(Model):
     portal_hold: PortalHold | None = Field(
         None, description="The wait the portal last asked for, while it lasts."
     )
+    circuit: PortalCircuit | None = Field(None, description="The circuit breaker's state.")

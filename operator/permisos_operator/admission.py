@@ -23,7 +23,14 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from permisos.resources import PermitRequestSpec, PermitRequestStatus, PortalHold, RunnerPoolSpec
+from permisos.resources import (
+    PermitRequestSpec,
+    PermitRequestStatus,
+    PortalCircuit,
+    PortalHold,
+    RunnerPoolSpec,
+)
+from permisos_operator import probes
 from permisos_operator.context import ADMISSION_GRACE, Context
 from permisos_operator.indexes import Body, Entry, Key, entry_of
 from permisos_operator.kube import Conflict, Gone
@@ -81,7 +88,11 @@ def room(ctx: Context, pool: Key, *, whole_line: bool = False) -> Room:
     moment = utcnow()
     if memory.hold is not None and memory.hold.until <= moment:
         memory.hold = None  # waited out
-    now = gate(spec, memory.started, memory.hold, moment) if spec is not None else OPEN
+    now = (
+        gate(spec, memory.started, memory.hold, moment, memory.circuit, running)
+        if spec is not None
+        else OPEN
+    )
     full = Room(spec=spec, running=running, waiting=[], unsettled=[], gate=now)
     if not whole_line and full.free == 0:
         return full
@@ -145,6 +156,9 @@ async def run(ctx: Context, pool: Key) -> None:
     if known is not None and known.status.get("portalHold"):
         with contextlib.suppress(ValueError):
             ctx.portal(pool).note_hold(PortalHold.model_validate(known.status["portalHold"]))
+    if known is not None and known.status.get("circuit"):  # so is the circuit breaker's state
+        with contextlib.suppress(ValueError):
+            ctx.portal(pool).circuit = PortalCircuit.model_validate(known.status["circuit"])
     # Requests that waited for this pool to exist are looked at first.
     for entry in ctx.known.entries(*pool):
         if entry.phase in (None, "Pending") and await reconcile(ctx, pool[0], entry.name):
@@ -152,6 +166,7 @@ async def run(ctx: Context, pool: Key) -> None:
     try:
         while True:
             try:
+                await probes.tend(ctx, pool)
                 ctx.snapshots[pool] = snapshot = await admit_queued(ctx, pool)
                 await status.write(snapshot)
             except Exception:
@@ -188,7 +203,8 @@ async def admit_queued(ctx: Context, pool: Key) -> PoolSnapshot:
         delay = max(0.0, (now.gate.until - utcnow()).total_seconds())
         if delay < IDLE_PASS:  # later ones: a pass comes before then anyway
             asyncio.get_running_loop().call_later(delay, ctx.wake(pool).set)
-    return PoolSnapshot(len(now.waiting) - started, now.running + started, limit, now.gate)
+    circuit = ctx.portal(pool).circuit.state
+    return PoolSnapshot(len(now.waiting) - started, now.running + started, limit, now.gate, circuit)
 
 
 async def _admit_queued(ctx: Context, pool: Key, spec: RunnerPoolSpec, name: str) -> bool:

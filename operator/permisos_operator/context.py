@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from permisos.resources import PortalHold
+from permisos.resources import PortalCircuit, PortalHold
 from permisos_operator.indexes import Indexes, Key
 from permisos_operator.kube import Writer
 from permisos_operator.leadership import Leadership
@@ -81,10 +81,12 @@ class RecentAdmissions:
 @dataclass
 class PortalMemory:
     """What a pool's portal gate needs beyond the indexes: when its recent attempts started (for
-    the rate limit) and the wait the portal last asked for."""
+    the rate limit), the wait the portal last asked for and the circuit breaker's state (the
+    active replica's own, written into the pool's status and read back by the next one)."""
 
     started: deque[datetime] = field(default_factory=deque)
     hold: PortalHold | None = None
+    circuit: PortalCircuit = field(default_factory=PortalCircuit)
 
     def note_start(self, now: datetime) -> None:
         self.started.append(now)

@@ -28,6 +28,7 @@ from permisos_operator.indexes import (
     pod_of,
     pool_name,
     pool_of,
+    pool_of_probe,
     request_of,
     request_of_job,
 )
@@ -93,6 +94,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **indexes: Any) -> Non
         jobs_by_request=indexes["jobs_by_request"],
         pods_by_job=indexes["pods_by_job"],
         pools=indexes["pools"],
+        probes_by_pool=indexes["probes_by_pool"],
     )
 
 
@@ -126,6 +128,12 @@ async def running_by_pool(
 async def jobs_by_request(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
     request = request_of_job(body)
     return {(_ns(namespace), request): job_of(body)} if request else {}
+
+
+@kopf.index("batch", "v1", "jobs", labels=MANAGED_BY)
+async def probes_by_pool(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
+    pool = pool_of_probe(body)
+    return {(_ns(namespace), pool): job_of(body)} if pool else {}
 
 
 @kopf.index("", "v1", "pods", labels=MANAGED_BY)
@@ -168,6 +176,8 @@ async def job_changed(
     # A Job just created, with no status yet, tells its request nothing new.
     if request and not (type == "ADDED" and not body.get("status")):
         await reconcile(_ctx(memo), _ns(namespace), request)
+    elif (pool := pool_of_probe(body)) is not None:  # a probe: its pool reads how it went
+        _ctx(memo).wake((_ns(namespace), pool)).set()
 
 
 @kopf.on.event("", "v1", "pods", labels={**MANAGED_BY, LABEL_REQUEST: kopf.PRESENT})

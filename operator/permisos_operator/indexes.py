@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from permisos.resources import TERMINAL_PHASES, RunnerPoolSpec
-from permisos_operator.jobs import LABEL_REQUEST
+from permisos_operator.jobs import LABEL_PROBE, LABEL_REQUEST
 
 Body = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
@@ -162,6 +162,11 @@ def request_of_job(body: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
+def pool_of_probe(body: Mapping[str, Any]) -> str | None:
+    value = ((body.get("metadata") or {}).get("labels") or {}).get(LABEL_PROBE)
+    return str(value) if value else None
+
+
 def _newest(values: Iterable[Packed]) -> Body | None:
     best = max(values, key=lambda packed: packed.resource_version, default=None)
     return best.body() if best is not None else None
@@ -177,6 +182,7 @@ class Indexes:
     jobs_by_request: Index
     pods_by_job: Index
     pools: Index
+    probes_by_pool: Index
 
     def request(self, namespace: str, name: str) -> Body | None:
         return _newest(self.requests.get((namespace, name), ()))
@@ -188,6 +194,10 @@ class Indexes:
     def job(self, namespace: str, request: str, job: str) -> Body | None:
         jobs: Iterable[Body] = self.jobs_by_request.get((namespace, request), ())
         return next((j for j in jobs if j["metadata"]["name"] == job), None)
+
+    def probe(self, namespace: str, pool: str, job: str) -> Body | None:
+        probes: Iterable[Body] = self.probes_by_pool.get((namespace, pool), ())
+        return next((j for j in probes if j["metadata"]["name"] == job), None)
 
     def pods(self, namespace: str, job: str) -> list[Body]:
         return list(self.pods_by_job.get((namespace, job), ()))

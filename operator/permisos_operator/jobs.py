@@ -1,4 +1,5 @@
-"""The Job manifest of one attempt: the only way the operator runs a browser."""
+"""The Job manifests of an attempt and of a portal probe: the only ways the operator runs a
+browser."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from permisos_operator.settings import OperatorSettings
 LABEL_REQUEST = "permisosdigitales.mx/permitrequest"
 LABEL_POOL = "permisosdigitales.mx/pool"
 LABEL_ATTEMPT = "permisosdigitales.mx/attempt"
+LABEL_PROBE = "permisosdigitales.mx/probe"  # the pool a probe Job checks the portal for
 MANAGED_BY = {"app.kubernetes.io/managed-by": "permisos-operator"}
 RUNNER_LABELS = {"app.kubernetes.io/name": "permisos-browser-runner", **MANAGED_BY}
 RUNNER_UID = 10001
@@ -43,6 +45,57 @@ def job_manifest(
         {"name": "PERMISOS_RUNNER_APPLICATION_ID", "value": spec.application_id},
         {"name": "PERMISOS_RUNNER_ATTEMPT", "value": str(attempt)},
         {"name": "PERMISOS_RUNNER_SECRET_DIR", "value": settings.secret_mount_path},
+    ]
+    if spec.vehicle is not None:
+        for key, value in spec.vehicle.wire().items():
+            env.append({"name": f"PERMISOS_RUNNER_VEHICLE_{_upper(key)}", "value": str(value)})
+    owner = _owner("PermitRequest", request, request_uid)
+    return _runner_job(name, namespace, labels, owner, env, pool, settings, spec.secret_name)
+
+
+def probe_manifest(
+    *,
+    name: str,
+    namespace: str,
+    pool_name: str,
+    pool_uid: str,
+    pool: RunnerPoolSpec,
+    settings: OperatorSettings,
+) -> dict[str, Any]:
+    """A probe of the portal for the pool's circuit breaker: the runner in probe mode, with no
+    applicant Secret and no request; owned by the pool."""
+    labels = {**RUNNER_LABELS, LABEL_POOL: pool_name, LABEL_PROBE: pool_name}
+    env: list[dict[str, Any]] = [
+        {"name": "PERMISOS_RUNNER_MODE", "value": "probe"},
+        {"name": "PERMISOS_RUNNER_PROBE_NAME", "value": name},
+    ]
+    owner = _owner("RunnerPool", pool_name, pool_uid)
+    return _runner_job(name, namespace, labels, owner, env, pool, settings, None)
+
+
+def _owner(kind: str, name: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _runner_job(
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    owner: dict[str, Any],
+    first_env: list[dict[str, Any]],
+    pool: RunnerPoolSpec,
+    settings: OperatorSettings,
+    applicant_secret: str | None,
+) -> dict[str, Any]:
+    env: list[dict[str, Any]] = [
+        *first_env,
         {"name": "PERMISOS_RUNNER_TERMINATION_LOG", "value": settings.termination_message_path},
         {"name": "PERMISOS_RUNNER_PORTAL_URL", "value": pool.portal.url},
         {
@@ -54,9 +107,6 @@ def job_manifest(
     ]
     if pool.storage.endpoint_url:
         env.append({"name": "PERMISOS_RUNNER_S3_ENDPOINT_URL", "value": pool.storage.endpoint_url})
-    if spec.vehicle is not None:
-        for key, value in spec.vehicle.wire().items():
-            env.append({"name": f"PERMISOS_RUNNER_VEHICLE_{_upper(key)}", "value": str(value)})
     for secret_key, var in (("username", "USERNAME"), ("password", "PASSWORD")):
         env.append(
             {
@@ -109,11 +159,22 @@ def job_manifest(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [
-            {"name": "applicant", "mountPath": settings.secret_mount_path, "readOnly": True},
             {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108 (in the pod)
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (in the pod)
         ],
     }
+    volumes: list[dict[str, Any]] = [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": pool.shm_size}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+    ]
+    if applicant_secret is not None:
+        container["volumeMounts"].insert(
+            0, {"name": "applicant", "mountPath": settings.secret_mount_path, "readOnly": True}
+        )
+        volumes.insert(
+            0,
+            {"name": "applicant", "secret": {"secretName": applicant_secret, "defaultMode": 0o440}},
+        )
     if pool.command:
         container["command"] = list(pool.command)
 
@@ -124,16 +185,7 @@ def job_manifest(
             "name": name,
             "namespace": namespace,
             "labels": labels,
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "PermitRequest",
-                    "name": request,
-                    "uid": request_uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [owner],
         },
         "spec": {
             "backoffLimit": 0,
@@ -163,17 +215,7 @@ def job_manifest(
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [container],
-                    "volumes": [
-                        {
-                            "name": "applicant",
-                            "secret": {"secretName": spec.secret_name, "defaultMode": 0o440},
-                        },
-                        {
-                            "name": "dshm",
-                            "emptyDir": {"medium": "Memory", "sizeLimit": pool.shm_size},
-                        },
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-                    ],
+                    "volumes": volumes,
                 },
             },
         },

@@ -30,9 +30,11 @@ API_OPERATIONS = ("admission", "reconcile")
 class PoolSnapshot:
     """What a pool's admission last saw."""
 
-    def __init__(self, queued: int, running: int, limit: int, gate: Gate = OPEN) -> None:
+    def __init__(
+        self, queued: int, running: int, limit: int, gate: Gate = OPEN, circuit: str = "Closed"
+    ) -> None:
         self.queued, self.running, self.limit = queued, running, limit
-        self.gate = gate
+        self.gate, self.circuit = gate, circuit
 
 
 class StateCollector(Collector):
@@ -104,6 +106,17 @@ class StateCollector(Collector):
             for reason in sorted({s.gate.reason for s in snaps}):
                 gates.add_metric([pool, reason], 1)
         yield gates
+        circuits = GaugeMetricFamily(
+            "permisos_runnerpool_circuit_state",
+            "1 for the state of the pool's circuit breaker around the portal: Closed, Open or "
+            "HalfOpen.",
+            labels=["pool", "state"],
+        )
+        for pool, snaps in sorted(snapshots.items()):
+            states = {s.circuit for s in snaps}
+            for state in ("Closed", "Open", "HalfOpen"):
+                circuits.add_metric([pool, state], 1 if state in states else 0)
+        yield circuits
         family = GaugeMetricFamily(
             "permisos_permitrequest_oldest_open_seconds",
             "Age of the oldest PermitRequest not yet in a final phase, counted from its payment "
@@ -119,6 +132,13 @@ class StateCollector(Collector):
 class OperatorMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.probes = Counter(
+            "permisos_portal_probes",
+            "Finished probes of the portal by the pools' circuit breakers, by outcome "
+            "(healthy, unavailable, changed).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.attempts = Counter(
             "permisos_attempts",
             "Finished attempts by outcome and reason.",

@@ -43,12 +43,15 @@ class PoolStatusWriter:
             "observedGeneration": pool.generation,
             "conditions": [_portal_condition(snapshot.gate, pool.generation, current)],
             "portalHold": hold,
+            "circuit": memory.circuit.wire(),
         }
         if status == self._written or all(current.get(k) == v for k, v in status.items()):
             return
         before = _condition(current)
-        if before is None or before.get("reason") != snapshot.gate.reason:
-            events.portal_gate(pool.ref, snapshot.gate.reason, snapshot.gate.message)
+        reason = snapshot.gate.reason
+        # Every change is an Event; a new pool's healthy start is not news.
+        if (before or {}).get("reason", "PortalHealthy") != reason:
+            events.portal_gate(pool.ref, reason, snapshot.gate.message)
         wait = self._written_at + INTERVAL - time.monotonic()
         if wait > 0:
             # Too soon: the admission looks again once the interval is over.

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from permisos.resources import PortalHold, RunnerPoolSpec
+from permisos.resources import PortalCircuit, PortalHold, RunnerPoolSpec
+from permisos_operator.circuit import CHANGED, CLOSED, allowed
 
 MINUTE = timedelta(minutes=1)
 # Results whose Retry-After holds the whole pool, and the reason the pool then shows.
@@ -37,8 +38,39 @@ def gate(
     started: Sequence[datetime],
     hold: PortalHold | None,
     now: datetime,
+    breaker: PortalCircuit = CLOSED,
+    running: int = 0,
 ) -> Gate:
-    """`started`: when the pool's attempts of the last minute started (any order)."""
+    """`started`: when the pool's attempts of the last minute started (any order); `breaker`
+    the pool's circuit and `running` its attempts under way."""
+    if breaker.state == "Open":
+        if breaker.probe is not None:
+            return Gate("Probing", f"Probe {breaker.probe} is checking the portal.", allowed=0)
+        reason = breaker.reason if breaker.reason == CHANGED else "PortalUnavailable"
+        when = _clock(breaker.next_probe_at) if breaker.next_probe_at else "now"
+        why = (
+            "the portal's pages changed"
+            if reason == CHANGED
+            else f"{breaker.consecutive_failures} attempts in a row found the portal unavailable"
+        )
+        return Gate(
+            reason, f"Circuit open: {why}; a probe runs at {when}.", 0, breaker.next_probe_at
+        )
+    decided = _portal_rules(spec, started, hold, now)
+    bound = allowed(breaker, running)
+    if bound is None or not decided.open:
+        return decided
+    waves = Gate(
+        "PortalRecovering",
+        f"The probe passed: up to {breaker.wave} attempts at once while the portal proves itself.",
+        allowed=bound,
+    )
+    return waves if decided.allowed is None or bound < decided.allowed else decided
+
+
+def _portal_rules(
+    spec: RunnerPoolSpec, started: Sequence[datetime], hold: PortalHold | None, now: datetime
+) -> Gate:
     if hold is not None and hold.until > now:
         return Gate(
             hold.reason,

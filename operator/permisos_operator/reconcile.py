@@ -26,6 +26,7 @@ from permisos.resources import (
     RunnerPoolSpec,
 )
 from permisos_operator import events
+from permisos_operator.circuit import after_attempt
 from permisos_operator.context import Context
 from permisos_operator.indexes import Body, pool_name
 from permisos_operator.jobs import job_manifest
@@ -151,6 +152,17 @@ async def apply(ctx: Context, decision: Decision) -> None:
             if hold is not None:
                 ctx.portal((namespace, spec.pool)).note_hold(hold)
                 ctx.wake((namespace, spec.pool)).set()
+        if pool is not None:  # the circuit breaker counts what the attempt said of the portal
+            memory = ctx.portal((namespace, spec.pool))
+            memory.circuit = after_attempt(
+                memory.circuit,
+                pool.portal.circuit_breaker,
+                pool.replicas,
+                step.verdict.outcome,
+                step.verdict.reason,
+                utcnow(),
+            )
+            ctx.wake((namespace, spec.pool)).set()
     if step.create_job and pool is not None:
         # Admitted, and the indexes show no Job. Its admission creates it: only when that is
         # long past (the operator died in between) and the request is still as seen here is it

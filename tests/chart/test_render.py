@@ -94,6 +94,7 @@ def test_the_default_runnerpool_carries_the_runner_image_and_portal(
         "maintenanceWindows": [{"days": ["Sun"], "start": "23:00", "end": "02:00"}],
         "closedDates": ["2026-12-25", "2027-01-01"],
         "rateLimit": {"attemptsPerMinute": 30},
+        "circuitBreaker": {"failureThreshold": 5, "coolDownSeconds": 60, "maxCoolDownSeconds": 900},
     }
     # What the operator reads of it: the same hours and pace.
     portal = RunnerPoolSpec.model_validate(pool).portal

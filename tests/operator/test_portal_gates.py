@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
+
+from permisos.attempt_result import AttemptResult
 from permisos.kube import JSON
-from tests.cluster import eventually
+from tests.cluster import OperatorProcess, eventually
 from tests.job_controller import JobController
 from tests.namespaces import Namespace, permit_request, runner_pool
 
@@ -111,3 +114,138 @@ async def _count_is(jobs: JobController, n: int) -> bool:
     found = len(await job_names(jobs))
     assert found <= n, f"{found} Jobs, expected at most {n}"
     return found == n
+
+
+PROBE = "permisosdigitales.mx/probe"
+
+
+async def probe_jobs(jobs: JobController) -> list[JSON]:
+    return [j for j in await jobs.jobs() if PROBE in j["metadata"].get("labels", {})]
+
+
+async def unfinished_attempts(jobs: JobController) -> list[str]:
+    return sorted(
+        j["metadata"]["name"]
+        for j in await jobs.jobs()
+        if PROBE not in j["metadata"].get("labels", {})
+        and not j.get("status", {}).get("succeeded")
+        and not j.get("status", {}).get("failed")
+    )
+
+
+async def attempt_names(jobs: JobController) -> list[str]:
+    return sorted(
+        j["metadata"]["name"]
+        for j in await jobs.jobs()
+        if PROBE not in j["metadata"].get("labels", {})
+    )
+
+
+async def circuit_of(ns: Namespace) -> JSON:
+    pool = await ns.get("runnerpools", "default")
+    return ((pool or {}).get("status") or {}).get("circuit") or {}
+
+
+async def test_a_portal_outage_opens_the_circuit_and_a_probe_releases_the_queue_in_waves(
+    ns: Namespace, jobs: JobController, start_operator: StartOperator
+) -> None:
+    pool = runner_pool(
+        replicas=4,
+        portal={
+            "circuitBreaker": {"failureThreshold": 3, "coolDownSeconds": 2, "maxCoolDownSeconds": 4}
+        },
+        retryPolicy={"maxAttempts": 5, "backoffSeconds": 1, "maxBackoffSeconds": 1},
+    )
+    await ns.create("runnerpools", pool)
+    names = [f"req-{i:02d}" for i in range(20)]
+    for name in names:
+        await ns.create("permitrequests", permit_request(name))
+    operator = await start_operator()
+
+    # The portal is down: the first four attempts fail; the third opens the circuit.
+    first = await eventually(lambda: _unfinished_count(jobs, 4))
+    for job in first:
+        await jobs.fail(job, "retryable", "PortalUnavailable", "HTTP 503")
+    opened = await eventually(lambda: portal_available(ns, "PortalUnavailable"))
+    assert opened["status"] == "False" and "3 attempts in a row" in opened["message"]
+    circuit = await circuit_of(ns)
+    assert circuit["state"] == "Open" and circuit["consecutiveFailures"] == 3
+    # Attempts admitted between the first failures and the opening end too (the portal is
+    # still down); from the opening on, none starts.
+    before = await attempt_names(jobs)
+    for job in await unfinished_attempts(jobs):
+        await jobs.fail(job, "retryable", "PortalUnavailable", "HTTP 503")
+    await asyncio.sleep(1)
+    assert await attempt_names(jobs) == before, "an attempt started with the circuit open"
+    assert len(before) <= 4 + 2  # the four running, and at most one per failure under 3
+
+    # After the cool-down a probe runs (no applicant: no Secret mounted); it fails, and the
+    # next one waits twice as long; the second finds the portal back.
+    probe = (await eventually(lambda: _probes(jobs, 1)))[0]
+    volumes = probe["spec"]["template"]["spec"]["volumes"]
+    assert [v["name"] for v in volumes] == ["dshm", "tmp"]
+    await eventually(lambda: portal_available(ns, "Probing"))
+    await jobs.fail(probe["metadata"]["name"], "retryable", "PortalUnavailable", "HTTP 503")
+    again = await eventually(lambda: _circuit_with(ns, openings=2))
+    assert again["state"] == "Open"
+    text = await eventually(lambda: scrape(operator, 'state="Open"} 1.0'))
+    assert 'permisos_portal_probes_total{outcome="unavailable"} 1.0' in text
+    second = (await eventually(lambda: _probes(jobs, 2), timeout=15))[-1]
+    healthy = AttemptResult(outcome="succeeded", reason="PortalHealthy", kind="probe")
+    await jobs.finish(second["metadata"]["name"], healthy.to_message(), 0)
+
+    # Released in waves: 1, then 2, then the pool's 4, each after the previous succeeded.
+    await eventually(lambda: _circuit_with(ns, state="HalfOpen", wave=1))
+    waves = []
+    for _ in range(3):
+        running = await eventually(lambda: _some_unfinished(jobs), timeout=15)
+        waves.append(len(running))
+        for job in running:
+            await jobs.succeed(job)
+    assert waves == [1, 2, 4]
+    closed = await eventually(lambda: _circuit_with(ns, state="Closed"))
+    assert closed["consecutiveFailures"] == 0
+    text = await eventually(lambda: scrape(operator, 'state="Closed"} 1.0'))
+    assert 'permisos_portal_probes_total{outcome="healthy"} 1.0' in text
+
+    # Everyone gets a permit; the outage failed no one.
+    async def all_done() -> bool:
+        for job in await unfinished_attempts(jobs):
+            await jobs.succeed(job)
+        prs = await ns.objects("permitrequests")
+        return all(p.get("status", {}).get("phase") == "Succeeded" for p in prs)
+
+    await eventually(all_done, timeout=60)
+    reasons = [reason for _, reason in await pool_events(ns)]
+    story = ["PortalUnavailable", "Probing", "PortalRecovering", "PortalHealthy"]
+    assert [r for r in reasons if r in story][:1] == ["PortalUnavailable"]
+    assert all(r in reasons for r in story), reasons
+
+
+async def scrape(operator: OperatorProcess, wanted: str) -> str | None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{operator.metrics_port}/metrics") as response,
+    ):
+        text = await response.text()
+    return text if f'permisos_runnerpool_circuit_state{{pool="default",{wanted}' in text else None
+
+
+async def _unfinished_count(jobs: JobController, n: int) -> list[str] | None:
+    found = await unfinished_attempts(jobs)
+    return found if len(found) == n else None
+
+
+async def _some_unfinished(jobs: JobController) -> list[str] | None:
+    await asyncio.sleep(0.5)  # the whole wave, not its first Job
+    return await unfinished_attempts(jobs) or None
+
+
+async def _probes(jobs: JobController, n: int) -> list[JSON] | None:
+    found = sorted(await probe_jobs(jobs), key=lambda j: j["metadata"]["creationTimestamp"])
+    return found if len(found) >= n else None
+
+
+async def _circuit_with(ns: Namespace, **values: object) -> JSON | None:
+    circuit = await circuit_of(ns)
+    return circuit if all(circuit.get(k) == v for k, v in values.items()) else None
