@@ -192,6 +192,17 @@ def permitrequest_crd() -> dict[str, Any]:
                 "Reason of the Ready condition.",
             ),
             _column("Pool", "string", ".spec.pool", "RunnerPool.", priority=1),
+            _column(
+                "Waiting",
+                "string",
+                '.status.conditions[?(@.type=="Admitted")].reason',
+                "Why it waits (or Admitted).",
+                priority=1,
+            ),
+            _column("Position", "integer", ".status.queuePosition", "Place in line.", priority=1),
+            _column(
+                "Est. Start", "string", ".status.estimatedStartAt", "Expected start.", priority=1
+            ),
             _column("Next", "date", ".status.nextAttemptAt", "Next attempt.", priority=1),
             AGE,
         ],
@@ -235,7 +246,9 @@ def runnerpool_crd() -> dict[str, Any]:
                 "Attempts in a row that found the portal unavailable.",
                 priority=1,
             ),
-            _column("Next Probe", "date", ".status.circuit.nextProbeAt", "Next probe.", priority=1),
+            _column(
+                "Next Probe", "string", ".status.circuit.nextProbeAt", "Next probe.", priority=1
+            ),
             _column("Image", "string", ".spec.image", "Runner image.", priority=1),
             AGE,
         ],

@@ -227,7 +227,10 @@ class PermitRequestStatus(Model):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready (the permit is issued) and Progressing (work remains).",
+        description="Ready (the permit is issued), Progressing (work remains) and Admitted "
+        "(an attempt runs; while False, its reason says why it waits: PoolFull, PoolNotFound, "
+        "BackingOff, or the portal's: MaintenanceWindow, RateLimited, PortalUnavailable, "
+        "PortalChanged, Probing).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = Field(
@@ -236,6 +239,17 @@ class PermitRequestStatus(Model):
     attempts: int = Field(0, ge=0, description="Attempts started so far.")
     current_job: str | None = Field(None, description="Job of the attempt in flight, if any.")
     queued_at: datetime | None = Field(None, description="When the request last entered the queue.")
+    queue_position: int | None = Field(
+        None,
+        ge=1,
+        description="While Queued: its place in its pool's line (1 is next), kept for the first "
+        "hundred in line.",
+    )
+    estimated_start_at: datetime | None = Field(
+        None,
+        description="While Queued: when its attempt is expected to start, from the pool's recent "
+        "attempt durations and its portal's gates.",
+    )
     started_at: datetime | None = Field(
         None, description="When the first attempt's Job was created."
     )

@@ -31,6 +31,7 @@ from permisos.resources import (
     RunnerPoolSpec,
 )
 from permisos_operator import probes
+from permisos_operator.conditions import set_condition
 from permisos_operator.context import ADMISSION_GRACE, Context
 from permisos_operator.indexes import Body, Entry, Key, entry_of
 from permisos_operator.kube import Conflict, Gone
@@ -38,6 +39,7 @@ from permisos_operator.lifecycle import Transition, admit
 from permisos_operator.metrics import PoolSnapshot
 from permisos_operator.pool_status import PoolStatusWriter
 from permisos_operator.portal_gate import OPEN, Gate, gate
+from permisos_operator.queue_status import QueueStatusWriter, waiting_reason
 from permisos_operator.reconcile import apply, create_job, decide_now, pool_spec, reconcile, write
 from permisos_operator.timeutil import utcnow
 
@@ -126,7 +128,8 @@ async def enqueue(ctx: Context, pool: Key, name: str) -> None:
             decision = await decide_now(ctx, body)
             starts = False
             if decision is not None and decision.queues and decision.pool is not None:
-                line = room(ctx, pool).first(entry_of(body))
+                now = room(ctx, pool)
+                line = now.first(entry_of(body))
                 starts = name in {e.name for e in line}
                 if starts:  # the room is taken from now on
                     ctx.admissions.note(pool, name, decision.status.attempts + 1)
@@ -139,6 +142,18 @@ async def enqueue(ctx: Context, pool: Key, name: str) -> None:
             if starts and decision.pool is not None and step.status is not None:
                 await _start(ctx, pool, decision.pool, body, decision.status, step.status)
             else:  # in line; or it changed since: its own step, then
+                if decision.queues and step.status is not None and not now.gate.open:
+                    # In line because of the portal, not the pool: its condition says so.
+                    reason, message = waiting_reason(now.gate, pool[1])
+                    step.status.conditions = set_condition(
+                        step.status.conditions,
+                        "Admitted",
+                        "False",
+                        reason,
+                        message,
+                        body["metadata"].get("generation"),
+                        utcnow(),
+                    )
                 await apply(ctx, decision)
     except (Conflict, Gone):
         pass  # a newer object (or its deletion) is on its way through the watch
@@ -151,6 +166,7 @@ async def run(ctx: Context, pool: Key) -> None:
     """Admits for one pool until cancelled (Kopf cancels the daemon on pause, exit, deletion)."""
     wake = ctx.wake(pool)
     status = PoolStatusWriter(ctx, pool)
+    queue = QueueStatusWriter(ctx, pool)
     # A wait the portal asked for outlives a change of active replica: it is in the status.
     known = ctx.known.pool(*pool)
     if known is not None and known.status.get("portalHold"):
@@ -167,7 +183,7 @@ async def run(ctx: Context, pool: Key) -> None:
         while True:
             try:
                 await probes.tend(ctx, pool)
-                ctx.snapshots[pool] = snapshot = await admit_queued(ctx, pool)
+                ctx.snapshots[pool] = snapshot = await admit_queued(ctx, pool, queue)
                 await status.write(snapshot)
             except Exception:
                 ctx.metrics.api_errors.labels("admission").inc()
@@ -180,11 +196,13 @@ async def run(ctx: Context, pool: Key) -> None:
         ctx.snapshots.pop(pool, None)
 
 
-async def admit_queued(ctx: Context, pool: Key) -> PoolSnapshot:
+async def admit_queued(ctx: Context, pool: Key, queue: QueueStatusWriter) -> PoolSnapshot:
     """Queued requests first in line start while the pool has room."""
     async with ctx.pool_lock(pool):
         now = room(ctx, pool, whole_line=True)
         chosen = [e for e in now.first() if e.waiting]
+        taken = {e.name for e in chosen}
+        behind = [e for e in now.waiting if e.name not in taken]
         for entry in chosen:
             ctx.admissions.note(pool, entry.name, entry.attempts + 1)
             ctx.portal(pool).note_start(utcnow())
@@ -199,6 +217,8 @@ async def admit_queued(ctx: Context, pool: Key) -> PoolSnapshot:
 
         started = sum(await asyncio.gather(*(one(e) for e in chosen)))
     limit = now.spec.replicas if now.spec is not None else 0
+    if now.spec is not None:
+        await queue.write(behind, now.gate, now.spec.replicas)
     if now.gate.until is not None:  # look again when the portal's gate may open
         delay = max(0.0, (now.gate.until - utcnow()).total_seconds())
         if delay < IDLE_PASS:  # later ones: a pass comes before then anyway

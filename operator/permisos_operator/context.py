@@ -87,6 +87,8 @@ class PortalMemory:
     started: deque[datetime] = field(default_factory=deque)
     hold: PortalHold | None = None
     circuit: PortalCircuit = field(default_factory=PortalCircuit)
+    # How long the pool's recent attempts took, seconds (for the queue's estimated starts).
+    durations: deque[float] = field(default_factory=lambda: deque(maxlen=20))
 
     def note_start(self, now: datetime) -> None:
         self.started.append(now)

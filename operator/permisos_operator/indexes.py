@@ -115,6 +115,8 @@ class Entry:
     waiting: bool  # Queued, neither cancelled nor being deleted
     attempts: int
     resource_version: int
+    position: int | None = None  # status.queuePosition as written
+    waiting_reason: str | None = None  # the Admitted condition's reason as written
 
     @property
     def order(self) -> tuple[int, str, str]:
@@ -138,6 +140,15 @@ def entry_of(body: Mapping[str, Any]) -> Entry:
         waiting=phase == "Queued" and not deleting and not spec.get("cancel"),
         attempts=int(status.get("attempts") or 0),
         resource_version=int(meta.get("resourceVersion") or 0),
+        position=status.get("queuePosition"),
+        waiting_reason=next(
+            (
+                c.get("reason")
+                for c in status.get("conditions") or []
+                if c.get("type") == "Admitted"
+            ),
+            None,
+        ),
     )
 
 

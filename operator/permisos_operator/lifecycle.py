@@ -20,7 +20,7 @@ from permisos.resources import (
     Phase,
     RunnerPoolSpec,
 )
-from permisos_operator.conditions import phase_conditions
+from permisos_operator.conditions import phase_conditions, set_condition
 from permisos_operator.observe import AttemptVerdict, JobObservation, judge
 
 # Transitions that are bad news are Warning Events; the rest are Normal.
@@ -86,6 +86,16 @@ def job_name(request: str, attempt: int) -> str:
     return f"{request}-a{attempt}"
 
 
+# The Admitted condition each phase implies (a None reason: the transition's own). A Queued
+# request's reason is PoolFull until its pool says more (the portal's gates).
+ADMITTED: dict[str, tuple[str, str | None]] = {
+    "Pending": ("False", None),
+    "Queued": ("False", "PoolFull"),
+    "Retrying": ("False", "BackingOff"),
+    "Running": ("True", "Admitted"),
+}
+
+
 def transition(
     status: PermitRequestStatus,
     new: Phase,
@@ -100,6 +110,13 @@ def transition(
     updated.phase = new
     updated.observed_generation = generation
     updated.conditions = phase_conditions(status.conditions, new, reason, message, generation, now)
+    admitted = ADMITTED.get(new)
+    if admitted is not None:
+        value, why = admitted
+        updated.conditions = set_condition(
+            updated.conditions, "Admitted", value, why or reason, message, generation, now
+        )
+    updated.queue_position = updated.estimated_start_at = None  # the pool's daemon sets them
     if new == "Queued":
         updated.queued_at = now
         updated.next_attempt_at = None

@@ -147,6 +147,8 @@ async def apply(ctx: Context, decision: Decision) -> None:
         result = step.verdict.result
         if result is not None:
             ctx.metrics.observe_steps(step.verdict.outcome, result.timings)
+            if result.timings.get("total"):  # what the queue's estimates are made of
+                ctx.portal((namespace, spec.pool)).durations.append(result.timings["total"])
             # The portal asked the pool to wait (429, maintenance): no attempt starts meanwhile.
             hold = hold_from(result.reason, result.retry_after_seconds, utcnow())
             if hold is not None:

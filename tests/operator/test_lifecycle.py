@@ -92,6 +92,7 @@ def test_success_records_folio_and_artifacts() -> None:
     assert {c.type: c.status for c in step.status.conditions} == {
         "Ready": "True",
         "Progressing": "False",
+        "Admitted": "True",  # its last attempt was admitted; a final phase leaves it so
     }
     assert step.status.current_job is None and step.status.completed_at == NOW
 
@@ -197,3 +198,19 @@ def test_terminal_phases_never_change() -> None:
         status = PermitRequestStatus(phase=phase, attempts=1)
         step = decide("app-1", 1, SPEC, status, job(message="garbage"), POOL, NOW)
         assert step.status is None and step.create_job is None and step.delete_job is None
+
+
+def test_the_admitted_condition_says_why_a_request_waits() -> None:
+    def reason_of(status: PermitRequestStatus | None) -> tuple[str, str]:
+        assert status is not None
+        found = next(c for c in status.conditions if c.type == "Admitted")
+        return found.status, found.reason
+
+    no_pool = decide("app-1", 1, SPEC, PermitRequestStatus(), None, None, NOW)
+    assert reason_of(no_pool.status) == ("False", "PoolNotFound")
+    queued = decide("app-1", 1, SPEC, PermitRequestStatus(), None, POOL, NOW)
+    assert reason_of(queued.status) == ("False", "PoolFull")
+    assert reason_of(running()) == ("True", "Admitted")
+    message = result("retryable", "PortalTimeout")
+    backing_off = decide("app-1", 1, SPEC, running(1), job(message=message, exit_code=3), POOL, NOW)
+    assert reason_of(backing_off.status) == ("False", "BackingOff")

@@ -249,3 +249,52 @@ async def _probes(jobs: JobController, n: int) -> list[JSON] | None:
 async def _circuit_with(ns: Namespace, **values: object) -> JSON | None:
     circuit = await circuit_of(ns)
     return circuit if all(circuit.get(k) == v for k, v in values.items()) else None
+
+
+def admitted(pr: JSON) -> JSON:
+    return next(c for c in pr["status"]["conditions"] if c["type"] == "Admitted")
+
+
+async def test_queued_requests_show_their_place_their_estimate_and_why_they_wait(
+    ns: Namespace, jobs: JobController, start_operator: StartOperator
+) -> None:
+    await ns.create("runnerpools", runner_pool(replicas=1))
+    names = [f"req-{i}" for i in range(4)]
+    for name in names:
+        await ns.create("permitrequests", permit_request(name))
+        await asyncio.sleep(1.05 if name == names[0] else 0)  # creation times: 1 s precision
+    await start_operator()
+    await until_job(jobs, "req-0-a1")
+
+    async def line(reason: str) -> list[JSON] | None:
+        prs = {p["metadata"]["name"]: p for p in await ns.objects("permitrequests")}
+        queued = [prs[n] for n in names[1:]]
+        if all(
+            p["status"].get("queuePosition") and admitted(p)["reason"] == reason for p in queued
+        ):
+            return [prs[names[0]], *queued]
+        return None
+
+    running, *queued = await eventually(lambda: line("PoolFull"), timeout=30)
+    assert admitted(running)["status"] == "True" and "queuePosition" not in running["status"]
+    # A FIFO backlog: places 1, 2, 3 in creation order; the estimates never go backwards.
+    assert [p["status"]["queuePosition"] for p in queued] == [1, 2, 3]
+    starts = [p["status"]["estimatedStartAt"] for p in queued]
+    assert starts == sorted(starts)
+    assert all(admitted(p)["status"] == "False" for p in queued)
+
+    # The portal goes into maintenance: the same requests now wait for it, and say so.
+    now = datetime.now(UTC)
+    window = {
+        "start": f"{now - timedelta(minutes=1):%H:%M}",
+        "end": f"{now + timedelta(minutes=5):%H:%M}",
+    }
+    portal = {"timeZone": "UTC", "maintenanceWindows": [window]}
+    await ns.patch("runnerpools", "default", {"spec": {"portal": portal}})
+    _, *queued = await eventually(lambda: line("MaintenanceWindow"), timeout=30)
+    assert "in maintenance" in admitted(queued[0])["message"]
+    # Their estimates now start after the window.
+    assert all(
+        p["status"]["estimatedStartAt"] >= f"{now + timedelta(minutes=4):%Y-%m-%dT%H:%M}"
+        for p in queued
+    )
