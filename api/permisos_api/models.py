@@ -145,6 +145,10 @@ class Application(Base):
     permit_message: Mapped[str | None] = mapped_column(String(1024))
     permit_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     permit_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # While it waits: the Admitted condition's reason, its place in line and expected start.
+    permit_waiting_reason: Mapped[str | None] = mapped_column(String(64))
+    permit_queue_position: Mapped[int | None] = mapped_column(Integer)
+    permit_estimated_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     folio: Mapped[str | None] = mapped_column(String(64))
     permit_artifacts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     # When the "permit ready" / "permit failed" mail went out (the notices loop sets it once).

@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from . import fields
+from .waiting import wait_message
 
 ServiceType = Literal["particular", "publico", "carga"]
 
@@ -250,6 +251,26 @@ class ApplicationOut(BaseModel):
     )
     permit_attempts: int = 0
     permit_updated_at: datetime | None = None
+    permit_waiting_reason: str | None = Field(
+        default=None,
+        description="While the permit waits: why (PoolFull, BackingOff, MaintenanceWindow, "
+        "RateLimited, PortalUnavailable, PortalChanged, Probing, PoolNotFound).",
+    )
+    permit_queue_position: int | None = Field(
+        default=None, description="While it waits in line: its place (1 is next)."
+    )
+    permit_estimated_start_at: datetime | None = Field(
+        default=None, description="While it waits in line: when it should start."
+    )
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="While the permit waits: why, in the applicant's words (Spanish)."
+    )
+    @property
+    def permit_wait(self) -> str | None:
+        return wait_message(
+            self.permit_waiting_reason, self.permit_queue_position, self.permit_estimated_start_at
+        )
 
 
 class PermitHistoryOut(BaseModel):

@@ -103,6 +103,9 @@ async def test_list_get_patch_cancel(make_user: Make) -> None:
     assert [i["id"] for i in r.json()["items"]] == [ids[0]]
     r = await user.client.get("/v1/applications", params={"limit": 0})
     assert errors_of(r) == {"limit": "greater_than_equal"}
+    # Past PostgreSQL's bigint the database would refuse it: a 422 here, not a 500 there.
+    r = await user.client.get("/v1/applications", params={"offset": 10**20})
+    assert errors_of(r) == {"offset": "less_than_equal"}
 
     app_id = ids[0]
     assert (await user.client.get(f"/v1/applications/{app_id}")).json()["id"] == app_id

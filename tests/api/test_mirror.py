@@ -38,7 +38,9 @@ from permisos_api.db import make_engine
 from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
 from permisos_api.kube import FINALIZER
 from permisos_api.mirror import Mirror, MirrorMetrics, Snapshot, record
+from permisos_api.mirror.snapshot import snapshot_of
 from permisos_api.models import Application, PermitHistory
+from permisos_api.schemas import ApplicationOut
 from permisos_api.settings import ApiSettings
 from tests.cluster import eventually
 from tests.databases import DatabaseProxy, fresh_database
@@ -556,3 +558,57 @@ def test_only_the_current_permit_request_moves_the_application(engine: Engine) -
     assert sorted(names) == sorted(
         [("Running", retry), ("Failed", str(app_id)), ("Succeeded", retry)]
     )
+
+
+def test_a_waiting_request_tells_the_applicant_why_and_where_it_is_in_line(engine: Engine) -> None:
+    app_id = paid_application(engine)
+    queued_at = datetime(2026, 12, 8, 8, 30, tzinfo=UTC)
+    start = datetime(2026, 12, 8, 12, 0, tzinfo=UTC)  # 06:00 in Mexico City
+    waiting = {
+        "type": "Admitted",
+        "status": "False",
+        "reason": "MaintenanceWindow",
+        "message": "The portal is in maintenance; attempts start again at 2026-12-08T12:00:00Z.",
+        "lastTransitionTime": "2026-12-08T08:30:00Z",
+    }
+    body = {
+        "metadata": {"name": str(app_id)},
+        "spec": {"applicationId": str(app_id)},
+        "status": {
+            "phase": "Queued",
+            "queuedAt": "2026-12-08T08:30:00Z",
+            "conditions": [waiting],
+            "queuePosition": 12,
+            "estimatedStartAt": "2026-12-08T12:00:00Z",
+        },
+    }
+    snap = snapshot_of(body)
+    assert snap is not None and snap.transitioned_at == queued_at
+    assert record(engine, snap)
+    row = application(engine, app_id)
+    assert (row.permit_waiting_reason, row.permit_queue_position) == ("MaintenanceWindow", 12)
+    assert row.permit_estimated_start_at == start
+    shown = ApplicationOut.model_validate(row).model_dump(mode="json")
+    assert shown["permit_wait"] == (
+        "El portal del gobierno está en mantenimiento. Continuará a partir del 08/12/2026 a las "
+        "06:00 (hora del centro de México)."
+    )
+    # In line behind eleven others, the portal healthy.
+    body["status"]["conditions"] = [{**waiting, "reason": "PoolFull", "message": "waiting"}]
+    snap = snapshot_of(body)
+    assert snap is not None and record(engine, snap)
+    shown = ApplicationOut.model_validate(application(engine, app_id)).model_dump(mode="json")
+    assert shown["permit_wait"].startswith("Su trámite es el número 12 en la fila. Inicio estimado")
+    # Admitted: it no longer waits.
+    body["status"] = {
+        "phase": "Running",
+        "queuedAt": "2026-12-08T08:30:00Z",
+        "startedAt": "2026-12-08T12:00:05Z",
+        "attempts": 1,
+        "conditions": [{**waiting, "status": "True", "reason": "Admitted", "message": "runs"}],
+    }
+    snap = snapshot_of(body)
+    assert snap is not None and record(engine, snap)
+    row = application(engine, app_id)
+    assert row.permit_waiting_reason is None and row.permit_queue_position is None
+    assert ApplicationOut.model_validate(row).permit_wait is None

@@ -32,6 +32,10 @@ class Snapshot:
     artifacts: tuple[tuple[tuple[str, Any], ...], ...] | None = None
     # The PermitRequest's name; None skips the "only the current request" check.
     name: str | None = None
+    # While it waits (Admitted False): why, its place in line, when it should start.
+    waiting_reason: str | None = None
+    queue_position: int | None = None
+    estimated_start_at: datetime | None = None
 
     def artifact_list(self) -> list[dict[str, Any]] | None:
         if self.artifacts is None:
@@ -92,6 +96,8 @@ def snapshot_of(body: dict[str, Any]) -> Snapshot | None:
             tuple(sorted(a.model_dump(mode="json").items())) for a in status.result.artifacts
         )
     name = (body.get("metadata") or {}).get("name")
+    admitted = next((c for c in status.conditions if c.type == "Admitted"), None)
+    waiting = admitted.reason[:64] if admitted is not None and admitted.status == "False" else None
     return Snapshot(
         application_id=application_id,
         phase=status.phase,
@@ -102,4 +108,9 @@ def snapshot_of(body: dict[str, Any]) -> Snapshot | None:
         folio=folio,
         artifacts=artifacts,
         name=str(name)[:63] if name else None,
+        waiting_reason=waiting if status.phase not in TERMINAL_PHASES else None,
+        queue_position=status.queue_position,
+        estimated_start_at=status.estimated_start_at.astimezone(UTC)
+        if status.estimated_start_at
+        else None,
     )

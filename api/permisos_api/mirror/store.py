@@ -81,6 +81,9 @@ def record(engine: Engine, snap: Snapshot) -> bool:
             "permit_message": snap.message,
             "permit_attempts": snap.attempt,
             "permit_updated_at": at,
+            "permit_waiting_reason": snap.waiting_reason,
+            "permit_queue_position": snap.queue_position,
+            "permit_estimated_start_at": snap.estimated_start_at,
             "updated_at": now,
         }
         if snap.folio is not None:

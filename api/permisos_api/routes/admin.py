@@ -37,6 +37,7 @@ from ..models import (
 from ..payments.service import _provider_problem
 from ..problems import ProblemError, problem_responses
 from ..schemas import ApplicationOut, ApplicationPage, PermitHistoryOut
+from .paging import Limit, Offset
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 Db = Annotated[Session, Depends(get_db)]
@@ -197,8 +198,8 @@ def search_applications(
     email: Annotated[str | None, Query(max_length=254)] = None,
     plates: Annotated[str | None, Query(max_length=32)] = None,
     curp: Annotated[str | None, Query(max_length=32)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 20,
+    offset: Offset = 0,
 ) -> ApplicationPage:
     conditions = []
     if status_:
@@ -323,6 +324,7 @@ def retry_permit(application_id: uuid.UUID, admin: Admin, db: Db) -> RetryOut:
     app.permit_message = None
     app.permit_attempts = 0
     app.permit_updated_at = None
+    app.permit_waiting_reason = app.permit_queue_position = app.permit_estimated_start_at = None
     app.folio = None
     app.permit_artifacts = None
     app.permit_notice_sent_at = None

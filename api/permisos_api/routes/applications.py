@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -33,6 +33,7 @@ from ..schemas import (
     PermitHistoryList,
     PermitHistoryOut,
 )
+from .paging import Limit, Offset
 
 router = APIRouter(prefix="/v1/applications", tags=["applications"])
 Db = Annotated[Session, Depends(get_db)]
@@ -98,8 +99,8 @@ def create_application(
 def list_applications(
     principal: CurrentPrincipal,
     db: Db,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 20,
+    offset: Offset = 0,
 ) -> ApplicationPage:
     own = Application.owner_id == principal.user.id
     total = db.scalar(select(func.count()).select_from(Application).where(own)) or 0

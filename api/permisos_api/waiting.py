@@ -1,0 +1,41 @@
+"""Why a paid application's permit waits, told to the applicant in Spanish: the reason the
+operator gives (the PermitRequest's Admitted condition), its place in line and its estimated
+start, in Mexico City time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+MEXICO_CITY = ZoneInfo("America/Mexico_City")
+PORTAL_DOWN = ("PortalUnavailable", "PortalChanged", "Probing", "PortalRecovering")
+
+
+def _clock(moment: datetime) -> str:
+    local = moment.astimezone(MEXICO_CITY)
+    return f"{local:%d/%m/%Y} a las {local:%H:%M} (hora del centro de México)"
+
+
+def wait_message(
+    reason: str | None, position: int | None, estimated: datetime | None
+) -> str | None:
+    """None when the permit is not waiting."""
+    if reason is None:
+        return None
+    place = f"Su trámite es el número {position} en la fila. " if position else ""
+    start = f"Inicio estimado: {_clock(estimated)}." if estimated else ""
+    if reason == "MaintenanceWindow":
+        until = f" Continuará a partir del {_clock(estimated)}." if estimated else ""
+        return f"El portal del gobierno está en mantenimiento.{until}".strip()
+    if reason == "RateLimited":
+        return f"El portal del gobierno nos pidió esperar un momento. {place}{start}".strip()
+    if reason in PORTAL_DOWN:
+        return (
+            "El portal del gobierno no está disponible por ahora; su trámite continuará en "
+            f"cuanto se restablezca. {place}".strip()
+        )
+    if reason == "BackingOff":
+        return "El intento anterior no se completó; lo intentaremos de nuevo en unos minutos."
+    if reason == "PoolFull":
+        return f"{place}{start}".strip() or "Su trámite está en la fila."
+    return "Su trámite está en espera de ser procesado."
