@@ -127,6 +127,7 @@ async def enqueue(ctx: Context, pool: Key, name: str) -> None:
                 return
             decision = await decide_now(ctx, body)
             starts = False
+            now: Room | None = None
             if decision is not None and decision.queues and decision.pool is not None:
                 now = room(ctx, pool)
                 line = now.first(entry_of(body))
@@ -142,7 +143,7 @@ async def enqueue(ctx: Context, pool: Key, name: str) -> None:
             if starts and decision.pool is not None and step.status is not None:
                 await _start(ctx, pool, decision.pool, body, decision.status, step.status)
             else:  # in line; or it changed since: its own step, then
-                if decision.queues and step.status is not None and not now.gate.open:
+                if now is not None and step.status is not None and not now.gate.open:
                     # In line because of the portal, not the pool: its condition says so.
                     reason, message = waiting_reason(now.gate, pool[1])
                     step.status.conditions = set_condition(
@@ -208,11 +209,11 @@ async def admit_queued(ctx: Context, pool: Key, queue: QueueStatusWriter) -> Poo
             ctx.portal(pool).note_start(utcnow())
     started = 0
     if chosen and now.spec is not None:
-        gate = asyncio.Semaphore(ADMISSION_CONCURRENCY)
+        writers = asyncio.Semaphore(ADMISSION_CONCURRENCY)
         spec = now.spec
 
         async def one(entry: Entry) -> bool:
-            async with gate:
+            async with writers:
                 return await _admit_queued(ctx, pool, spec, entry.name)
 
         started = sum(await asyncio.gather(*(one(e) for e in chosen)))
