@@ -189,13 +189,14 @@ async def pod_changed(labels: kopf.Labels, namespace: str | None, memo: Any, **_
 async def pool_changed(
     type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
 ) -> None:
-    """A new limit admits (or stops admitting) at once; a pool going away sends its queue back
-    to Pending (PoolNotFound), and a pool appearing takes its Pending requests."""
+    """A new limit admits (or stops admitting) at once; a pool going away sends its queue and
+    its backing-off requests back to Pending (PoolNotFound: no timer of its own rechecks them),
+    and a pool appearing takes its Pending requests."""
     ctx, ns = _ctx(memo), _ns(namespace)
     ctx.wake((ns, name)).set()
     if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
         for entry in ctx.known.entries(ns, name):
-            if entry.phase in ("Queued", "Pending", None):
+            if entry.phase in ("Queued", "Retrying", "Pending", None):
                 await reconcile(ctx, ns, entry.name)
 
 

@@ -162,7 +162,8 @@ def decide(
         )
         return Step(status=new, transition=change, delete_job=status.current_job)
 
-    if phase in (None, "Pending", "Queued") and pool is None:
+    # Waiting (in line or backing off) for a pool that is not there: waiting for a pool.
+    if phase in (None, "Pending", "Queued", "Retrying") and pool is None:
         if phase == "Pending":
             return Step(requeue_at=now + RECHECK)
         new, change = transition(

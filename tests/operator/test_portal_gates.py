@@ -298,3 +298,19 @@ async def test_queued_requests_show_their_place_their_estimate_and_why_they_wait
         p["status"]["estimatedStartAt"] >= f"{now + timedelta(minutes=4):%Y-%m-%dT%H:%M}"
         for p in queued
     )
+
+
+async def test_a_request_backing_off_when_its_pool_goes_away_waits_for_a_pool(
+    ns: Namespace, jobs: JobController, start_operator: StartOperator
+) -> None:
+    policy = {"maxAttempts": 3, "backoffSeconds": 3, "maxBackoffSeconds": 3}
+    await ns.create("runnerpools", runner_pool(retryPolicy=policy))
+    await ns.create("permitrequests", permit_request("req-orphan"))
+    await start_operator()
+    await until_job(jobs, "req-orphan-a1")
+    await jobs.fail("req-orphan-a1", "retryable", "PortalTimeout", "slow")
+    await until_phase(ns, "req-orphan", "Retrying")
+    await ns.delete("runnerpools", "default")
+    pending = await until_phase(ns, "req-orphan", "Pending", timeout=30)
+    assert admitted(pending)["reason"] == "PoolNotFound"
+    assert admitted(pending)["status"] == "False"
