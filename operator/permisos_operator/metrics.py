@@ -139,6 +139,8 @@ class OperatorMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        for outcome in ("healthy", "unavailable", "changed"):  # at 0 from the start, for alerts
+            self.probes.labels(outcome)
         self.attempts = Counter(
             "permisos_attempts",
             "Finished attempts by outcome and reason.",
