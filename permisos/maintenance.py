@@ -61,11 +61,6 @@ def zone_of(name: str) -> ZoneInfo:
         raise ValueError(f"unknown time zone {name!r}") from error
 
 
-def check_zone(name: str) -> str:
-    zone_of(name)
-    return name
-
-
 class Schedule(BaseModel):
     """A portal's closures: weekly windows and closed dates, in `time_zone`."""
 
@@ -78,7 +73,8 @@ class Schedule(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, name: str) -> str:
-        return check_zone(name)
+        zone_of(name)
+        return name
 
     def closures(self, since: datetime, until: datetime) -> list[Interval]:
         """The closures that overlap [since, until), merged where they touch, in order."""
@@ -102,13 +98,6 @@ class Schedule(BaseModel):
         for begins, ends in self.closures(now, now + HORIZON):
             if begins <= now < ends:
                 return ends
-        return None
-
-    def next_closure(self, now: datetime) -> datetime | None:
-        """When the next closure after `now` begins (within eight days), if any."""
-        for begins, _ in self.closures(now, now + HORIZON):
-            if begins > now:
-                return begins
         return None
 
     def allows(self, now: datetime, lasting: timedelta) -> datetime | None:

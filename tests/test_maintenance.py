@@ -40,7 +40,10 @@ def test_a_closed_date_is_the_whole_local_day_and_touching_closures_merge() -> N
     )
     # Christmas Eve all day, then the nightly window right after midnight: one closure.
     assert schedule.closed_until(local(2026, 12, 24, 12, 0)) == local(2026, 12, 25, 2, 0)
-    assert schedule.next_closure(local(2026, 12, 23, 12, 0)) == local(2026, 12, 24, 0, 0)
+    day_before = local(2026, 12, 23, 12, 0)
+    assert schedule.closures(day_before, day_before + timedelta(days=1))[0][0] == local(
+        2026, 12, 24, 0, 0
+    )
 
 
 def test_an_attempt_starts_only_if_it_can_finish_before_the_next_closure() -> None:
@@ -58,7 +61,7 @@ def test_no_windows_means_always_open() -> None:
     schedule = Schedule()
     now = datetime.now(UTC)
     assert schedule.closed_until(now) is None
-    assert schedule.next_closure(now) is None
+    assert schedule.closures(now, now + timedelta(days=8)) == []
     assert schedule.allows(now, timedelta(hours=2)) is None
 
 

@@ -98,8 +98,8 @@ class StateCollector(Collector):
         yield limit
         gates = GaugeMetricFamily(
             "permisos_runnerpool_portal_gate",
-            "1 for the reason the pool may (PortalHealthy) or may not start attempts at the "
-            "portal now: MaintenanceWindow, RateLimited.",
+            "1 for the reason of the pool's PortalAvailable condition: whether it may start "
+            "attempts at the portal now (PortalHealthy) or why not.",
             labels=["pool", "reason"],
         )
         for pool, snaps in sorted(snapshots.items()):
