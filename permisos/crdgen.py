@@ -204,6 +204,9 @@ def permitrequest_crd() -> dict[str, Any]:
                 "Est. Start", "string", ".status.estimatedStartAt", "Expected start.", priority=1
             ),
             _column("Next", "date", ".status.nextAttemptAt", "Next attempt.", priority=1),
+            _column(
+                "Runner s", "number", ".status.runnerSeconds", "Runner pod seconds.", priority=1
+            ),
             AGE,
         ],
     )

@@ -196,6 +196,11 @@ class PermitResult(Model):
     artifacts: list[Artifact] = Field(
         default_factory=list, max_length=8, description="The stored PDFs."
     )
+    runner_seconds: float | None = Field(
+        None,
+        ge=0,
+        description="What the permit cost in runners: the pod seconds of all its attempts.",
+    )
 
 
 class AttemptRecord(Model):
@@ -207,6 +212,12 @@ class AttemptRecord(Model):
     reason: str = Field(description="Why it ended so, CamelCase (e.g. PortalTimeout).")
     message: str = Field("", description="Detail, for example the portal's own rejection text.")
     finished_at: datetime = Field(description="When the operator observed the end.")
+    runner_seconds: float | None = Field(
+        None,
+        ge=0,
+        description="Runner pod seconds of this attempt: from its pod's start to its runner's "
+        "end (or to when the operator gave up on it).",
+    )
     evidence: list[str] = Field(
         default_factory=list,
         max_length=8,
@@ -258,6 +269,9 @@ class PermitRequestStatus(Model):
     )
     completed_at: datetime | None = Field(None, description="When a final phase was reached.")
     last_attempt: AttemptRecord | None = Field(None, description="The latest finished attempt.")
+    runner_seconds: float | None = Field(
+        None, ge=0, description="Runner pod seconds of all its finished attempts so far."
+    )
     result: PermitResult | None = Field(None, description="The issued permit, once Succeeded.")
 
 

@@ -88,6 +88,8 @@ class JobController:
         container = pod["spec"]["containers"][0]
         status = {
             "phase": phase,
+            # As a kubelet does: the pod's start is when it took the pod, and it stays.
+            "startTime": (pod.get("status") or {}).get("startTime") or fmt_time(now()),
             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
             "containerStatuses": [
                 {

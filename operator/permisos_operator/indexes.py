@@ -96,10 +96,14 @@ def job_of(body: Mapping[str, Any]) -> Body:
 
 
 def pod_of(body: Mapping[str, Any]) -> Body:
+    """A runner pod as `observe.observe_job` reads it: which is newest, what its runner said,
+    and its start (what the attempt cost)."""
     status = body.get("status") or {}
     return {
-        "metadata": _meta(body, ("name",)),
-        "status": {k: status[k] for k in ("phase", "containerStatuses") if k in status},
+        "metadata": _meta(body, ("name", "creationTimestamp")),
+        "status": {
+            k: status[k] for k in ("phase", "startTime", "containerStatuses") if k in status
+        },
     }
 
 

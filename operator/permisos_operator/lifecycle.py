@@ -160,6 +160,8 @@ def decide(
         new, change = transition(
             status, "Cancelled", "Cancelled", "cancelled by spec.cancel", generation, now
         )
+        if job is not None and job.name == status.current_job:  # what the stopped attempt cost
+            new.runner_seconds = (status.runner_seconds or 0) + job.runner_seconds(now)
         return Step(status=new, transition=change, delete_job=status.current_job)
 
     # Waiting (in line or backing off) for a pool that is not there: waiting for a pool.
@@ -224,7 +226,7 @@ def _running(
             since = job.finished_at or job.created_at
             if now < since + RESULT_GRACE:
                 return Step(requeue_at=since + RESULT_GRACE)
-        return finish(name, generation, spec, status, pool, judge(job), now)
+        return finish(name, generation, spec, status, pool, judge(job), job, now)
 
     if pool is None:
         return Step(requeue_at=now + RECHECK)
@@ -239,14 +241,14 @@ def _running(
                 "StartTimeout",
                 f"pod did not start within {pool.start_timeout_seconds}s ({why}{detail})",
             )
-            step = finish(name, generation, spec, status, pool, verdict, now)
+            step = finish(name, generation, spec, status, pool, verdict, job, now)
             step.delete_job = job.name
             return step
         return Step(requeue_at=job.created_at + limit)
     deadline = timedelta(seconds=pool.active_deadline_seconds) + DEADLINE_GRACE
     if age >= deadline:
         verdict = AttemptVerdict("retryable", "DeadlineExceeded", "the attempt ran too long")
-        step = finish(name, generation, spec, status, pool, verdict, now)
+        step = finish(name, generation, spec, status, pool, verdict, job, now)
         step.delete_job = job.name
         return step
     return Step(requeue_at=job.created_at + deadline)
@@ -259,9 +261,12 @@ def finish(
     status: PermitRequestStatus,
     pool: RunnerPoolSpec | None,
     verdict: AttemptVerdict,
+    job: JobObservation,
     now: datetime,
 ) -> Step:
     """Records a finished attempt and moves on: Succeeded, Retrying or Failed."""
+    spent = job.runner_seconds(now)
+    total = (status.runner_seconds or 0) + spent
     record = AttemptRecord(
         number=max(status.attempts, 1),
         job=status.current_job or job_name(name, status.attempts),
@@ -269,6 +274,7 @@ def finish(
         reason=verdict.reason,
         message=verdict.message,
         finished_at=now,
+        runner_seconds=spent,
         evidence=verdict.result.evidence if verdict.result is not None else [],
     )
     if verdict.outcome == "succeeded" and verdict.result is not None:
@@ -281,7 +287,9 @@ def finish(
             now,
         )
         new.result = PermitResult(
-            folio=verdict.result.folio or "", artifacts=verdict.result.artifacts
+            folio=verdict.result.folio or "",
+            artifacts=verdict.result.artifacts,
+            runner_seconds=total,
         )
     elif verdict.outcome == "permanent":
         new, change = transition(
@@ -312,6 +320,7 @@ def finish(
             new.current_job = None
             new.next_attempt_at = due
     new.last_attempt = record
+    new.runner_seconds = total
     step = Step(status=new, transition=change, verdict=verdict)
     if new.next_attempt_at is not None:
         step.requeue_at = new.next_attempt_at

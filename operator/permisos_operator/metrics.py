@@ -13,6 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from permisos.resources import PHASES
+from permisos_operator.circuit import CHANGED
 from permisos_operator.indexes import Entry, Key
 from permisos_operator.portal_gate import OPEN, Gate
 from permisos_operator.timeutil import parse_time
@@ -147,6 +148,9 @@ class OperatorMetrics:
             ["outcome", "reason"],
             registry=self.registry,
         )
+        # At 0 from the start, for alert PermisosPortalChanged: increase() cannot see the first
+        # one in a series that is born at 1.
+        self.attempts.labels("retryable", CHANGED)
         self.transitions = Counter(
             "permisos_permitrequest_transitions",
             "Phase transitions, by the phase entered.",
@@ -182,6 +186,15 @@ class OperatorMetrics:
             registry=self.registry,
             buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
         )
+        self.permit_runner_seconds = Histogram(
+            "permisos_permit_runner_seconds",
+            "What a PermitRequest cost in runner pods: the pod seconds of all its attempts, "
+            "observed when it reaches a final phase, by that phase (Succeeded, Failed, "
+            "Cancelled).",
+            ["phase"],
+            registry=self.registry,
+            buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600),
+        )
         self.api_errors = Counter(
             "permisos_operator_api_errors",
             "Failed calls to the Kubernetes API, by operation.",
@@ -190,7 +203,7 @@ class OperatorMetrics:
         )
         for operation in API_OPERATIONS:
             self.api_errors.labels(operation)
-        self._reasons: set[str] = set()
+        self._reasons: set[str] = {CHANGED}  # counted above, never Other
         self._steps: set[str] = set()
 
     def reason_label(self, reason: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,6 +32,17 @@ class JobObservation:
     terminated: bool  # the runner container's terminated state has been seen
     exit_code: int | None
     termination_message: str | None
+    # Each pod's start (the kubelet took it) and its runner's end (None while it runs).
+    pod_spans: tuple[tuple[datetime, datetime | None], ...] = ()
+
+    def runner_seconds(self, now: datetime) -> float:
+        """Runner pod seconds so far: what the attempt cost, whole seconds as the API keeps
+        time; a pod still running (or deleted before it ended) counts until `now`."""
+        spent = sum(
+            (max((end or now) - start, timedelta(0)) for start, end in self.pod_spans),
+            timedelta(0),
+        )
+        return spent.total_seconds()
 
 
 def _condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
@@ -49,11 +60,14 @@ def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> JobObser
     waiting_reason = waiting_message = termination = None
     exit_code = None
     terminated = False
+    spans: list[tuple[datetime, datetime | None]] = []
     # The newest pod speaks for the attempt (backoffLimit 0 means there is normally one).
     for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", "")):
         phase = pod.get("status", {}).get("phase", "Pending")
         if phase != "Pending":
             started = True
+        pod_start = pod.get("status", {}).get("startTime")
+        ended_at = None
         for cs in pod.get("status", {}).get("containerStatuses") or []:
             if cs.get("name") != RUNNER_CONTAINER:
                 continue
@@ -67,6 +81,10 @@ def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> JobObser
                 started = terminated = True
                 exit_code = state["terminated"].get("exitCode")
                 termination = state["terminated"].get("message")
+                finished = state["terminated"].get("finishedAt")
+                ended_at = parse_time(finished) if finished else None
+        if pod_start:
+            spans.append((parse_time(pod_start), ended_at))
     ended = complete or failed
     return JobObservation(
         name=job["metadata"]["name"],
@@ -83,6 +101,7 @@ def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> JobObser
         terminated=terminated,
         exit_code=exit_code,
         termination_message=termination,
+        pod_spans=tuple(spans),
     )
 
 

@@ -208,6 +208,8 @@ async def write(
     paid = (body.get("spec") or {}).get("paidAt")
     if change.new == "Succeeded" and paid:
         ctx.metrics.payment_to_permit.observe(_since(parse_time(paid)))
+    if change.new in TERMINAL_PHASES and new.attempts:  # what a request that ran has cost
+        ctx.metrics.permit_runner_seconds.labels(change.new).observe(new.runner_seconds or 0)
     events.transition(body, change)
     # Any transition may free or claim a runner, or queue a request: the pool looks again.
     ctx.wake((meta["namespace"], pool_name(body))).set()

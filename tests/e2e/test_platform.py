@@ -202,6 +202,8 @@ async def check_storage_and_resources(
             status = prs[0]["status"]
             assert status["phase"] == "Succeeded"
             assert status["result"]["folio"] == listing["folio"]
+            # What it cost: the pod seconds the node agent's runner pods report, every attempt.
+            assert status["result"]["runnerSeconds"] == status["runnerSeconds"] >= 1
             by_kind = {a["kind"]: a for a in status["result"]["artifacts"]}
             assert sorted(by_kind) == ["certificate", "permit", "placard"]
             for kind, artifact in by_kind.items():

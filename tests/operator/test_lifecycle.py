@@ -36,6 +36,7 @@ def job(
     failed_reason: str | None = None,
     waiting: str | None = None,
     attempt: int = 1,
+    pods: tuple[tuple[datetime, datetime | None], ...] = (),
 ) -> JobObservation:
     return JobObservation(
         name=f"app-1-a{attempt}",
@@ -50,6 +51,7 @@ def job(
         terminated=finished and exit_code is not None,
         exit_code=exit_code,
         termination_message=message,
+        pod_spans=pods,
     )
 
 
@@ -191,6 +193,45 @@ def test_cancel_deletes_the_running_job_and_is_final() -> None:
     assert step.delete_job == "app-1-a1"
     assert step.status is not None and step.status.phase == "Cancelled"
     assert decide("app-1", 1, spec, step.status, None, POOL, NOW).status is None
+
+
+def test_runner_seconds_add_up_over_the_attempts_into_the_result() -> None:
+    """Cost per permit: each attempt's pod seconds, the running total, and the result's."""
+    timeout = result("retryable", "PortalTimeout")
+    pod = ((NOW - timedelta(seconds=40), NOW - timedelta(seconds=10)),)  # ran 30 s
+    first = decide(
+        "app-1", 1, SPEC, running(1), job(message=timeout, exit_code=3, pods=pod), POOL, NOW
+    )
+    assert first.status is not None and first.status.last_attempt is not None
+    assert first.status.last_attempt.runner_seconds == 30
+    assert first.status.runner_seconds == 30
+    second_running, _, _ = admit(
+        "app-1", first.status.model_copy(update={"phase": "Queued"}), 1, NOW
+    )
+    # Two pods for one Job (the first was evicted): both cost.
+    pods = (
+        (NOW - timedelta(seconds=20), NOW - timedelta(seconds=15)),
+        (NOW - timedelta(seconds=12), NOW - timedelta(seconds=2)),
+    )
+    message = result("succeeded", "PermitIssued", folio="F1", artifacts=ARTIFACTS)
+    done = decide(
+        "app-1", 1, SPEC, second_running, job(message=message, attempt=2, pods=pods), POOL, NOW
+    )
+    assert done.status is not None and done.status.phase == "Succeeded"
+    assert done.status.last_attempt is not None and done.status.last_attempt.runner_seconds == 15
+    assert done.status.runner_seconds == 45
+    assert done.status.result is not None and done.status.result.runner_seconds == 45
+
+
+def test_an_attempt_given_up_or_cancelled_costs_until_now() -> None:
+    started = ((NOW - timedelta(seconds=25), None),)  # its runner never reported an end
+    past_deadline = job(finished=False, age=timedelta(hours=2), pods=started)
+    step = decide("app-1", 1, SPEC, running(), past_deadline, POOL, NOW)
+    assert step.transition is not None and step.transition.reason == "DeadlineExceeded"
+    assert step.status is not None and step.status.runner_seconds == 25
+    spec = SPEC.model_copy(update={"cancel": True})
+    cancelled = decide("app-1", 1, spec, running(), job(finished=False, pods=started), POOL, NOW)
+    assert cancelled.status is not None and cancelled.status.runner_seconds == 25
 
 
 def test_terminal_phases_never_change() -> None:

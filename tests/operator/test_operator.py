@@ -176,15 +176,26 @@ async def test_retryable_failure_backs_off_then_succeeds(
     await ns.create("permitrequests", permit_request("req-retry"))
     await start_operator()
     await until_job(jobs, "req-retry-a1")
+    await jobs.start("req-retry-a1")
+    await asyncio.sleep(2.1)  # its pod runs two seconds (the API keeps whole seconds)
     await jobs.fail("req-retry-a1", "retryable", "PortalTimeout", "portal took too long")
     retrying = await until_phase(ns, "req-retry", "Retrying")
     assert retrying["status"]["nextAttemptAt"] > retrying["status"]["lastAttempt"]["finishedAt"]
     assert retrying["status"]["lastAttempt"]["reason"] == "PortalTimeout"
+    first_cost = retrying["status"]["lastAttempt"]["runnerSeconds"]
+    assert 2 <= first_cost <= 3
     await until_job(jobs, "req-retry-a2")
+    await jobs.start("req-retry-a2")
+    await asyncio.sleep(1.1)
     await jobs.succeed("req-retry-a2")
     done = await until_phase(ns, "req-retry", "Succeeded")
     assert done["status"]["attempts"] == 2
     assert len(await jobs.jobs()) == 2
+    # What the permit cost in runner pods: both attempts, in the status and in the result.
+    second_cost = done["status"]["lastAttempt"]["runnerSeconds"]
+    assert 1 <= second_cost <= 2
+    assert done["status"]["runnerSeconds"] == first_cost + second_cost
+    assert done["status"]["result"]["runnerSeconds"] == first_cost + second_cost
 
 
 async def test_permanent_failure_stops_at_once_with_the_portal_reason(
@@ -458,6 +469,7 @@ async def test_metrics_and_liveness(
     assert 'permisos_attempts_total{outcome="permanent",reason="PortalRejected"} 1.0' in text
     assert "permisos_reconcile_duration_seconds_count" in text
     assert "permisos_job_start_delay_seconds_count" in text
+    assert 'permisos_permit_runner_seconds_count{phase="Failed"} 1.0' in text
     # No names or personal data leak into metrics, logs or Events.
     events = json.dumps(await ns.events_for("req-m1"))
     pr = json.dumps(await get_pr(ns, "req-m1"))
