@@ -4,10 +4,11 @@
     python tools/build_dashboard.py --check  # exits 1 if the committed JSON is not this output
 
 Plain dictionaries rather than grafana-foundation-sdk: no new dependency, and the panels and
-their PromQL stay readable in one place. The chart ships the JSON (templates/monitoring/
-dashboard-configmap.yaml); tests/observability checks that it equals this script's output, that
-every expression parses and names only exported metrics, and that each one returns data from a
-real Prometheus scraping the running API and operator.
+their PromQL stay readable in one place (the portal's failure reasons are the operator's own,
+imported). The chart ships the JSON (templates/monitoring/dashboard-configmap.yaml);
+tests/observability checks that it equals this script's output, that every expression parses and
+names only exported metrics, and that each one returns data from a real Prometheus scraping the
+running API and operator.
 
 Variables: `datasource` (a Prometheus) and `namespace` (the release's namespace, a label the
 Prometheus Operator adds); jobs are `permisos-api` and `permisos-operator` (set by the chart's
@@ -22,6 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from permisos_operator.circuit import CHANGED, UNAVAILABLE
+from permisos_operator.portal_gate import HOLD_REASONS
+
 OUTPUT = Path(__file__).resolve().parents[1] / "charts/permisos/files/dashboards/permisos.json"
 UID = "permisos-overview"
 
@@ -29,6 +33,9 @@ NS = 'namespace="$namespace"'
 # API traffic without the kubelet's probes and Prometheus's own scrapes (as in the rules).
 API = f'{NS},route!~"/healthz|/readyz|/metrics"'
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+# Attempt reasons the operator's portal guard acts on: the failures its circuit breaker counts
+# (the portal unavailable), PortalChanged (opens it at once) and the waits the portal asks for.
+PORTAL_REASONS = sorted(UNAVAILABLE | {CHANGED} | set(HOLD_REASONS))
 
 Panel = dict[str, Any]
 
@@ -144,6 +151,58 @@ def stat(
         "targets": [target(expr, "", "A")],
         "title": title,
         "type": "stat",
+    }
+
+
+def state_timeline(
+    title: str,
+    description: str,
+    targets: list[tuple[str, str]],
+    states: list[tuple[int, str, str]] | None = None,
+    colors: list[tuple[str, str]] | None = None,
+    color: str = "blue",
+) -> Panel:
+    """Which state each series was in over time: `states` names the values (value, text,
+    color); `colors` colors series by a regular expression on their legend, the rest `color`."""
+    mappings = []
+    if states:
+        options = {
+            str(value): {"color": shade, "index": i, "text": text}
+            for i, (value, text, shade) in enumerate(states)
+        }
+        mappings.append({"options": options, "type": "value"})
+    return {
+        "datasource": DATASOURCE,
+        "description": description,
+        "fieldConfig": {
+            "defaults": {
+                "color": {"fixedColor": color, "mode": "fixed"},
+                "custom": {"fillOpacity": 70, "lineWidth": 0},
+                "mappings": mappings,
+            },
+            "overrides": [
+                {
+                    "matcher": {"id": "byRegexp", "options": pattern},
+                    "properties": [
+                        {"id": "color", "value": {"fixedColor": shade, "mode": "fixed"}}
+                    ],
+                }
+                for pattern, shade in colors or []
+            ],
+        },
+        "options": {
+            "alignValue": "left",
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "mergeValues": True,
+            "rowHeight": 0.9,
+            "showValue": "auto" if states else "never",
+            "tooltip": {"mode": "single", "sort": "none"},
+        },
+        "targets": [
+            target(expr, legend, chr(ord("A") + i)) for i, (expr, legend) in enumerate(targets)
+        ],
+        "title": title,
+        "type": "state-timeline",
     }
 
 
@@ -357,6 +416,116 @@ def panels() -> list[Panel]:
         8,
     )
 
+    grid.add(
+        timeseries(
+            "Cost per permit: runner seconds",
+            "Runner pod seconds a PermitRequest took over all its attempts, observed when it "
+            "reaches a final phase (Succeeded, Failed, Cancelled), over the last hour: median, "
+            "95th percentile and mean by that phase. Retries and portal trouble raise it.",
+            [
+                (
+                    "histogram_quantile(0.5, sum by (phase, le) "
+                    f"(rate(permisos_permit_runner_seconds_bucket{{{NS}}}[1h])))",
+                    "{{phase}} p50",
+                ),
+                (
+                    "histogram_quantile(0.95, sum by (phase, le) "
+                    f"(rate(permisos_permit_runner_seconds_bucket{{{NS}}}[1h])))",
+                    "{{phase}} p95",
+                ),
+                (
+                    f"sum by (phase) (rate(permisos_permit_runner_seconds_sum{{{NS}}}[1h])) "
+                    f"/ sum by (phase) (rate(permisos_permit_runner_seconds_count{{{NS}}}[1h]))",
+                    "{{phase}} mean",
+                ),
+            ],
+            unit="s",
+        ),
+        24,
+        8,
+    )
+
+    grid.row("Portal")
+    grid.add(
+        state_timeline(
+            "Portal gate by pool",
+            "Why each pool may or may not start attempts at the portal (its PortalAvailable "
+            "condition): PortalHealthy; the circuit open (PortalUnavailable, PortalChanged, "
+            "Probing) or recovering in waves (PortalRecovering); MaintenanceWindow; RateLimited "
+            "(the pool's limit or the portal's Retry-After). kubectl describe runnerpool tells "
+            "more.",
+            [
+                (
+                    f"max by (pool, reason) (permisos_runnerpool_portal_gate{{{NS}}})",
+                    "{{pool}}: {{reason}}",
+                )
+            ],
+            colors=[
+                (": PortalHealthy$", ok),
+                (": (PortalUnavailable|PortalChanged|Probing)$", bad),
+            ],
+            color=warn,
+        ),
+        12,
+        8,
+    )
+    grid.add(
+        state_timeline(
+            "Portal circuit breaker by pool",
+            "Each pool's circuit breaker around the portal: Closed (attempts run), Open (none "
+            "starts until a probe passes; alerts PermisosPortalUnavailable after 15 minutes, "
+            "PermisosPortalCircuitStuckOpen after 2 hours) or HalfOpen (the queue released in "
+            "waves of 1, 2, 4...).",
+            [
+                (
+                    f'max by (pool) (2 * permisos_runnerpool_circuit_state{{{NS},state="Open"}} '
+                    f'or permisos_runnerpool_circuit_state{{{NS},state="HalfOpen"}})',
+                    "{{pool}}",
+                )
+            ],
+            states=[(0, "Closed", ok), (1, "HalfOpen", warn), (2, "Open", bad)],
+        ),
+        12,
+        8,
+    )
+    grid.add(
+        timeseries(
+            "Portal probes by outcome",
+            "Probes of the portal finished in the last hour: healthy (the circuit half-opens), "
+            "unavailable (it reopens, with a longer cool-down), changed (the pages changed: alert "
+            "PermisosPortalChanged).",
+            [
+                (
+                    f"sum by (outcome) (increase(permisos_portal_probes_total{{{NS}}}[1h]))",
+                    "{{outcome}}",
+                )
+            ],
+            stack=True,
+        ),
+        12,
+        8,
+    )
+    reasons = "|".join(PORTAL_REASONS)
+    grid.add(
+        timeseries(
+            "Attempts failing at the portal",
+            "Attempts per minute that failed because of the portal: the failures the circuit "
+            "breaker counts (5xx, maintenance page, timeouts, aborted downloads), PortalChanged "
+            "(opens the circuit at once: alert PermisosPortalChanged) and RateLimited (the pool "
+            "waits as the portal asks).",
+            [
+                (
+                    "sum by (reason) (rate(permisos_attempts_total"
+                    f'{{{NS},reason=~"{reasons}"}}[$__rate_interval])) * 60',
+                    "{{reason}}",
+                )
+            ],
+            stack=True,
+        ),
+        12,
+        8,
+    )
+
     grid.row("Payments")
     grid.add(
         timeseries(
@@ -547,7 +716,8 @@ def panels() -> list[Panel]:
 def dashboard() -> dict[str, Any]:
     return {
         "annotations": {"list": []},
-        "description": "Permisos Digitales: permits, payments, the API and the operator.",
+        "description": "Permisos Digitales: permits, the portal, payments, the API and the "
+        "operator.",
         "editable": False,
         "graphTooltip": 1,
         "links": [],

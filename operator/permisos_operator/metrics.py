@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from permisos.resources import PHASES
+from permisos.resources import PHASES, TERMINAL_PHASES
 from permisos_operator.circuit import CHANGED
 from permisos_operator.indexes import Entry, Key
 from permisos_operator.portal_gate import OPEN, Gate
@@ -195,6 +195,9 @@ class OperatorMetrics:
             registry=self.registry,
             buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600),
         )
+        # Each final phase from 0, so rate() sees the first one too (cost per permit panel).
+        for final in sorted(TERMINAL_PHASES):
+            self.permit_runner_seconds.labels(final)
         self.api_errors = Counter(
             "permisos_operator_api_errors",
             "Failed calls to the Kubernetes API, by operation.",

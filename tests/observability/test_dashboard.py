@@ -1,16 +1,20 @@
 """The Grafana dashboard: the committed JSON is the builder's output, every query parses (promtool
 reads them as recording rules) and selects only metrics the code exports or the rules record,
-and it shows what issue #6 asks for."""
+and it shows what issues #6 and #14 ask for."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from permisos_operator.circuit import CHANGED, UNAVAILABLE
+from permisos_operator.portal_gate import HOLD_REASONS
 from tests.observability.support import (
     DASHBOARD,
     PROMETHEUS_OWN,
@@ -77,6 +81,21 @@ def test_metric_names_reads_promql(expr: str, names: set[str]) -> None:
     assert metric_names(expr) == names
 
 
+def expressions(dashboard: dict[str, Any], metric: str) -> list[str]:
+    return [q.expr for q in dashboard_queries(dashboard) if metric in metric_names(q.expr)]
+
+
+def test_attempts_failing_at_the_portal_are_the_reasons_the_operator_acts_on() -> None:
+    # The circuit breaker's failures, PortalChanged, and the waits the portal asks for, as the
+    # operator has them now (the builder imports them: a new one means running it again).
+    dashboard = json.loads(DASHBOARD.read_text())
+    (panel,) = [p for p in dashboard["panels"] if p["title"] == "Attempts failing at the portal"]
+    (expr,) = [t["expr"] for t in panel["targets"]]
+    found = re.search(r'reason=~"([^"]*)"', expr)
+    assert found is not None, expr
+    assert set(found.group(1).split("|")) == UNAVAILABLE | {CHANGED} | set(HOLD_REASONS)
+
+
 def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     shown = set().union(*(metric_names(q.expr) for q in dashboard_queries(dashboard)))
@@ -93,8 +112,25 @@ def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
         "permisos_http_requests_total",
         "permisos_http_request_duration_seconds_bucket",
         "permisos_payments_total",
+        # issue #14: the pools' portal gate and circuit, the probes, cost per permit
+        "permisos_runnerpool_portal_gate",
+        "permisos_runnerpool_circuit_state",
+        "permisos_portal_probes_total",
+        "permisos_permit_runner_seconds_bucket",
+        "permisos_permit_runner_seconds_sum",
+        "permisos_permit_runner_seconds_count",
     }
     assert required <= shown, sorted(required - shown)
+    by_metric = {name: expressions(dashboard, name) for name in required}
+    assert any("by (pool, reason)" in e for e in by_metric["permisos_runnerpool_portal_gate"])
+    assert any("by (outcome)" in e for e in by_metric["permisos_portal_probes_total"])
+    cost = by_metric["permisos_permit_runner_seconds_bucket"]
+    for quantile in ("0.5", "0.95"):
+        assert any(f"histogram_quantile({quantile}, sum by (phase, le)" in e for e in cost)
+    assert any(
+        "by (phase)" in e and "_sum" in e and "/" in e
+        for e in by_metric["permisos_permit_runner_seconds_count"]
+    ), "the mean: sum over count by phase"
     attempts = [q.expr for q in dashboard_queries(dashboard) if "permisos_attempts_total" in q.expr]
     assert any("by (outcome, reason)" in expr for expr in attempts)
     payments = [q.expr for q in dashboard_queries(dashboard) if "permisos_payments_total" in q.expr]

@@ -10,6 +10,10 @@ dispatcher creates the PermitRequests on the real kube-apiserver, the operator r
 reports: one request times out twice before it succeeds, one is rejected by the portal for good,
 one succeeds at once, one stays running), the API mirrors the phases into PostgreSQL and tells
 the applicants. Last, Stripe becomes unreachable and two payments answer 502.
+
+Meanwhile, in a pool of its own, the portal changes (issue #14): one attempt meets a page the
+runner cannot read, the pool's circuit opens, the request waits uncharged instead of failing, and
+PermisosPortalChanged fires in this Prometheus.
 """
 
 from __future__ import annotations
@@ -36,16 +40,17 @@ import pytest
 import yaml
 
 from permisos.attempt_result import AttemptResult
-from permisos.kube import Kube
+from permisos.kube import JSON, Kube
 from permisos_operator.jobs import LABEL_ATTEMPT, LABEL_REQUEST
 from permisos_sandbox.cluster import ControlPlane
 from permisos_sandbox.payments import PaymentsConfig, PaymentsSimulator
+from permisos_sandbox.ports import free_port
 from tests.accounts import api_kubeconfig, operator_kubeconfig
 from tests.api.conftest import APPLICATION, PASSWORD, read_mail
-from tests.cluster import OperatorProcess, free_port, stop_process
+from tests.cluster import OperatorProcess, stop_process
 from tests.databases import fresh_database
 from tests.job_controller import JobController, permit_artifacts
-from tests.namespaces import Namespace, new_namespace, runner_pool
+from tests.namespaces import Namespace, new_namespace, permit_request, runner_pool
 from tests.observability.support import (
     DASHBOARD,
     PROMETHEUS,
@@ -76,6 +81,12 @@ SUCCESS_TIMINGS = {
 }
 TIMEOUT_TIMINGS = {"login": 30.0, "total": 30.2}
 REJECTED_TIMINGS = {"login": 0.9, "lookup": 0.3, "applicant": 1.0, "processing": 4.0, "total": 6.3}
+CHANGED_TIMINGS = {"login": 0.8, "lookup": 0.3, "applicant": 1.1, "vehicle": 0.2, "total": 2.5}
+# The pool whose portal changes, and its one request (created directly: the API's dispatcher
+# puts every request in `default`). An hour's cool-down: no probe runs during the test.
+CHANGED_POOL = "portal-changed"
+CHANGED_REQUEST = "changed-page-request"
+CHANGED_BREAKER = {"coolDownSeconds": 3600, "maxCoolDownSeconds": 3600}
 
 
 @dataclass
@@ -311,6 +322,13 @@ def result(request: str, outcome: str) -> AttemptResult:
             message="Timeout 30000ms exceeded",
             timings=TIMEOUT_TIMINGS,
         )
+    if outcome == "changed":  # what browser-runner/permisos_runner/pages.py reports
+        return AttemptResult(
+            outcome="retryable",
+            reason="PortalChanged",
+            message="La página «Datos del vehículo» ya no tiene #placas",
+            timings=CHANGED_TIMINGS,
+        )
     return AttemptResult(
         outcome="permanent",
         reason="PortalRejected",
@@ -356,7 +374,7 @@ async def play_runners(
         for job in await platform.jobs.jobs():
             name = job["metadata"]["name"]
             labels = job["metadata"]["labels"]
-            script = scripts.get(labels[LABEL_REQUEST])
+            script = scripts.get(labels.get(LABEL_REQUEST, ""))  # a pool's probe has none
             if name in handled or script is None:
                 continue
             attempt = int(labels[LABEL_ATTEMPT])
@@ -401,6 +419,18 @@ async def do_the_work(platform: Platform, prometheus: Prometheus) -> list[str]:
     async with httpx.AsyncClient(base_url=platform.api, timeout=30) as http:
         auth = await applicant(http, platform)
         await platform.ns.create("runnerpools", runner_pool(replicas=2, retryPolicy=FAST_RETRIES))
+        await platform.ns.create(
+            "runnerpools",
+            runner_pool(
+                CHANGED_POOL,
+                replicas=2,
+                retryPolicy=FAST_RETRIES,
+                portal={"circuitBreaker": CHANGED_BREAKER},
+            ),
+        )
+        await platform.ns.create(
+            "permitrequests", permit_request(CHANGED_REQUEST, pool=CHANGED_POOL)
+        )
 
         retried = await new_application(http, auth, "JKL-4821")
         r = await pay(http, auth, retried, method="card", payment_method="pm_card_visa")
@@ -441,6 +471,7 @@ async def do_the_work(platform: Platform, prometheus: Prometheus) -> list[str]:
                 rejected: ["permanent"],
                 oxxo: ["succeeded"],
                 held: ["hold"],
+                CHANGED_REQUEST: ["changed"],
             },
         )
         for name, final in ((retried, "Succeeded"), (rejected, "Failed"), (oxxo, "Succeeded")):
@@ -464,6 +495,60 @@ async def do_the_work(platform: Platform, prometheus: Prometheus) -> list[str]:
             assert r.status_code == 502, r.text
             await prometheus.holds('permisos_http_requests_total{status="502"}', n)
     return [retried, rejected, oxxo, held, unpaid]
+
+
+def condition(status: JSON, kind: str) -> JSON | None:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), None)
+
+
+async def the_portal_changed(platform: Platform, prometheus: Prometheus) -> None:
+    """One attempt met a page the runner cannot read: its pool's circuit is open, the request
+    waits (not Failed, not charged another attempt), and the alert fires."""
+
+    async def pool_open() -> JSON | None:
+        pool = await platform.ns.get("runnerpools", CHANGED_POOL)
+        status: JSON = (pool or {}).get("status") or {}
+        available = condition(status, "PortalAvailable")
+        opened = (status.get("circuit") or {}).get("state") == "Open"
+        return status if opened and available and available["reason"] == "PortalChanged" else None
+
+    pool = await until(pool_open, f"pool {CHANGED_POOL}'s circuit open for PortalChanged")
+    assert pool["circuit"]["reason"] == "PortalChanged", pool["circuit"]
+    assert pool["circuit"]["openedAt"] and pool["circuit"]["nextProbeAt"], pool["circuit"]
+    available = condition(pool, "PortalAvailable")
+    assert available is not None and available["status"] == "False", available
+
+    async def waiting() -> JSON | None:
+        body = await platform.ns.get("permitrequests", CHANGED_REQUEST)
+        status: JSON = (body or {}).get("status") or {}
+        admitted = condition(status, "Admitted")
+        return status if admitted and admitted["reason"] == "PortalChanged" else None
+
+    request = await until(waiting, f"{CHANGED_REQUEST} waiting for the portal (PortalChanged)")
+    assert request["phase"] == "Queued", request
+    assert request["attempts"] == 1 and request["lastAttempt"]["reason"] == "PortalChanged"
+    admitted = condition(request, "Admitted")
+    assert admitted is not None and admitted["status"] == "False", admitted
+
+    # The rule's `for` is 0 and Prometheus evaluates every second: firing within seconds.
+    async def firing() -> list[dict[str, Any]]:
+        return await prometheus.query(
+            'ALERTS{alertname="PermisosPortalChanged",alertstate="firing"}'
+        )
+
+    alerts = await until(firing, "PermisosPortalChanged firing", timeout=20)
+    assert labels(alerts, "namespace", "severity") == {(NAMESPACE, "critical")}, alerts
+    # The circuit's own alert waits its 15 minutes, for this pool only.
+    unavailable = await prometheus.query('ALERTS{alertname="PermisosPortalUnavailable"}')
+    assert labels(unavailable, "pool", "alertstate") == {(CHANGED_POOL, "pending")}, unavailable
+
+    # An open circuit admits nothing: the request's retry (its backoff is a second) never ran.
+    attempts = sorted(
+        job["metadata"]["name"]
+        for job in await platform.jobs.jobs()
+        if job["metadata"]["labels"].get(LABEL_REQUEST) == CHANGED_REQUEST
+    )
+    assert attempts == [f"{CHANGED_REQUEST}-a1"], attempts
 
 
 # --- what Prometheus answers ---------------------------------------------------------------
@@ -529,10 +614,28 @@ def missing(answers: dict[Query, list[dict[str, Any]]]) -> list[str]:
         expect(bool(seen) and seen[0] > 0, f"{key}: {seen}, expected above 0 ({what})")
     leaders = values(by_title["Active operator replicas", "A"])
     expect(leaders == [1], f"active operator replicas: {leaders}")
+    gates = labels(by_title["Portal gate by pool", "A"], "pool", "reason")
+    expect(
+        {("default", "PortalHealthy"), (CHANGED_POOL, "PortalChanged")} <= gates,
+        f"portal gates: {gates}",
+    )
+    circuits = {
+        s["metric"]["pool"]: float(s["value"][1])
+        for s in by_title["Portal circuit breaker by pool", "A"]
+    }
+    expect(circuits == {"default": 0, CHANGED_POOL: 2}, f"circuits (2 is Open): {circuits}")
+    probes = labels(by_title["Portal probes by outcome", "A"], "outcome")
+    expect(probes == {("healthy",), ("unavailable",), ("changed",)}, f"probes: {probes}")
+    failing = labels(by_title["Attempts failing at the portal", "A"], "reason")
+    expect({("PortalChanged",), ("PortalTimeout",)} <= failing, f"failing: {failing}")
+    for ref in ("A", "B", "C"):  # p50, p95, mean: the issued permits and the rejected one
+        costs = by_title["Cost per permit: runner seconds", ref]
+        phases = {s["metric"]["phase"] for s in costs if math.isfinite(float(s["value"][1]))}
+        expect({"Succeeded", "Failed"} <= phases, f"cost per permit [{ref}]: {phases}")
     return problems
 
 
-async def test_every_panel_returns_data_from_a_running_api_and_operator(
+async def test_every_panel_returns_data_and_the_changed_portal_alert_fires(
     tmp_path: Path, platform: Platform
 ) -> None:
     url, process = start_prometheus(tmp_path, platform)
@@ -546,6 +649,7 @@ async def test_every_panel_returns_data_from_a_running_api_and_operator(
         await until(both_scraped, "both targets up", timeout=20)
 
         applications = await do_the_work(platform, prometheus)
+        await the_portal_changed(platform, prometheus)
 
         queries = dashboard_queries(json.loads(DASHBOARD.read_text()))
         answers: dict[Query, list[dict[str, Any]]] = {}
@@ -581,5 +685,5 @@ async def test_every_panel_returns_data_from_a_running_api_and_operator(
         )
         every_label = json.dumps(r.json()["data"], ensure_ascii=False).lower()
         personal = [APPLICATION[k] for k in ("first_name", "last_name", "curp", "email", "phone")]
-        for value in [*personal, "@example.com", *applications]:
+        for value in [*personal, "@example.com", *applications, CHANGED_REQUEST]:
             assert str(value).lower() not in every_label, value

@@ -126,6 +126,23 @@ def test_counters_the_alerts_rate_exist_from_the_start() -> None:
     for operation in API_OPERATIONS:
         labels = {"operation": operation}
         assert registry.get_sample_value("permisos_operator_api_errors_total", labels) == 0
+    # PermisosPortalChanged: the first attempt that meets a changed page is an increase.
+    changed = {"outcome": "retryable", "reason": "PortalChanged"}
+    assert registry.get_sample_value("permisos_attempts_total", changed) == 0
+    for outcome in ("healthy", "unavailable", "changed"):
+        assert registry.get_sample_value("permisos_portal_probes_total", {"outcome": outcome}) == 0
+    # The cost-per-permit panel rates this histogram: the first Failed is an increase too.
+    for final in ("Succeeded", "Failed", "Cancelled"):
+        labels = {"phase": final}
+        assert registry.get_sample_value("permisos_permit_runner_seconds_count", labels) == 0
+
+
+def test_portal_changed_is_never_counted_as_other() -> None:
+    metrics = OperatorMetrics()
+    for i in range(60):
+        metrics.reason_label(f"Reason{i}")
+    assert metrics.reason_label("Reason99") == "Other"
+    assert metrics.reason_label("PortalChanged") == "PortalChanged"
 
 
 def test_api_operations_are_the_ones_the_operator_counts() -> None:
