@@ -3,17 +3,22 @@
     .venv/bin/python bench/runner_throughput.py [--permits 5] [--latency-ms 50]
 
 Prints figures; asserts nothing about them. The portal simulator (fixed latency, fixed processing
-time) and an S3 server (moto) run as their own processes; the browser work runs here.
+time) and an S3 server (moto) run as their own processes.
 
-1. floor      a bare Playwright script doing the same clicks and downloads on the same simulator
-              (login, consulta, three steps, confirm, wait, three downloads) and nothing else:
-              no checks, no S3, no trace. One browser, a fresh context per permit.
-2. runner     `permisos_runner.run_attempt` with one browser reused, a fresh context per permit
-              (what a long-lived runner would do), including PDF checks and S3 uploads.
-3. runner/new `permisos_runner.launch_and_run`: a new browser per permit (what a Job does).
+1. floor       `bench/floor_permit.py`: a bare Playwright script doing the same clicks and
+               downloads on the same simulator (login, consulta, three steps, confirm, wait,
+               three downloads) and nothing else: no checks, no S3, no trace. One browser, a
+               fresh context per permit. Every ratio is against this row.
+2. runner      `permisos_runner.run_attempt` with one browser reused, a fresh context per permit,
+               including PDF checks and S3 uploads.
+3. floor/pod   the floor script as a process of its own per permit: Python, Playwright's driver,
+               Chromium, one permit, exit. The least a fresh pod can cost.
+4. runner/pod  `python -m permisos_runner` per permit, configured by the environment and the
+               applicant's files as the operator's Job configures it: what a Job's pod does.
 
 For each: wall time per permit (mean, p50), permits per minute, and the browser's peak PSS
-(Chromium's processes, sampled every 50 ms). The runner's own per-step timings are averaged.
+(Chromium's processes, sampled every 50 ms). Then where a pod's start-up goes (Python, imports,
+Playwright's driver, Chromium) and the runner's own per-step timings.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -35,13 +41,16 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import async_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from floor_permit import floor_permit  # noqa: E402  # the bench folder is not a package
+
 from permisos.applicant import Applicant  # noqa: E402
-from permisos_runner.runner import launch_and_run, run_attempt  # noqa: E402
+from permisos.attempt_result import AttemptResult  # noqa: E402
+from permisos_runner.runner import run_attempt  # noqa: E402
 from permisos_runner.settings import RunnerSettings  # noqa: E402
 from permisos_sandbox.portal.validation import curp_check_digit  # noqa: E402
 from permisos_sandbox.s3 import S3Server  # noqa: E402
@@ -93,50 +102,6 @@ class PssSampler:
         self._thread.join()
 
 
-async def floor_permit(browser: Browser, portal: str, reference: str, plate: str) -> None:
-    """The same clicks and downloads as the runner, with nothing else."""
-    context = await browser.new_context(accept_downloads=True)
-    page = await context.new_page()
-    try:
-        await page.goto(f"{portal}/login")
-        await page.fill("input[name=usuario]", "operador")
-        await page.fill("input[name=contrasena]", "secreto")
-        await page.click("form#login button[type=submit]")
-        await page.wait_for_url("**/tramites")
-        await page.goto(f"{portal}/consulta?referencia={reference}")
-        await page.wait_for_selector("#sin-resultados, table#resultado")
-        await page.goto(f"{portal}/tramites/nuevo/solicitante")
-        for name, value in (
-            ("referencia", reference),
-            ("nombre", APPLICANT.first_name),
-            ("primer_apellido", APPLICANT.last_name),
-            ("segundo_apellido", APPLICANT.maternal_surname),
-            ("curp", APPLICANT.curp),
-            ("correo", APPLICANT.email),
-            ("telefono", APPLICANT.phone),
-        ):
-            await page.fill(f"form#solicitante [name={name}]", value)
-        await page.click("form#solicitante button[type=submit]")
-        await page.wait_for_url("**/tramites/nuevo/vehiculo")
-        await page.select_option("select[name=marca]", label="Nissan")
-        await page.wait_for_selector("select[name=linea] option:text('Versa')", state="attached")
-        await page.select_option("select[name=linea]", label="Versa")
-        await page.select_option("select[name=tipo_servicio]", "particular")
-        await page.select_option("select[name=ano_modelo]", "2022")
-        await page.fill("input[name=placas]", plate)
-        await page.click("form#vehiculo button[type=submit]")
-        await page.wait_for_url("**/tramites/nuevo/revision")
-        await page.click("#confirmar-envio")
-        await page.wait_for_selector("#estado[data-estado=listo]", timeout=60_000)
-        for kind in ("permiso", "certificado", "placa"):
-            async with page.expect_download() as info:
-                await page.click(f"a.documento[data-tipo={kind}]")
-            download = await info.value
-            await download.path()
-    finally:
-        await context.close()
-
-
 def secret_dir() -> Path:
     """The applicant Secret as the runner sees it mounted: one file per key."""
     directory = Path(tempfile.mkdtemp(prefix="permisos-bench-"))
@@ -164,7 +129,7 @@ def settings_for(
         vehicle_service_type="particular",
         s3_bucket=BUCKET,
         s3_endpoint_url=s3.endpoint_url,
-        trace=False,
+        trace="off",
     )
 
 
@@ -218,6 +183,69 @@ def portal_process(latency_ms: int, processing: float) -> Iterator[str]:
         proc.wait(10)
 
 
+def pod_env(portal: str, s3: S3Server, reference: str, plate: str, tmp: Path) -> dict[str, str]:
+    """What the operator's Job gives a runner pod (`permisos_operator.jobs`); the rest of the
+    settings keep the runner's defaults, as in a Job (the trace is recorded)."""
+    settings = {
+        "PERMIT_REQUEST": reference,
+        "APPLICATION_ID": reference,
+        "ATTEMPT": "1",
+        "SECRET_DIR": str(tmp),
+        "TERMINATION_LOG": str(tmp / f"termination-{reference}"),
+        "PORTAL_URL": portal,
+        "PORTAL_USERNAME": "operador",
+        "PORTAL_PASSWORD": "secreto",
+        "VEHICLE_PLATES": plate,
+        "VEHICLE_MAKE": "Nissan",
+        "VEHICLE_LINE": "Versa",
+        "VEHICLE_MODEL_YEAR": "2022",
+        "VEHICLE_SERVICE_TYPE": "particular",
+        "S3_BUCKET": BUCKET,
+        "S3_ENDPOINT_URL": s3.endpoint_url,
+        "CHROMIUM_PATH": CHROMIUM,
+    }
+    return {**os.environ, **{f"PERMISOS_RUNNER_{k}": v for k, v in settings.items()}}
+
+
+async def run_process(*argv: str, env: dict[str, str] | None = None) -> int:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        command = shlex.join(argv)[:120]
+        raise RuntimeError(f"{command} exited {proc.returncode}: {err.decode()[-2000:]}")
+    return proc.returncode
+
+
+async def process_seconds(code: str, times: int = 3) -> float:
+    """Median wall time of a fresh `python -c code`."""
+    spent = []
+    for _ in range(times):
+        started = time.monotonic()
+        await run_process(sys.executable, "-c", code)
+        spent.append(time.monotonic() - started)
+    return statistics.median(spent)
+
+
+async def driver_and_browser_seconds(times: int = 3) -> tuple[float, float, float]:
+    """Median seconds to start Playwright's driver, to launch Chromium, and to close both."""
+    driver, launch, close = [], [], []
+    for _ in range(times):
+        t0 = time.monotonic()
+        playwright = await async_playwright().start()
+        t1 = time.monotonic()
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        t2 = time.monotonic()
+        await browser.close()
+        await playwright.stop()
+        t3 = time.monotonic()
+        driver.append(t1 - t0)
+        launch.append(t2 - t1)
+        close.append(t3 - t2)
+    return statistics.median(driver), statistics.median(launch), statistics.median(close)
+
+
 async def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--permits", type=int, default=5)
@@ -226,18 +254,21 @@ async def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     run = uuid.uuid4().hex[:3]
     tmp = await asyncio.to_thread(secret_dir)
+    person = json.dumps(APPLICANT.secret_data())
 
     with S3Server() as s3, portal_process(args.latency_ms, args.processing_seconds) as portal:
         s3.client().create_bucket(Bucket=BUCKET)
         os.environ.update(s3.env())
         step_times: dict[str, list[float]] = {}
+        applicant = APPLICANT.secret_data()
 
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM)
-            await floor_permit(browser, portal, f"warm-{run}", plates(9999, "W" + run))
+            await floor_permit(browser, portal, f"warm-{run}", plates(9999, "W" + run), applicant)
 
             async def floor(i: int) -> None:
-                await floor_permit(browser, portal, f"floor-{run}-{i}", plates(i, "F" + run))
+                ref, plate = f"floor-{run}-{i}", plates(i, "F" + run)
+                await floor_permit(browser, portal, ref, plate, applicant)
 
             async def reused(i: int) -> None:
                 ref = f"reuse-{run}-{i}"
@@ -249,31 +280,51 @@ async def main(argv: list[str]) -> int:
                     step_times.setdefault(step, []).append(seconds)
 
             figures = [await measure("floor (bare Playwright)", args.permits, floor)]
-            figures.append(await measure("runner, reused browser", args.permits, reused))
+            figures.append(await measure("runner, one browser", args.permits, reused))
             await browser.close()
 
-        async def fresh(i: int) -> None:
-            ref = f"fresh-{run}-{i}"
-            settings = settings_for(portal, s3, ref, plates(i, "N" + run), tmp)
-            result = await launch_and_run(settings, APPLICANT)
-            if result.outcome != "succeeded":
-                raise RuntimeError(f"runner failed: {result.reason} {result.message}")
+        async def bare_pod(i: int) -> None:
+            ref, plate = f"bare-{run}-{i}", plates(i, "B" + run)
+            script = str(ROOT / "bench" / "floor_permit.py")
+            await run_process(sys.executable, script, portal, ref, plate, person)
 
-        figures.append(await measure("runner, new browser each", args.permits, fresh))
+        async def runner_pod(i: int) -> None:
+            ref = f"pod-{run}-{i}"
+            env = pod_env(portal, s3, ref, plates(i, "P" + run), tmp)
+            await run_process(sys.executable, "-m", "permisos_runner", env=env)
+            result = AttemptResult.model_validate_json((tmp / f"termination-{ref}").read_text())
+            if result.outcome != "succeeded":
+                raise RuntimeError(f"runner pod failed: {result.reason} {result.message}")
+
+        figures.append(await measure("floor, a process each", args.permits, bare_pod))
+        figures.append(await measure("runner, a process each (pod)", args.permits, runner_pod))
+
+    startup = {
+        "python": await process_seconds("pass"),
+        "import playwright": await process_seconds("import playwright.async_api"),
+        "import the runner": await process_seconds("import permisos_runner.pod"),
+    }
+    driver, launch, close = await driver_and_browser_seconds()
+    startup.update({"playwright driver": driver, "chromium launch": launch, "close both": close})
 
     floor_mean = figures[0]["mean_s"]
     print(
         f"Runner against the portal simulator: {args.permits} permits per row, portal latency "
         f"{args.latency_ms} ms per response, processing {args.processing_seconds} s"
     )
-    print(f"{'':28}{'mean s':>9}{'p50 s':>9}{'/floor':>8}{'permits/min':>13}{'peak PSS MiB':>14}")
+    print(f"{'':30}{'mean s':>9}{'p50 s':>9}{'/floor':>8}{'permits/min':>13}{'peak PSS MiB':>14}")
     for row in figures:
         print(
-            f"{row['label']:28}{row['mean_s']:9.2f}{row['p50_s']:9.2f}"
+            f"{row['label']:30}{row['mean_s']:9.2f}{row['p50_s']:9.2f}"
             f"{row['mean_s'] / floor_mean:8.2f}{row['permits_per_minute']:13.1f}"
             f"{row['browser_peak_pss_mib']:14.1f}"
         )
-    print("\nRunner time per portal step (mean s, reused browser):")
+    pod_ratio = figures[3]["mean_s"] / figures[2]["mean_s"]
+    print(f"\nA runner pod against the bare floor as a process: {pod_ratio:.2f}x")
+    print("\nWhere a pod's start-up goes (median s, each alone; imports include Python's start):")
+    for part, seconds in startup.items():
+        print(f"  {part:24}{seconds:8.2f}")
+    print("\nRunner time per portal step (mean s, one browser):")
     for step, values in step_times.items():
         print(f"  {step:24}{statistics.mean(values):8.2f}")
     out = ROOT / "bench" / "results"
@@ -283,6 +334,8 @@ async def main(argv: list[str]) -> int:
             {
                 "config": vars(args),
                 "rows": figures,
+                "pod_over_bare_pod": pod_ratio,
+                "startup": startup,
                 "steps": {k: statistics.mean(v) for k, v in step_times.items()},
             },
             indent=2,

@@ -1,6 +1,5 @@
-"""The browser-runner: one pod, one attempt of one PermitRequest against the government portal."""
+"""The browser-runner: one pod, one attempt of one PermitRequest against the government portal.
 
-from permisos_runner.runner import launch_and_run, main, run_attempt
-from permisos_runner.settings import RunnerSettings
-
-__all__ = ["RunnerSettings", "launch_and_run", "main", "run_attempt"]
+`python -m permisos_runner` is the pod (`pod.py`); `runner.run_attempt` is one attempt in a
+launched browser. Nothing is imported here, so the pod's entry point decides what loads when.
+"""

@@ -1,5 +1,35 @@
-"""`python -m permisos_runner`: one attempt of one PermitRequest, exit code 0/3/4."""
+"""`python -m permisos_runner`: one attempt of one PermitRequest, exit code 0/3/4.
 
-from permisos_runner.runner import main
+A pod pays its start-up on every attempt, so the start overlaps what it can: Playwright's driver
+(a Node process) starts while the runner's modules load in a thread, and once the result is
+written and the browser closed the process ends without the interpreter's teardown.
+`bench/runner_throughput.py` prints where a pod's start-up goes.
+"""
 
-raise SystemExit(main())
+import asyncio
+import logging
+import os
+import sys
+from types import ModuleType
+
+from playwright.async_api import async_playwright
+
+
+def _load_pod() -> ModuleType:
+    import permisos_runner.pod
+
+    return permisos_runner.pod
+
+
+async def _pod() -> int:
+    driver = asyncio.ensure_future(async_playwright().start())
+    pod = await asyncio.to_thread(_load_pod)
+    code: int = await pod.run(driver)
+    return code
+
+
+exit_code = asyncio.run(_pod())
+logging.shutdown()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(exit_code)

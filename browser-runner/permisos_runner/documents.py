@@ -7,13 +7,17 @@ import io
 import logging
 from dataclasses import dataclass
 
-from pypdf import PdfReader
-
 from permisos.resources import ArtifactKind
 from permisos_runner.errors import Retryable
 
 # Quiet pypdf's recovery chatter; a broken file is reported by the check, once.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+
+def load_reader() -> None:
+    """Imports pypdf, which only the end of an attempt needs: the runner does it in a thread
+    while the browser works, so a pod's start-up does not wait for it."""
+    import pypdf  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ def check_pdf(kind: ArtifactKind, data: bytes, folio: str, max_bytes: int) -> Do
     # pypdf can rebuild a truncated file, so look for the end marker a complete PDF carries.
     if b"%%EOF" not in data[-1024:]:
         raise Retryable("DownloadIncomplete", f"El documento {kind} llegó incompleto")
+    from pypdf import PdfReader  # loaded already by `load_reader`
+
     try:
         reader = PdfReader(io.BytesIO(data))
         text = "\n".join(page.extract_text() or "" for page in reader.pages)

@@ -2,17 +2,20 @@
 
 The element ids and names are the contract in `sandbox/permisos_sandbox/portal/PAGES.md`.
 Every navigation goes through `PortalPage._navigated`, which turns what the portal answered
-(maintenance, 5xx, an expired session, a rejected form token) into a classified failure, so the
-steps themselves only deal with their own page.
+(maintenance, 5xx, an expired session, a rejected form token, a page without what the flow
+needs) into a classified failure, so the steps themselves only deal with their own page. It reads
+the page in one round trip to the browser: a pod pays each one on every attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from playwright.async_api import Download, Locator, Page, Response
 from playwright.async_api import Error as PlaywrightError
@@ -27,6 +30,15 @@ log = logging.getLogger(__name__)
 
 NOTICE = "div#aviso.modal"
 MAINTENANCE_HEADING = "mantenimiento"
+# The page as `_navigated` judges it: its heading, the portal's validation messages next to the
+# fields (`.campo-error`), and which of the selectors the flow needs it lacks.
+READ_PAGE = """selectors => ({
+    heading: (document.querySelector("h1")?.innerText ?? "").trim(),
+    errors: Array.from(document.querySelectorAll(".campo-error"))
+        .map(item => ({field: item.dataset.campo ?? "", text: item.innerText.trim()}))
+        .filter(error => error.text),
+    missing: selectors.filter(selector => !document.querySelector(selector)),
+})"""
 
 
 async def install_notice_handler(page: Page) -> None:
@@ -37,6 +49,11 @@ async def install_notice_handler(page: Page) -> None:
         await dismiss.click()
 
     await page.add_locator_handler(page.locator(NOTICE), close)
+
+
+def _within(form: str, *fields: str) -> tuple[str, ...]:
+    """A form and its fields, as selectors for `PortalPage._navigated`'s `expect`."""
+    return (form, *(f"{form} {field}" for field in fields))
 
 
 @dataclass(frozen=True)
@@ -60,30 +77,38 @@ class PortalPage:
     def _timeout_ms(self) -> float:
         return self.settings.portal_timeout_seconds * 1000
 
-    async def _goto(self, url: str, *, login_page: bool = False) -> None:
+    async def _goto(
+        self, url: str, *, expect: Sequence[str] = (), login_page: bool = False
+    ) -> None:
         response = await self.page.goto(url)
-        await self._navigated(response, login_page=login_page)
+        await self._navigated(response, expect=expect, login_page=login_page)
 
-    async def _follow(self, action: Locator, *, login_page: bool = False, press: str = "") -> None:
-        """Clicks (or presses a key in) `action` and waits for the navigation it causes."""
+    async def _follow(
+        self, action: Locator, *, expect: Sequence[str] = (), login_page: bool = False
+    ) -> None:
+        """Clicks `action` and waits for the navigation it causes."""
         async with self.page.expect_navigation() as navigation:
-            if press:
-                await action.press(press)
-            else:
-                await action.click()
-        await self._navigated(await navigation.value, login_page=login_page)
+            await action.click()
+        await self._navigated(await navigation.value, expect=expect, login_page=login_page)
 
-    async def _heading(self) -> str:
-        heading = self.page.locator("h1").first
-        if await heading.count() == 0:
-            return ""
-        return (await heading.inner_text()).strip()
+    async def _navigated(
+        self,
+        response: Response | None,
+        *,
+        expect: Sequence[str] = (),
+        login_page: bool = False,
+    ) -> None:
+        """Raises the classified failure for a page that is not the one the flow expects.
 
-    async def _navigated(self, response: Response | None, *, login_page: bool = False) -> None:
-        """Raises the classified failure for a page that is not the one the flow expects."""
+        `expect` is what the flow needs on the page just loaded. Pages are rendered by the
+        server, so what is not there now never will be: the portal changed its pages
+        (PortalChanged, which opens the pool's circuit), rather than a wait that ends as a
+        timeout."""
         status = response.status if response is not None else 200
-        wait = retry_after(await response.header_value("retry-after")) if response else None
-        heading = await self._heading()
+        # The headers Chromium reported with the response: no round trip to the browser.
+        wait = retry_after(response.headers.get("retry-after")) if response else None
+        page: dict[str, Any] = await self.page.evaluate(READ_PAGE, list(expect))
+        heading = str(page["heading"])
         if MAINTENANCE_HEADING in heading.lower():
             raise Retryable(
                 "PortalMaintenance",
@@ -99,32 +124,15 @@ class PortalPage:
         if status >= 400:
             # 403 is the portal refusing a stale form token; a fresh session fixes it.
             raise Retryable("PortalHttpError", f"HTTP {status}: {heading}")
-
-    async def _expect(self, selector: str, within: Locator | None = None) -> Locator:
-        """`selector` on the page just loaded. Pages are rendered by the server, so what is not
-        there now never will be: the portal changed its pages (PortalChanged, which opens the
-        pool's circuit), rather than a wait that ends as a timeout."""
-        scope: Locator | Page = within if within is not None else self.page
-        found = scope.locator(selector)
-        if await found.count() == 0:
-            heading = await self._heading() or urlsplit(self.page.url).path
-            raise Retryable("PortalChanged", f"La página «{heading}» ya no tiene {selector}")
-        return found.first
-
-    async def _field_errors(self) -> list[str]:
-        """The portal's validation messages next to the fields (`.campo-error`)."""
-        errors = []
-        for item in await self.page.locator(".campo-error").all():
-            text = (await item.inner_text()).strip()
-            if text:
-                errors.append(text)
-                log.info("portal rejected field %s", await item.get_attribute("data-campo"))
-        return errors
-
-    async def _raise_field_errors(self) -> None:
-        errors = await self._field_errors()
-        if errors:
-            raise Permanent("PortalRejected", "; ".join(errors))
+        if page["errors"]:
+            for error in page["errors"]:
+                log.info("portal rejected field %s", error["field"])
+            raise Permanent("PortalRejected", "; ".join(error["text"] for error in page["errors"]))
+        if page["missing"]:
+            where = heading or urlsplit(self.page.url).path
+            raise Retryable(
+                "PortalChanged", f"La página «{where}» ya no tiene {page['missing'][0]}"
+            )
 
     async def explain_stall(self) -> None:
         """After a timeout: raises a more precise failure if the page shows why."""
@@ -135,58 +143,42 @@ class PortalPage:
 
 
 class LoginPage(PortalPage):
+    FORM = "form#login"
+    EXPECT = _within(FORM, "input[name=usuario]", "input[name=contrasena]", "[type=submit]")
+
     async def open(self) -> LoginPage:
-        await self._goto(self._url("/login"), login_page=True)
-        await self._expect("form#login")
+        await self._goto(self._url("/login"), expect=self.EXPECT, login_page=True)
         return self
 
     async def sign_in(self, username: str, password: str) -> HomePage:
-        form = await self._expect("form#login")
-        await (await self._expect("input[name=usuario]", form)).fill(username)
-        await (await self._expect("input[name=contrasena]", form)).fill(password)
-        await self._follow(await self._expect("button[type=submit]", form), login_page=True)
+        await self.page.fill(f"{self.FORM} input[name=usuario]", username)
+        await self.page.fill(f"{self.FORM} input[name=contrasena]", password)
+        await self._follow(self.page.locator(f"{self.FORM} [type=submit]"), login_page=True)
         if urlsplit(self.page.url).path == "/login":
             alert = self.page.locator(".alerta-error")
             text = (await alert.first.inner_text()).strip() if await alert.count() else ""
             # The pool's account is wrong or locked: not the applicant's data, so retryable
             # (the operator's attempt limit bounds it) while an engineer fixes the Secret.
             raise Retryable("PortalLoginFailed", text or "El portal no aceptó la cuenta")
-        return await HomePage(self.page, self.settings).ready()
+        await self._navigated(None, expect=HomePage.EXPECT)
+        return HomePage(self.page, self.settings)
 
 
 class HomePage(PortalPage):
-    async def ready(self) -> HomePage:
-        await self._expect("a#nuevo-tramite")
-        return self
-
-    async def open(self) -> HomePage:
-        await self._goto(self._url("/tramites"))
-        return await self.ready()
-
-    async def consulta(self) -> ConsultaPage:
-        await self._follow(await self._expect("a#consulta"))
-        return await ConsultaPage(self.page, self.settings).ready()
-
-    async def new_application(self) -> ApplicantStep:
-        await self._follow(await self._expect("a#nuevo-tramite"))
-        return await ApplicantStep(self.page, self.settings).ready()
+    EXPECT = ("a#nuevo-tramite",)
 
 
 class ConsultaPage(PortalPage):
-    async def ready(self) -> ConsultaPage:
-        await self._expect("form#consulta")
-        return self
+    EXPECT = ("form#consulta", "table#resultado, #sin-resultados")
 
     async def find(self, reference: str) -> str | None:
-        """The status page URL of an earlier submission with this reference, if any."""
-        field = await self._expect("form#consulta input[name=referencia]")
-        await field.fill(reference)
-        await self._follow(field, press="Enter")
-        found = self.page.locator("table#resultado")
-        await found.or_(self.page.locator("#sin-resultados")).first.wait_for()
-        if not await found.is_visible():
-            return None
-        links = await found.locator("a.ver-tramite").all()
+        """The status page URL of an earlier submission with this reference, if any.
+
+        The consulta form is a GET, so its search is a URL: one page load instead of opening
+        the form and submitting it (PAGES.md documents both)."""
+        query = urlencode({"referencia": reference})
+        await self._goto(self._url(f"/consulta?{query}"), expect=self.EXPECT)
+        links = await self.page.locator("table#resultado a.ver-tramite").all()
         if not links:
             return None
         if len(links) > 1:
@@ -199,37 +191,56 @@ class ConsultaPage(PortalPage):
 
 
 class ApplicantStep(PortalPage):
-    async def ready(self) -> ApplicantStep:
-        await self._expect("form#solicitante")
+    FORM = "form#solicitante"
+    FIELDS = (
+        "referencia",
+        "nombre",
+        "primer_apellido",
+        "segundo_apellido",
+        "curp",
+        "correo",
+        "telefono",
+    )
+    EXPECT = _within(FORM, *(f"[name={name}]" for name in FIELDS), "[type=submit]")
+
+    async def open(self) -> ApplicantStep:
+        """Step 1 by its URL (the home page's link goes there), one page load fewer."""
+        await self._goto(self._url("/tramites/nuevo/solicitante"), expect=self.EXPECT)
         return self
 
     async def submit(self, reference: str, applicant: Applicant) -> VehicleStep:
-        form = await self._expect("form#solicitante")
-        values = {
-            "referencia": reference,
-            "nombre": applicant.first_name,
-            "primer_apellido": applicant.last_name,
-            "segundo_apellido": applicant.maternal_surname,
-            "curp": applicant.curp,
-            "correo": applicant.email,
-            "telefono": applicant.phone,
-        }
-        for name, value in values.items():
-            await (await self._expect(f"[name={name}]", form)).fill(value)
-        await self._follow(await self._expect("[type=submit]", form))
-        await self._raise_field_errors()
-        return await VehicleStep(self.page, self.settings).ready()
+        values = (
+            reference,
+            applicant.first_name,
+            applicant.last_name,
+            applicant.maternal_surname,
+            applicant.curp,
+            applicant.email,
+            applicant.phone,
+        )
+        for name, value in zip(self.FIELDS, values, strict=True):
+            await self.page.fill(f"{self.FORM} [name={name}]", value)
+        submit = self.page.locator(f"{self.FORM} [type=submit]")
+        await self._follow(submit, expect=VehicleStep.EXPECT)
+        return VehicleStep(self.page, self.settings)
 
 
 class VehicleStep(PortalPage):
-    async def ready(self) -> VehicleStep:
-        await self._expect("form#vehiculo")
-        return self
+    FORM = "form#vehiculo"
+    EXPECT = _within(
+        FORM,
+        "select[name=marca]",
+        "select[name=linea]",
+        "select[name=tipo_servicio]",
+        "select[name=ano_modelo]",
+        "input[name=placas]",
+        "[type=submit]",
+    )
 
     async def submit(self, vehicle: Vehicle) -> ReviewPage:
-        form = await self._expect("form#vehiculo")
-        make = await self._expect("select[name=marca]", form)
-        line = await self._expect("select[name=linea]", form)
+        form = self.page.locator(self.FORM)
+        make = form.locator("select[name=marca]")
+        line = form.locator("select[name=linea]")
         make_value = await _option_value(make, vehicle.make, "marca")
 
         # The page's script loads the lines by XHR when the make changes; watch that call.
@@ -239,7 +250,7 @@ class VehicleStep(PortalPage):
         if response.status >= 500:
             raise Retryable("PortalUnavailable", f"HTTP {response.status} del catálogo de líneas")
         if response.status == 429:
-            wait = retry_after(await response.header_value("retry-after"))
+            wait = retry_after(response.headers.get("retry-after"))
             raise Retryable(
                 "RateLimited", "HTTP 429 del catálogo de líneas", retry_after_seconds=wait
             )
@@ -252,28 +263,24 @@ class VehicleStep(PortalPage):
             await self._navigated(None)
         await line.select_option(value=await _option_value(line, vehicle.line, "línea"))
 
-        service = await self._expect("select[name=tipo_servicio]", form)
+        service = form.locator("select[name=tipo_servicio]")
         await service.select_option(
             value=await _option_value(service, vehicle.service_type, "tipo")
         )
-        year = await self._expect("select[name=ano_modelo]", form)
+        year = form.locator("select[name=ano_modelo]")
         await year.select_option(value=await _option_value(year, str(vehicle.model_year), "año"))
-        await (await self._expect("input[name=placas]", form)).fill(vehicle.plates)
+        await form.locator("input[name=placas]").fill(vehicle.plates)
 
-        await self._follow(await self._expect("[type=submit]", form))
-        await self._raise_field_errors()
-        return await ReviewPage(self.page, self.settings).ready()
+        await self._follow(form.locator("[type=submit]"), expect=ReviewPage.EXPECT)
+        return ReviewPage(self.page, self.settings)
 
 
 class ReviewPage(PortalPage):
-    async def ready(self) -> ReviewPage:
-        await self._expect("dl#resumen")
-        return self
+    EXPECT = ("dl#resumen", "button#confirmar-envio")
 
     async def confirm(self) -> StatusPage:
         """Submits the application: from here on the portal holds it under our reference."""
-        await self._follow(await self._expect("button#confirmar-envio"))
-        await self._raise_field_errors()
+        await self._follow(self.page.locator("button#confirmar-envio"))
         return await StatusPage(self.page, self.settings).ready()
 
 

@@ -1,16 +1,14 @@
 """One attempt of one PermitRequest: log in, look up, submit only if needed, download, store.
 
 `run_attempt` takes a launched browser and opens its own context, so a caller (the benchmark)
-can reuse one browser for many attempts; `main` is the pod's entry point: it launches the
-browser, runs one attempt, writes the result to the termination-message path and exits 0/3/4.
+can reuse one browser for many attempts; `launch_and_run` launches Chromium for one attempt, as
+the pod (`permisos_runner.pod`) does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,19 +16,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Playwright
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
-from pydantic import ValidationError
 
-from permisos import logs
 from permisos.applicant import Applicant
 from permisos.attempt_result import AttemptResult
-from permisos.redact import redact
 from permisos.resources import ArtifactKind
-from permisos_runner.documents import Document, check_pdf
+from permisos_runner.documents import Document, check_pdf, load_reader
 from permisos_runner.errors import AttemptFailed, Permanent, Retryable
-from permisos_runner.pages import HomePage, LoginPage, StatusPage, install_notice_handler
+from permisos_runner.pages import (
+    ApplicantStep,
+    ConsultaPage,
+    HomePage,
+    LoginPage,
+    StatusPage,
+    install_notice_handler,
+)
 from permisos_runner.settings import RunnerSettings
 from permisos_runner.storage import Storage, evidence_prefix
 
@@ -93,6 +95,9 @@ async def run_attempt(
         "attempt": settings.attempt,
     }
     storage = storage or Storage(settings)
+    # What only the end of the attempt needs loads in threads while the browser works.
+    storage.connect()
+    reader = asyncio.ensure_future(asyncio.to_thread(load_reader))
     timings = Timings(extra)
     started = time.monotonic()
     context = await browser.new_context(
@@ -101,7 +106,7 @@ async def run_attempt(
     try:
         context.set_default_timeout(settings.portal_timeout_seconds * 1000)
         context.set_default_navigation_timeout(settings.portal_timeout_seconds * 1000)
-        if settings.trace:
+        if settings.records_trace:
             await context.tracing.start(screenshots=True, snapshots=True)
         page = await context.new_page()
         await install_notice_handler(page)
@@ -126,10 +131,11 @@ async def run_attempt(
                 retry_after_seconds=failure.retry_after_seconds,
             )
         else:
-            if settings.trace:
+            if settings.records_trace:
                 await context.tracing.stop()  # nothing to show for a success
     finally:
         await context.close()
+        await reader
     timings.values["total"] = round(time.monotonic() - started, 3)
     result.timings = timings.values
     summary = result.message or result.reason
@@ -148,9 +154,9 @@ async def _probe(page: Page, settings: RunnerSettings, timings: Timings) -> Atte
     """The portal's health as an attempt would meet it, touching no application: sign in, then
     search the consulta page for a reference no application has."""
     with timings.step("login"):
-        home = await _sign_in(page, settings)
+        await _sign_in(page, settings)
     with timings.step("lookup"):
-        await (await home.consulta()).find(PROBE_REFERENCE)
+        await ConsultaPage(page, settings).find(PROBE_REFERENCE)
     return AttemptResult(
         outcome="succeeded",
         reason="PortalHealthy",
@@ -170,10 +176,10 @@ async def _flow(
     if applicant is None or reference is None:  # the settings' validator makes this unreachable
         raise Permanent("InvalidConfiguration", "Un intento necesita solicitud y solicitante")
     with timings.step("login"):
-        home = await _sign_in(page, settings)
+        await _sign_in(page, settings)
     with timings.step("lookup"):
         # Asked first, so an attempt that crashed after submitting is never submitted again.
-        earlier = await (await home.consulta()).find(reference)
+        earlier = await ConsultaPage(page, settings).find(reference)
     if earlier is not None:
         log.info("already submitted; resuming it")
         status = await StatusPage(page, settings).open(earlier)
@@ -182,7 +188,7 @@ async def _flow(
         if vehicle is None:
             raise Permanent("MissingVehicle", "La solicitud no trae los datos del vehículo")
         with timings.step("applicant"):
-            step1 = await (await home.open()).new_application()
+            step1 = await ApplicantStep(page, settings).open()
             step2 = await step1.submit(reference, applicant)
         with timings.step("vehicle"):
             review = await step2.submit(vehicle)
@@ -197,7 +203,10 @@ async def _flow(
     with timings.step("download"), tempfile.TemporaryDirectory(prefix="permisos-") as tmp:
         for tipo, kind in DOCUMENTS:
             path = await status.download(tipo, Path(tmp))
-            documents.append(check_pdf(kind, path.read_bytes(), folio, settings.max_pdf_bytes))
+            data = path.read_bytes()
+            documents.append(
+                await asyncio.to_thread(check_pdf, kind, data, folio, settings.max_pdf_bytes)
+            )
     with timings.step("upload"):
         artifacts = [
             await storage.put_document(reference, folio, document) for document in documents
@@ -232,7 +241,7 @@ async def _evidence(
         captured.append(("page.html", html.encode(), "text/html; charset=utf-8"))
     except Exception as error:
         log.warning("no page HTML: %s", _first_line(error))
-    if settings.trace:
+    if settings.records_trace:
         with tempfile.TemporaryDirectory(prefix="permisos-trace-") as tmp:
             trace = Path(tmp) / "trace.zip"
             try:
@@ -250,108 +259,22 @@ async def _evidence(
     return stored
 
 
-def write_result(path: Path, result: AttemptResult) -> None:
-    """The termination message; the exit code still tells the outcome if the path is broken."""
-    try:
-        path.write_text(result.to_message(), encoding="utf-8")
-    except OSError as error:
-        log.error("cannot write the termination message to %s: %s", path, error)
-
-
-async def launch_and_run(settings: RunnerSettings, applicant: Applicant | None) -> AttemptResult:
-    """Launches Chromium, runs one attempt, closes everything."""
-    async with async_playwright() as playwright:
-        try:
-            browser = await playwright.chromium.launch(
-                executable_path=settings.chromium_path, headless=True
-            )
-        except PlaywrightError as error:
-            return AttemptResult(
-                outcome="retryable",
-                reason="BrowserLaunchFailed",
-                message=_first_line(error),
-                kind=settings.mode,
-            )
-        try:
-            return await run_attempt(browser, settings, applicant)
-        finally:
-            await browser.close()
-
-
-async def _run_until_terminated(
-    settings: RunnerSettings, applicant: Applicant | None
+async def launch_and_run(
+    playwright: Playwright, settings: RunnerSettings, applicant: Applicant | None
 ) -> AttemptResult:
-    """SIGTERM (the Job's deadline, a drained node) ends the attempt as retryable, reported."""
-    task = asyncio.create_task(launch_and_run(settings, applicant))
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    """Launches Chromium, runs one attempt, closes the browser."""
     try:
-        return await task
-    except asyncio.CancelledError:
+        browser = await playwright.chromium.launch(
+            executable_path=settings.chromium_path, headless=True
+        )
+    except PlaywrightError as error:
         return AttemptResult(
             outcome="retryable",
-            reason="Terminated",
-            message="El runner recibió SIGTERM",
+            reason="BrowserLaunchFailed",
+            message=_first_line(error),
             kind=settings.mode,
         )
-
-
-class _Tag(logging.Filter):
-    """Stamps every log line of this process with its PermitRequest and attempt."""
-
-    def __init__(self, settings: RunnerSettings) -> None:
-        super().__init__()
-        self.permitrequest = settings.permit_request or settings.probe_name
-        self.attempt = settings.attempt
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.__dict__.setdefault("permitrequest", self.permitrequest)
-        record.__dict__.setdefault("attempt", self.attempt)
-        return True
-
-
-def _tag_logs(settings: RunnerSettings) -> None:
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_Tag(settings))
-    # botocore announces where it found credentials on every start; not worth a line.
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-
-
-def main() -> int:
     try:
-        settings = RunnerSettings()  # from the environment
-    except ValidationError as error:
-        logs.configure()
-        # Which settings are wrong (or what is missing), never their values.
-        fields = ", ".join(str(e["loc"][0]) if e["loc"] else e["msg"] for e in error.errors())
-        log.error("invalid settings: %s", fields)
-        result = AttemptResult(
-            outcome="permanent", reason="InvalidConfiguration", message=f"Ajustes: {fields}"
-        )
-        termination = os.environ.get("PERMISOS_RUNNER_TERMINATION_LOG", "/dev/termination-log")
-        write_result(Path(termination), result)
-        return result.exit_code
-    logs.configure(settings.log_level, settings.log_format)
-    _tag_logs(settings)
-    if settings.mode == "probe":  # no applicant: a probe touches no application
-        result = asyncio.run(_run_until_terminated(settings, None))
-        write_result(settings.termination_log, result)
-        return result.exit_code
-    try:
-        applicant = Applicant.from_directory(settings.secret_dir)
-    except (ValidationError, OSError) as error:
-        # Which keys are wrong, never their values.
-        keys = (
-            ", ".join(str(e["loc"][0]) for e in error.errors() if e["loc"])
-            if isinstance(error, ValidationError)
-            else type(error).__name__
-        )
-        result = AttemptResult(
-            outcome="permanent",
-            reason="InvalidApplicant",
-            message=redact(f"Datos del solicitante inválidos: {keys}"),
-        )
-    else:
-        result = asyncio.run(_run_until_terminated(settings, applicant))
-    write_result(settings.termination_log, result)
-    return result.exit_code
+        return await run_attempt(browser, settings, applicant)
+    finally:
+        await browser.close()

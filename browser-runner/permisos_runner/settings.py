@@ -8,9 +8,9 @@ Secret's files (`SECRET_DIR`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from permisos.resources import Vehicle
@@ -62,9 +62,28 @@ class RunnerSettings(BaseSettings):
     evidence_timeout_seconds: float = Field(10.0, gt=0, description="Screenshot and HTML capture.")
 
     chromium_path: str = DEFAULT_CHROMIUM
-    trace: bool = Field(True, description="Record a Playwright trace; uploaded on failure.")
+    # Playwright's own trace policies (as in its test runner's `trace` option). A trace costs
+    # about a tenth of an attempt's time, so by default the first attempt goes without (its
+    # failure still leaves a screenshot and the page's HTML) and every retry records one.
+    trace: Literal["on-all-retries", "retain-on-failure", "off"] = Field(
+        "on-all-retries", description="Which attempts record a trace; uploaded on failure only."
+    )
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
+
+    @field_validator("trace", mode="before")
+    @classmethod
+    def _trace_as_a_switch(cls, value: Any) -> Any:
+        """Earlier releases took true/false: every attempt, or none."""
+        if isinstance(value, bool) or str(value).lower() in ("true", "false", "1", "0"):
+            return "retain-on-failure" if str(value).lower() in ("true", "1") else "off"
+        return value
+
+    @property
+    def records_trace(self) -> bool:
+        if self.trace == "on-all-retries":
+            return self.attempt > 1
+        return self.trace == "retain-on-failure"
 
     @model_validator(mode="after")
     def _names_what_it_works_on(self) -> RunnerSettings:

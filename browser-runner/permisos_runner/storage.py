@@ -1,4 +1,9 @@
-"""Object storage: the PDFs under `permits/`, a failed attempt's evidence under `evidence/`."""
+"""Object storage: the PDFs under `permits/`, a failed attempt's evidence under `evidence/`.
+
+boto3 is imported, and its client made, in a worker thread when an attempt starts (`connect`):
+a tenth of a second or two that a pod's start-up no longer waits for, since the first object is
+stored only once the browser is done.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,6 @@ import asyncio
 import base64
 import hashlib
 from typing import TYPE_CHECKING
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from permisos.resources import Artifact
 from permisos_runner.documents import Document
@@ -31,28 +32,45 @@ def evidence_prefix(settings: RunnerSettings) -> str:
     return f"evidence/{settings.application_id}/{settings.attempt}/"
 
 
+def _client(settings: RunnerSettings) -> S3Client:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        region_name=settings.s3_region,
+        endpoint_url=settings.s3_endpoint_url,
+        config=Config(
+            connect_timeout=5,
+            read_timeout=30,
+            retries={"mode": "standard", "max_attempts": 3},
+        ),
+    )
+
+
 class Storage:
     """A thin async face over boto3 (which blocks, so calls run in a worker thread)."""
 
-    def __init__(self, settings: RunnerSettings, client: S3Client | None = None) -> None:
+    def __init__(self, settings: RunnerSettings) -> None:
         self.bucket = settings.s3_bucket
-        self.client: S3Client = client or boto3.client(
-            "s3",
-            region_name=settings.s3_region,
-            endpoint_url=settings.s3_endpoint_url,
-            config=Config(
-                connect_timeout=5,
-                read_timeout=30,
-                retries={"mode": "standard", "max_attempts": 3},
-            ),
-        )
+        self._settings = settings
+        self._client: asyncio.Future[S3Client] | None = None
+
+    def connect(self) -> asyncio.Future[S3Client]:
+        """Starts making the client, once; what every call awaits."""
+        if self._client is None:
+            self._client = asyncio.ensure_future(asyncio.to_thread(_client, self._settings))
+        return self._client
 
     async def put(self, key: str, data: bytes, content_type: str) -> str:
         """Stores one object, encrypted at rest, with its SHA-256; returns the hex digest."""
+        from botocore.exceptions import BotoCoreError, ClientError  # loaded by `connect`
+
         digest = hashlib.sha256(data)
         try:
+            client = await self.connect()
             await asyncio.to_thread(
-                self.client.put_object,
+                client.put_object,
                 Bucket=self.bucket,
                 Key=key,
                 Body=data,

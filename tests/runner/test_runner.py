@@ -51,8 +51,11 @@ def assert_documents(run: Run, runner: RunnerCommand, s3: S3Server) -> None:
 
 
 def assert_evidence(run: Run, runner: RunnerCommand, s3: S3Server) -> None:
+    """A screenshot and the page's HTML always; a Playwright trace from the first retry on (the
+    runner's default trace policy, `on-all-retries`)."""
     prefix = f"evidence/{runner.application_id}/{runner.attempt}/"
-    assert {key.removeprefix(prefix) for key in run.result.evidence} == EVIDENCE
+    expected = EVIDENCE if runner.attempt > 1 else EVIDENCE - {"trace.zip"}
+    assert {key.removeprefix(prefix) for key in run.result.evidence} == expected
     listed = s3.client().list_objects_v2(Bucket=BUCKET, Prefix=prefix)
     stored = {obj["Key"]: obj["Size"] for obj in listed.get("Contents", [])}
     assert set(stored) == set(run.result.evidence)
@@ -129,6 +132,7 @@ async def test_faults_are_retryable(
     for name, value in fault.items():
         setattr(portal.config, name, value)
     runner.settings.update(settings)
+    runner.attempt = 2  # a retry, which records a trace
     run = await runner.run()
 
     assert run.code == 3, run.stderr

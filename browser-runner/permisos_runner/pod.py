@@ -1,0 +1,128 @@
+"""The pod's life: settings from the environment, the applicant from the mounted Secret, one
+attempt (or probe), the result in the termination-message path, exit code 0/3/4.
+
+`python -m permisos_runner` starts Playwright's driver before it imports this module and hands
+it over (see `__main__`), so the driver's start overlaps the imports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Awaitable
+from pathlib import Path
+
+from playwright.async_api import Playwright
+from pydantic import ValidationError
+
+from permisos import logs
+from permisos.applicant import Applicant
+from permisos.attempt_result import AttemptResult
+from permisos.redact import redact
+from permisos_runner.runner import launch_and_run
+from permisos_runner.settings import RunnerSettings
+
+log = logging.getLogger("permisos_runner")
+
+
+def write_result(path: Path, result: AttemptResult) -> None:
+    """The termination message; the exit code still tells the outcome if the path is broken."""
+    try:
+        path.write_text(result.to_message(), encoding="utf-8")
+    except OSError as error:
+        log.error("cannot write the termination message to %s: %s", path, error)
+
+
+async def _until_terminated(
+    playwright: Playwright, settings: RunnerSettings, applicant: Applicant | None
+) -> AttemptResult:
+    """SIGTERM (the Job's deadline, a drained node) ends the attempt as retryable, reported."""
+    task = asyncio.create_task(launch_and_run(playwright, settings, applicant))
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return AttemptResult(
+            outcome="retryable",
+            reason="Terminated",
+            message="El runner recibió SIGTERM",
+            kind=settings.mode,
+        )
+
+
+class _Tag(logging.Filter):
+    """Stamps every log line of this process with its PermitRequest and attempt."""
+
+    def __init__(self, settings: RunnerSettings) -> None:
+        super().__init__()
+        self.permitrequest = settings.permit_request or settings.probe_name
+        self.attempt = settings.attempt
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.setdefault("permitrequest", self.permitrequest)
+        record.__dict__.setdefault("attempt", self.attempt)
+        return True
+
+
+def _tag_logs(settings: RunnerSettings) -> None:
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Tag(settings))
+    # botocore announces where it found credentials on every start; not worth a line.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+
+
+def _settings() -> RunnerSettings | AttemptResult:
+    """The settings, or the result that reports why they are wrong."""
+    try:
+        return RunnerSettings()  # from the environment
+    except ValidationError as error:
+        logs.configure()
+        # Which settings are wrong (or what is missing), never their values.
+        fields = ", ".join(str(e["loc"][0]) if e["loc"] else e["msg"] for e in error.errors())
+        log.error("invalid settings: %s", fields)
+        return AttemptResult(
+            outcome="permanent", reason="InvalidConfiguration", message=f"Ajustes: {fields}"
+        )
+
+
+def _applicant(settings: RunnerSettings) -> Applicant | AttemptResult:
+    """The applicant's data from the Secret's files, or the result that reports which are bad."""
+    try:
+        return Applicant.from_directory(settings.secret_dir)
+    except (ValidationError, OSError) as error:
+        # Which keys are wrong, never their values.
+        keys = (
+            ", ".join(str(e["loc"][0]) for e in error.errors() if e["loc"])
+            if isinstance(error, ValidationError)
+            else type(error).__name__
+        )
+        return AttemptResult(
+            outcome="permanent",
+            reason="InvalidApplicant",
+            message=redact(f"Datos del solicitante inválidos: {keys}"),
+        )
+
+
+async def run(driver: Awaitable[Playwright]) -> int:
+    """One pod: returns its exit code. `driver` is Playwright's, starting."""
+    playwright = await driver
+    try:
+        settings = _settings()
+        if isinstance(settings, AttemptResult):
+            termination = os.environ.get("PERMISOS_RUNNER_TERMINATION_LOG", "/dev/termination-log")
+            write_result(Path(termination), settings)
+            return settings.exit_code
+        logs.configure(settings.log_level, settings.log_format)
+        _tag_logs(settings)
+        # A probe touches no application, so it has no applicant.
+        applicant = None if settings.mode == "probe" else _applicant(settings)
+        if isinstance(applicant, AttemptResult):
+            result = applicant
+        else:
+            result = await _until_terminated(playwright, settings, applicant)
+        write_result(settings.termination_log, result)
+        return result.exit_code
+    finally:
+        await playwright.stop()
