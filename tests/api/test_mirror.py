@@ -372,6 +372,58 @@ async def test_the_api_runs_the_mirror_beside_the_dispatcher(
     assert history(engine, app_id) == [("Queued", 0)]
 
 
+async def test_the_applicant_reads_why_the_permit_waits_over_http(
+    engine: Engine, kube: Namespace, api: Api, make_user: Callable[..., Any]
+) -> None:
+    """The operator's Admitted condition and queue place, through the mirror, to the owner's
+    GET /v1/applications/{id}, in Spanish."""
+    user = await make_user()
+    app_id = paid_application(engine, outbox=True)
+    with Session(engine) as session, session.begin():
+        session.get_one(Application, app_id).owner_id = uuid.UUID(user.id)
+    app = api.app(dispatcher_interval_seconds=0.2)
+    client = api.client(app)
+    path = f"/v1/applications/{app_id}"
+    async with app.router.lifespan_context(app):
+
+        async def created() -> dict[str, Any] | None:
+            return await kube.get("permitrequests", str(app_id))
+
+        await eventually(created)
+        played = Operator(kube, str(app_id))
+        await played.enter("Queued", "Queued", "waiting for a runner in pool default")
+        # The pool's portal is in maintenance until 06:00 in Mexico City; third in line.
+        waiting = {
+            "type": "Admitted",
+            "status": "False",
+            "reason": "MaintenanceWindow",
+            "message": "The portal is in maintenance until 2026-12-08T12:00:00Z.",
+            "lastTransitionTime": "2026-12-08T08:30:00Z",
+        }
+        patch = [
+            {"op": "add", "path": "/status/conditions/-", "value": waiting},
+            {"op": "add", "path": "/status/queuePosition", "value": 3},
+            {"op": "add", "path": "/status/estimatedStartAt", "value": "2026-12-08T12:00:00Z"},
+        ]
+        await kube.patch("permitrequests", str(app_id), patch, "status", kind=JSON_PATCH)
+
+        async def told() -> dict[str, Any] | None:
+            r = await client.get(path, headers=user.bearer())
+            assert r.status_code == 200, r.text
+            body: dict[str, Any] = r.json()
+            return body if body.get("permit_wait") else None
+
+        shown = await eventually(told)
+        assert shown["permit_wait"] == (
+            "El portal del gobierno está en mantenimiento. Continuará a partir del 08/12/2026 a "
+            "las 06:00 (hora del centro de México)."
+        )
+        # Another applicant cannot read it.
+        stranger = await make_user()
+        r = await client.get(path, headers=stranger.bearer())
+        assert r.status_code == 404, r.text
+
+
 async def test_database_outage_catches_up_and_deletion_waits_for_the_final_state(
     settings: ApiSettings,
     engine: Engine,
