@@ -165,14 +165,11 @@ def current_principal(
     return Principal(user=user, session=session, via=via)
 
 
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
-
-
 def require_role(*roles: Role) -> Callable[[Principal], Principal]:
     """A dependency admitting only these roles (403 for the others)."""
     allowed = frozenset(role.value for role in roles)
 
-    def dependency(principal: CurrentPrincipal) -> Principal:
+    def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if principal.user.role not in allowed:
             raise ProblemError("forbidden", "Your role does not allow this.")
         return principal

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated
 
 import stripe
-from fastapi import Depends, Request
+from fastapi import Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,9 +35,6 @@ def services(request: Request) -> Services:
     found = request.app.state.services
     assert isinstance(found, Services)
     return found
-
-
-Svc = Annotated[Services, Depends(services)]
 
 
 def get_db(request: Request) -> Iterator[Session]:

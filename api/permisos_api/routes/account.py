@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
-from ..auth import CurrentPrincipal, clear_session_cookies, revoke_all
-from ..context import Svc, get_db
+from ..auth import clear_session_cookies, revoke_all
 from ..db import utcnow
+from ..deps import CurrentPrincipal, Db, Svc
 from ..models import (
     Application,
     ApplicationStatus,
@@ -35,7 +34,6 @@ from ..privacy import erase_applications
 from ..problems import ProblemError, problem_responses
 
 router = APIRouter(prefix="/v1/me", tags=["account"])
-Db = Annotated[Session, Depends(get_db)]
 
 # Not an Argon2 hash: verification always fails, so no password opens the account again.
 UNUSABLE_PASSWORD = "!deleted"  # noqa: S105

@@ -14,14 +14,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import stripe
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..auth import Principal, require_role, revoke_all
-from ..context import Svc, get_db
+from ..auth import Principal, revoke_all
 from ..db import utcnow
+from ..deps import Admin, Db, Svc
 from ..dispatcher import request_name, retry_kind
 from ..models import (
     Application,
@@ -40,8 +40,6 @@ from ..schemas import ApplicationOut, ApplicationPage, PermitHistoryOut
 from .paging import Limit, Offset
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
-Db = Annotated[Session, Depends(get_db)]
-Admin = Annotated[Principal, Depends(require_role(Role.admin, Role.superadmin))]
 
 log = logging.getLogger("permisos_api.admin")
 

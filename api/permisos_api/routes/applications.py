@@ -7,16 +7,16 @@ Admins may read any application; only the owner edits or cancels.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import fields
-from ..auth import CurrentPrincipal, Principal
-from ..context import Svc, get_db
+from ..auth import Principal
 from ..db import utcnow
+from ..deps import CurrentPrincipal, Db, Svc
 from ..models import (
     CANCELLABLE_STATUSES,
     EDITABLE_STATUSES,
@@ -36,7 +36,6 @@ from ..schemas import (
 from .paging import Limit, Offset
 
 router = APIRouter(prefix="/v1/applications", tags=["applications"])
-Db = Annotated[Session, Depends(get_db)]
 
 
 def _load(db: Session, application_id: uuid.UUID, principal: Principal) -> Application:

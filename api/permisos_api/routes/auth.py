@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import tokens
 from ..auth import (
-    CurrentPrincipal,
     clear_session_cookies,
     client_address,
     open_session,
     revoke_all,
     set_session_cookies,
 )
-from ..context import Services, Svc, get_db
+from ..context import Services
 from ..db import utcnow
+from ..deps import CurrentPrincipal, Db, Svc
 from ..models import AuthSession, Role, User
 from ..passwords import policy_violation
 from ..problems import FieldError, ProblemError, problem_responses, validation_problem
@@ -42,7 +41,6 @@ from ..schemas import (
 )
 
 router = APIRouter(prefix="/v1/auth", tags=["accounts"])
-Db = Annotated[Session, Depends(get_db)]
 
 VERIFY_PURPOSE = "verify-email"
 RESET_PURPOSE = "password-reset"

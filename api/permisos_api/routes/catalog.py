@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 
 from permisos import catalog
 
-from ..context import Svc
+from ..deps import Svc
 from ..schemas import CatalogLine, CatalogMake, CatalogOut, ModelYears, ServiceTypeOut
 
 router = APIRouter(prefix="/v1", tags=["catalog"])

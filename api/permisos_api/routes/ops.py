@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 
-from ..context import Svc
+from ..deps import Svc
 from ..kube import ReadinessProbe
 from ..schemas import Check, Liveness, Readiness
 

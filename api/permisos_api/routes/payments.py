@@ -7,14 +7,13 @@ The answer reports what Stripe said at once; the webhook is the source of truth 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, status
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from ..auth import CurrentPrincipal, Principal
-from ..context import Services, Svc, get_db
+from ..auth import Principal
+from ..context import Services
+from ..deps import CurrentPrincipal, Db, Svc
 from ..models import Application, Payment
 from ..payments.intents import IntentSnapshot
 from ..payments.service import PAYABLE, create_payment, deliver
@@ -31,7 +30,6 @@ from ..schemas import (
 )
 
 router = APIRouter(prefix="/v1/applications", tags=["payments"])
-Db = Annotated[Session, Depends(get_db)]
 
 
 def _visible(app: Application | None, principal: Principal) -> Application:

@@ -7,22 +7,20 @@ out is recorded in `permit_downloads`.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
-from ..auth import CurrentPrincipal, client_address
-from ..context import Svc, get_db
+from ..auth import client_address
 from ..db import utcnow
+from ..deps import CurrentPrincipal, Db, Svc
 from ..models import Application, ApplicationStatus, PermitDownload
 from ..problems import ProblemError, problem_responses
 from .applications import _load
 
 router = APIRouter(prefix="/v1/applications", tags=["permits"])
-Db = Annotated[Session, Depends(get_db)]
 
 ArtifactKind = Literal["permit", "certificate", "placard"]
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..context import Svc
+from ..deps import Svc
 from ..payments.service import deliver
 from ..payments.stripe_client import Retrieve, StripeUnavailable, stripe_retriever
 from ..payments.webhooks import Processed, SignatureError, metric_type, process_event, verify
