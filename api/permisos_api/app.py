@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from .context import Services
 from .db import make_engine, make_sessionmaker
 from .dispatcher import Dispatcher, DispatcherMetrics
+from .docs import install_docs
 from .kube import ReadinessProbe, configured
 from .mail import Mailer
 from .metrics import Metrics
@@ -23,6 +24,7 @@ from .payments.stripe_client import make_stripe_client
 from .problems import PROBLEM_BASE, install, problem_responses
 from .ratelimit import RateLimiter
 from .routes import account, admin, applications, auth, catalog, ops, payments, permits, webhooks
+from .security import SecurityHeadersMiddleware
 from .settings import ApiSettings
 from .storage import PermitStorage
 
@@ -84,6 +86,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from this process (no CDN)
+        redoc_url=None,
         # Any operation may fail unexpectedly, or find the database down.
         responses=problem_responses(500, 503),
     )
@@ -112,6 +116,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(ops.router)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     install_openapi(app)
+    install_docs(app)
     return app
