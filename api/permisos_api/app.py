@@ -27,6 +27,7 @@ from .routes import account, admin, applications, auth, catalog, ops, payments, 
 from .security import SecurityHeadersMiddleware
 from .settings import ApiSettings
 from .storage import PermitStorage
+from .web import install_web
 
 DESCRIPTION = f"""
 Applicants register, verify their email, log in and file permit applications.
@@ -120,4 +121,5 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     install_openapi(app)
     install_docs(app)
+    install_web(app)
     return app

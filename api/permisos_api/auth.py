@@ -136,15 +136,8 @@ def _unauthenticated(detail: str) -> ProblemError:
     )
 
 
-def current_principal(
-    request: Request,
-    db: Annotated[Session, Depends(get_db)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_token)],
-) -> Principal:
-    presented = _presented_token(request, bearer)
-    if presented is None:
-        raise _unauthenticated("Log in first.")
-    token, via = presented
+def principal_for(db: Session, token: str, via: Literal["cookie", "bearer"]) -> Principal:
+    """The principal a session token stands for; a problem when it stands for none."""
     now = utcnow()
     row = db.execute(
         select(AuthSession, User)
@@ -158,11 +151,27 @@ def current_principal(
         raise _unauthenticated("The session has ended; log in again.")
     if user.disabled_at is not None:
         raise ProblemError("account-disabled")
-    if via == "cookie" and request.method not in SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not sent or not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
-            raise ProblemError("csrf-failed", f"Send the session's CSRF token in {CSRF_HEADER}.")
     return Principal(user=user, session=session, via=via)
+
+
+def csrf_matches(sent: str, expected: str) -> bool:
+    return bool(sent) and hmac.compare_digest(sent.encode(), expected.encode())
+
+
+def current_principal(
+    request: Request,
+    db: Annotated[Session, Depends(get_db)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_token)],
+) -> Principal:
+    presented = _presented_token(request, bearer)
+    if presented is None:
+        raise _unauthenticated("Log in first.")
+    principal = principal_for(db, *presented)
+    if principal.via == "cookie" and request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not csrf_matches(sent, principal.session.csrf_token):
+            raise ProblemError("csrf-failed", f"Send the session's CSRF token in {CSRF_HEADER}.")
+    return principal
 
 
 def require_role(*roles: Role) -> Callable[[Principal], Principal]:

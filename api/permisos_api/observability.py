@@ -1,4 +1,5 @@
-"""Per-request id, one structured log line and the RED metrics for every request.
+"""Per-request id, one structured log line, the RED metrics and a Server-Timing header for every
+request.
 
 A pure ASGI middleware: it sees the route template Starlette's router leaves in the scope, so
 labels and logs carry `/v1/applications/{application_id}`, never the id itself.
@@ -46,9 +47,12 @@ class ObservabilityMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
+                # Server-Timing: how long the answer took here (browsers' tools show it).
+                spent = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
                 message["headers"] = [
                     *message["headers"],
                     (b"x-request-id", request_id.encode()),
+                    (b"server-timing", spent.encode()),
                 ]
             await send(message)
 

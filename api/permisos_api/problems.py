@@ -153,7 +153,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
+def field_path(loc: tuple[int | str, ...]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
         parts = parts[1:]
@@ -205,7 +205,7 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
             )
             continue
         errors.append(
-            FieldError(field=_field_path(tuple(err["loc"])), rule=err["type"], detail=err["msg"])
+            FieldError(field=field_path(tuple(err["loc"])), rule=err["type"], detail=err["msg"])
         )
     n = len(errors)
     return problem_response(

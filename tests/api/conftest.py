@@ -283,7 +283,7 @@ async def register_and_verify(
     address = email_address or unique_email()
     r = await client.post("/v1/auth/register", json={"email": address, "password": PASSWORD})
     assert r.status_code == 202, r.text
-    token = link_token(read_mail(outbox, address)[-1], "/v1/auth/verify")
+    token = link_token(read_mail(outbox, address)[-1], "/verificar")
     r = await client.get("/v1/auth/verify", params={"token": token})
     assert r.status_code == 200, r.text
     return address

@@ -38,7 +38,7 @@ async def test_register_verify_login_cookie_session(api: Api, outbox: Path) -> N
 
     [msg] = read_mail(outbox, stored)
     assert msg["Subject"] and msg["Message-ID"] and msg["Date"] and msg["From"]
-    token = link_token(msg, "/v1/auth/verify")
+    token = link_token(msg, "/verificar")
     r = await client.post("/v1/auth/verify", json={"token": token})
     assert r.status_code == 200 and r.json() == {"status": "verified"}
     r = await client.get("/v1/auth/verify", params={"token": token})  # second click is fine
@@ -204,7 +204,7 @@ async def test_password_reset(api: Api, outbox: Path) -> None:
     assert r.status_code == r_unknown.status_code == 202
     assert r.json() == r_unknown.json()
     assert read_mail(outbox, unknown) == []
-    token = link_token(read_mail(outbox, address)[-1], "/v1/auth/password-reset/confirm")
+    token = link_token(read_mail(outbox, address)[-1], "/restablecer")
 
     r = await client.post(
         "/v1/auth/password-reset/confirm", json={"token": token, "password": "short"}
@@ -221,7 +221,7 @@ async def test_password_reset(api: Api, outbox: Path) -> None:
     )
     assert r.status_code == 400 and problem_type(r) == "invalid-token"
     # A verification token is no reset token: the purpose is inside the signature.
-    verify_token = link_token(read_mail(outbox, address)[0], "/v1/auth/verify")
+    verify_token = link_token(read_mail(outbox, address)[0], "/verificar")
     r = await client.post(
         "/v1/auth/password-reset/confirm", json={"token": verify_token, "password": "Cuarto-9x-abc"}
     )

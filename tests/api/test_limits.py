@@ -33,7 +33,7 @@ async def test_lockout_after_failed_logins(api: Api, outbox: Path) -> None:
     assert 500 < retry <= 601
     # A password reset lifts the lock.
     await client.post("/v1/auth/password-reset/request", json={"email": address})
-    token = link_token(read_mail(outbox, address)[-1], "/v1/auth/password-reset/confirm")
+    token = link_token(read_mail(outbox, address)[-1], "/restablecer")
     r = await client.post(
         "/v1/auth/password-reset/confirm", json={"token": token, "password": PASSWORD + "x"}
     )

@@ -3,17 +3,12 @@ real browser (Debian's Chromium) under the API's own Content-Security-Policy."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-import uvicorn
-from fastapi import FastAPI
 from playwright.async_api import async_playwright
 
-from permisos_sandbox.ports import free_port
 from tests.api.conftest import Api
+from tests.api.serving import serving
 
 CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
 EXPECTED = {
@@ -66,20 +61,6 @@ async def test_docs_assets_are_served_here_and_nothing_else(api: Api) -> None:
         assert missing.status_code == 404, name
         assert missing.headers["content-type"] == "application/problem+json"
     assert (await client.get("/redoc")).status_code == 404  # it would load from a CDN
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_the_docs_work_offline_in_a_browser_under_the_policy(api: Api) -> None:

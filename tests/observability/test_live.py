@@ -275,7 +275,7 @@ async def applicant(http: httpx.AsyncClient, platform: Platform) -> dict[str, st
         for msg in read_mail(platform.mail, email):
             body = msg.get_payload(decode=True)
             assert isinstance(body, bytes)
-            found = re.search(r"/v1/auth/verify\?token=(\S+)", body.decode())
+            found = re.search(r"/verificar\?token=(\S+)", body.decode())
             if found:
                 return unquote(found.group(1))
         return None

@@ -70,7 +70,7 @@ class Applicant:
             "/v1/auth/register", json={"email": self.email, "password": PASSWORD}
         )
         _expect(r, 202, "register")
-        token = await self._mailed_token("/v1/auth/verify")
+        token = await self._mailed_token("/verificar")  # the page the link opens
         _expect(await self.http.get("/v1/auth/verify", params={"token": token}), 200, "verify")
 
     async def login(self) -> None:

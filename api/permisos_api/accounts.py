@@ -1,0 +1,219 @@
+"""Accounts: registration, email verification, login, logout and password reset, as services
+that the JSON API (`routes/auth.py`) and the web pages (`web/`) both call.
+
+Failures are `ProblemError`s (the API answers them as problem documents; the pages say them in
+Spanish next to the field). Mails link to the web pages, which a person opens.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import quote
+
+from fastapi import Request
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from . import tokens
+from .auth import client_address, open_session, revoke_all
+from .context import Services
+from .db import utcnow
+from .models import AuthSession, Role, User
+from .passwords import policy_violation
+from .problems import FieldError, ProblemError, validation_problem
+from .ratelimit import account_key
+
+VERIFY_PURPOSE = "verify-email"
+RESET_PURPOSE = "password-reset"
+# The web pages the mailed links open (`web/accounts.py`).
+VERIFY_PAGE = "/verificar"
+RESET_PAGE = "/restablecer"
+
+
+def find_user(db: Session, email: str) -> User | None:
+    normalized = email.strip().lower()
+    if "\x00" in normalized:
+        # PostgreSQL text cannot hold NUL: the query raised DataError (500); no account has one.
+        return None
+    return db.scalars(select(User).where(func.lower(User.email) == normalized)).first()
+
+
+def password_errors(password: str, email: str) -> list[FieldError]:
+    """The password policy's verdict: the first rule it breaks, if any."""
+    broken = policy_violation(password, email)
+    return [FieldError(field="password", rule=broken[0], detail=broken[1])] if broken else []
+
+
+def check_password(password: str, email: str) -> None:
+    errors = password_errors(password, email)
+    if errors:
+        raise validation_problem(errors)
+
+
+def _link(svc: Services, path: str, token: str) -> str:
+    return f"{svc.settings.public_base_url.rstrip('/')}{path}?token={quote(token)}"
+
+
+def send_verification(svc: Services, user: User) -> None:
+    secret = svc.settings.signing_secret.get_secret_value()
+    ttl = svc.settings.email_verification_ttl_seconds
+    token = tokens.sign(secret, VERIFY_PURPOSE, str(user.id), ttl)
+    svc.mailer.send(
+        user.email,
+        "Confirma tu correo — Permisos Digitales",
+        "Hola:\n\nPara activar tu cuenta de Permisos Digitales abre este enlace:\n\n"
+        f"{_link(svc, VERIFY_PAGE, token)}\n\n"
+        f"El enlace vence en {ttl // 3600} horas. Si no creaste una cuenta, ignora este mensaje.\n",
+        kind="verify-email",
+    )
+
+
+def register(db: Session, svc: Services, request: Request, email: str, password: str) -> None:
+    """Creates an unverified account and mails its link; the same outcome whether or not the
+    address has an account (no enumeration): an existing owner gets a notice instead."""
+    s = svc.settings
+    svc.limiter.hit(f"register:address:{client_address(request)}", s.register_limit_per_address)
+    check_password(password, email)
+    password_hash = svc.hasher.hash(password)  # also for existing ones: same timing
+    existing = find_user(db, email)
+    if existing is None:
+        user = User(email=email, password_hash=password_hash, role=Role.client.value)
+        db.add(user)
+        db.commit()
+        send_verification(svc, user)
+    elif existing.email_verified_at is None:
+        send_verification(svc, existing)
+    else:
+        svc.mailer.send(
+            existing.email,
+            "Ya tienes una cuenta — Permisos Digitales",
+            "Hola:\n\nAlguien intentó registrar una cuenta con este correo, que ya tiene una. "
+            "Si olvidaste tu contraseña, puedes restablecerla desde la página de inicio de "
+            "sesión.\n",
+            kind="register-existing",
+        )
+
+
+def verify_email(db: Session, svc: Services, token: str) -> User:
+    """Marks the address verified (a second click is fine); `invalid-token` otherwise."""
+    secret = svc.settings.signing_secret.get_secret_value()
+    try:
+        claims = tokens.verify(secret, VERIFY_PURPOSE, token)
+        user = db.get(User, uuid.UUID(claims.subject))
+    except (tokens.InvalidToken, ValueError):
+        user = None
+    if user is None:
+        raise ProblemError("invalid-token")
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+        db.commit()
+    return user
+
+
+@dataclass
+class LoggedIn:
+    user: User
+    session: AuthSession
+    token: str  # exists only in this answer: the database keeps its SHA-256
+
+
+def log_in(db: Session, svc: Services, request: Request, email: str, password: str) -> LoggedIn:
+    """Opens a session for a verified, enabled account with this password. Repeated wrong
+    passwords lock the account for a while; both the address and the account are rate-limited."""
+    s = svc.settings
+    svc.limiter.hit(f"login:address:{client_address(request)}", s.login_limit_per_address)
+    svc.limiter.hit(f"login:account:{account_key(email)}", s.login_limit_per_account)
+    user = find_user(db, email)
+    now = utcnow()
+    if user is not None and user.locked_until is not None and user.locked_until > now:
+        retry = max(1, int((user.locked_until - now).total_seconds()) + 1)
+        raise ProblemError(
+            "account-locked",
+            f"Try again in {retry} seconds or reset the password.",
+            headers={"Retry-After": str(retry)},
+        )
+    if not svc.hasher.verify(user.password_hash if user else None, password):
+        if user is not None:
+            user.failed_logins += 1
+            if user.failed_logins >= s.lockout_threshold:
+                user.locked_until = now + timedelta(minutes=s.lockout_minutes)
+                user.failed_logins = 0
+            db.commit()
+        raise ProblemError("invalid-credentials")
+    assert user is not None
+    if user.disabled_at is not None:
+        raise ProblemError("account-disabled")
+    if user.email_verified_at is None:
+        raise ProblemError("email-not-verified", "Open the link we mailed you first.")
+    user.failed_logins = 0
+    user.locked_until = None
+    if svc.hasher.needs_rehash(user.password_hash):
+        user.password_hash = svc.hasher.hash(password)
+    session, token = open_session(db, user, request, s)
+    db.commit()
+    return LoggedIn(user, session, token)
+
+
+def log_out(db: Session, session_id: uuid.UUID) -> None:
+    row = db.get(AuthSession, session_id)
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = utcnow()
+        db.commit()
+
+
+def request_reset(db: Session, svc: Services, request: Request, email: str) -> None:
+    """Mails a single-use reset link when the address has an enabled account; the same outcome
+    otherwise (no enumeration)."""
+    s = svc.settings
+    svc.limiter.hit(f"reset:address:{client_address(request)}", s.password_reset_limit_per_address)
+    svc.limiter.hit(f"reset:account:{account_key(email)}", s.password_reset_limit_per_account)
+    user = find_user(db, email)
+    if user is None or user.disabled_at is not None:
+        return
+    secret = s.signing_secret.get_secret_value()
+    # Bound to the current hash: once the password changes, the link is spent.
+    token = tokens.sign(
+        secret,
+        RESET_PURPOSE,
+        str(user.id),
+        s.password_reset_ttl_seconds,
+        binding=tokens.binding_of(user.password_hash),
+    )
+    svc.mailer.send(
+        user.email,
+        "Restablece tu contraseña — Permisos Digitales",
+        "Hola:\n\nPara elegir una contraseña nueva abre este enlace:\n\n"
+        f"{_link(svc, RESET_PAGE, token)}\n\n"
+        f"Vence en {s.password_reset_ttl_seconds // 60} minutos. Si no lo pediste, ignora "
+        "este mensaje: tu contraseña no cambia.\n",
+        kind="password-reset",
+    )
+
+
+def confirm_reset(db: Session, svc: Services, token: str, password: str) -> None:
+    """Sets the new password: ends every session, lifts a lockout and, since the link proved
+    the mailbox, marks the email verified. Each link works once."""
+    secret = svc.settings.signing_secret.get_secret_value()
+    user: User | None = None
+    binding = ""
+    try:
+        claims = tokens.verify(secret, RESET_PURPOSE, token)
+        binding = claims.binding
+        user = db.get(User, uuid.UUID(claims.subject))
+    except (tokens.InvalidToken, ValueError):
+        user = None
+    if (
+        user is None
+        or user.disabled_at is not None
+        or binding != tokens.binding_of(user.password_hash)
+    ):
+        raise ProblemError("invalid-token")
+    check_password(password, user.email)
+    user.password_hash = svc.hasher.hash(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    user.email_verified_at = user.email_verified_at or utcnow()
+    revoke_all(db, user.id)
+    db.commit()

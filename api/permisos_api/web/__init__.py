@@ -1,0 +1,20 @@
+"""The applicant's web pages: server-rendered, in Spanish (es-MX), served by the API itself,
+with no script where a form does the job. They call the same services as the JSON API
+(`accounts.py`), so a rule holds in both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+
+from . import accounts, home
+
+STATIC = Path(__file__).with_name("static")
+
+
+def install_web(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(home.router)
+    app.include_router(accounts.router)

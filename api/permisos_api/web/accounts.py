@@ -1,0 +1,193 @@
+"""Account pages: create an account, confirm the email (the mailed link lands here), log in and
+out, and reset a forgotten password. Each form posts to its own page; a mistake comes back
+with the message next to its field and what was typed kept (never the password)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from .. import accounts
+from ..auth import clear_session_cookies, set_session_cookies
+from ..deps import Db, Svc
+from ..problems import FieldError, ProblemError
+from ..schemas import LoginIn, RegisterIn, ResetConfirmIn, ResetRequestIn
+from . import csrf, forms
+from .messages import EXPIRED_FORM, field_messages, problem_message
+from .render import page
+from .visitor import Visitor
+
+router = APIRouter(include_in_schema=False)
+
+
+def _expired(request: Request, svc: Svc, template: str, **context: object) -> HTMLResponse:
+    return page(request, svc, template, None, status=403, alert=EXPIRED_FORM, **context)
+
+
+@router.get("/registro")
+def register_form(request: Request, svc: Svc, visitor: Visitor) -> Response:
+    if visitor is not None:
+        return RedirectResponse("/", status_code=303)
+    return page(request, svc, "registro.html", None, values={}, errors={})
+
+
+@router.post("/registro")
+async def register(request: Request, db: Db, svc: Svc) -> Response:
+    values = await forms.fields(request, ("email", "password"))
+    kept = {"email": values["email"]}
+    if not csrf.valid(request, values["csrf_token"], None):
+        return _expired(request, svc, "registro.html", values=kept, errors={})
+    parsed = forms.parse(RegisterIn, values)
+    if isinstance(parsed, list):
+        # Every mistake at once: the password's too, which the model leaves to the policy.
+        policy = accounts.password_errors(values["password"], values["email"])
+        errors = field_messages([*parsed, *policy])
+        return page(request, svc, "registro.html", None, status=422, values=kept, errors=errors)
+    try:
+        accounts.register(db, svc, request, parsed.email, parsed.password)
+    except ProblemError as problem:
+        if problem.errors:
+            errors = field_messages(problem.errors)
+            return page(request, svc, "registro.html", None, status=422, values=kept, errors=errors)
+        alert = problem_message(problem)
+        return page(
+            request,
+            svc,
+            "registro.html",
+            None,
+            status=problem.status,
+            values=kept,
+            errors={},
+            alert=alert,
+        )
+    return page(request, svc, "registro-enviado.html", None, email=parsed.email)
+
+
+@router.get("/verificar")
+def verify(request: Request, db: Db, svc: Svc, visitor: Visitor, token: str = "") -> Response:
+    try:
+        accounts.verify_email(db, svc, token)
+    except ProblemError as problem:
+        return page(
+            request, svc, "verificado.html", visitor, status=400, alert=problem_message(problem)
+        )
+    return page(request, svc, "verificado.html", visitor)
+
+
+@router.get("/entrar")
+def login_form(request: Request, svc: Svc, visitor: Visitor) -> Response:
+    if visitor is not None:
+        return RedirectResponse("/", status_code=303)
+    return page(request, svc, "entrar.html", None, values={}, errors={})
+
+
+@router.post("/entrar")
+async def login(request: Request, db: Db, svc: Svc) -> Response:
+    values = await forms.fields(request, ("email", "password"))
+    kept = {"email": values["email"]}
+    if not csrf.valid(request, values["csrf_token"], None):
+        return _expired(request, svc, "entrar.html", values=kept, errors={})
+    parsed = forms.parse(LoginIn, values)
+    if isinstance(parsed, list):
+        errors = field_messages(parsed)
+        return page(request, svc, "entrar.html", None, status=422, values=kept, errors=errors)
+    try:
+        done = accounts.log_in(db, svc, request, parsed.email, parsed.password)
+    except ProblemError as problem:
+        return page(
+            request,
+            svc,
+            "entrar.html",
+            None,
+            status=problem.status,
+            values=kept,
+            errors={},
+            alert=problem_message(problem),
+        )
+    response = RedirectResponse("/", status_code=303)
+    session = done.session
+    set_session_cookies(response, done.token, session.csrf_token, session.expires_at, svc.settings)
+    return response
+
+
+@router.post("/salir")
+async def logout(request: Request, db: Db, svc: Svc, visitor: Visitor) -> Response:
+    values = await forms.fields(request, ())
+    if visitor is not None and csrf.valid(request, values["csrf_token"], visitor):
+        accounts.log_out(db, visitor.session.id)
+    elif visitor is not None:
+        return page(request, svc, "inicio.html", visitor, status=403, alert=EXPIRED_FORM)
+    response = RedirectResponse("/entrar", status_code=303)
+    clear_session_cookies(response, svc.settings)
+    return response
+
+
+@router.get("/recuperar")
+def reset_request_form(request: Request, svc: Svc) -> Response:
+    return page(request, svc, "recuperar.html", None, values={}, errors={})
+
+
+@router.post("/recuperar")
+async def reset_request(request: Request, db: Db, svc: Svc) -> Response:
+    values = await forms.fields(request, ("email",))
+    kept = {"email": values["email"]}
+    if not csrf.valid(request, values["csrf_token"], None):
+        return _expired(request, svc, "recuperar.html", values=kept, errors={})
+    parsed = forms.parse(ResetRequestIn, values)
+    if isinstance(parsed, list):
+        errors = field_messages(parsed)
+        return page(request, svc, "recuperar.html", None, status=422, values=kept, errors=errors)
+    try:
+        accounts.request_reset(db, svc, request, parsed.email)
+    except ProblemError as problem:
+        return page(
+            request,
+            svc,
+            "recuperar.html",
+            None,
+            status=problem.status,
+            values=kept,
+            errors={},
+            alert=problem_message(problem),
+        )
+    return page(request, svc, "recuperar-enviado.html", None, email=parsed.email)
+
+
+@router.get("/restablecer")
+def reset_form(request: Request, svc: Svc, token: str = "") -> Response:
+    return page(request, svc, "restablecer.html", None, token=token, errors={})
+
+
+@router.post("/restablecer")
+async def reset(request: Request, db: Db, svc: Svc) -> Response:
+    values = await forms.fields(request, ("token", "password", "password_again"))
+    token = values["token"]
+    if not csrf.valid(request, values["csrf_token"], None):
+        return _expired(request, svc, "restablecer.html", token=token, errors={})
+    if values["password"] != values["password_again"]:
+        mismatch = [FieldError(field="password_again", rule="passwords_differ", detail="")]
+        errors = field_messages(mismatch)
+        return page(request, svc, "restablecer.html", None, status=422, token=token, errors=errors)
+    parsed = forms.parse(ResetConfirmIn, values)
+    if isinstance(parsed, list):
+        errors = field_messages(parsed)
+        return page(request, svc, "restablecer.html", None, status=422, token=token, errors=errors)
+    try:
+        accounts.confirm_reset(db, svc, parsed.token, parsed.password)
+    except ProblemError as problem:
+        if problem.errors:
+            errors = field_messages(problem.errors)
+            return page(
+                request, svc, "restablecer.html", None, status=422, token=token, errors=errors
+            )
+        return page(
+            request,
+            svc,
+            "restablecer.html",
+            None,
+            status=problem.status,
+            token=token,
+            errors={},
+            alert=problem_message(problem),
+        )
+    return page(request, svc, "restablecido.html", None)

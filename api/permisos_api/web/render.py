@@ -1,0 +1,42 @@
+"""Pages from the Jinja templates, with what every page needs: the visitor, the form token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from ..auth import Principal
+from ..context import Services
+from . import csrf
+
+TEMPLATES = Path(__file__).with_name("templates")
+environment = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def page(
+    request: Request,
+    svc: Services,
+    template: str,
+    visitor: Principal | None,
+    *,
+    status: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    token, new_cookie = csrf.form_token(request, visitor)
+    html = environment.get_template(template).render(
+        visitor=visitor, csrf_token=token, request_path=request.url.path, **context
+    )
+    # Pages carry personal data and form tokens: never stored by a browser or a proxy.
+    response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    if new_cookie:
+        csrf.set_cookie(response, token, svc.settings)
+    return response

@@ -1,0 +1,198 @@
+"""The account pages in a real browser (Debian's Chromium), at a phone's size and a desktop's:
+create an account (a mistake first), open the mailed link, log in (a wrong password first),
+log out, and reset a forgotten password. Every page passes axe-core with no serious or critical
+violation; each page's screenshot goes under var/screenshots/web/, and its server time and
+weight are printed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+from axe_playwright_python import __file__ as axe_package
+from playwright.async_api import Page, Response, async_playwright
+
+from tests.api.conftest import PASSWORD, Api, read_mail, unique_email
+from tests.api.serving import serving
+
+CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
+AXE = (Path(axe_package).parent / "axe.min.js").read_text()
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots" / "web"
+SIZES = {"telefono": {"width": 375, "height": 812}, "escritorio": {"width": 1280, "height": 800}}
+
+
+def mailed_link(outbox: Path, address: str, path: str) -> str:
+    """The path and query of the newest mailed link to `path`."""
+    body = read_mail(outbox, address)[-1].get_payload(decode=True)
+    assert isinstance(body, bytes)
+    found = re.search(re.escape(path) + r"\?token=(\S+)", body.decode())
+    assert found, body
+    return f"{path}?token={unquote(found.group(1))}"
+
+
+@dataclass
+class Visit:
+    """Checks and records each page the journey reaches."""
+
+    page: Page
+    size: str
+    shots: list[Path] = field(default_factory=list)
+
+    async def check(self, name: str, response: Response | None = None) -> None:
+        await self.page.evaluate(AXE)
+        results = await self.page.evaluate("axe.run()")
+        grave = [
+            f"{v['id']} ({v['impact']}): {v['help']}"
+            for v in results["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+        assert grave == [], f"{name}: {grave}"
+        assert await self.page.locator("html").get_attribute("lang") == "es-MX"
+        target = SCREENSHOTS / self.size / f"{len(self.shots) + 1:02d}-{name}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        await self.page.screenshot(path=str(target), full_page=True)
+        self.shots.append(target)
+        if response is not None:
+            timing = await response.header_value("server-timing") or "?"
+            weight = await self.page.evaluate(
+                "performance.getEntriesByType('navigation').concat("
+                "performance.getEntriesByType('resource'))"
+                ".reduce((n, e) => n + (e.transferSize || 0), 0)"
+            )
+            print(f"[{self.size}] {name}: server {timing}, {weight} bytes transferred")
+
+    async def submit(self, button: str) -> Response | None:
+        async with self.page.expect_navigation() as navigation:
+            await self.page.get_by_role("button", name=button).click()
+        return await navigation.value
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+async def test_an_applicant_creates_an_account_logs_in_and_resets_the_password(
+    api: Api, outbox: Path, size: str
+) -> None:
+    app = api.app(cookie_secure=False)  # plain HTTP on loopback
+    address = unique_email("web")
+    async with serving(app) as base, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            context = await browser.new_context(viewport=SIZES[size], locale="es-MX")
+            page = await context.new_page()
+            visit = Visit(page, size)
+
+            await visit.check("portada", await page.goto(base + "/"))
+            async with page.expect_navigation():
+                await page.get_by_role("link", name="Crear cuenta").first.click()
+            await visit.check("registro")
+
+            # A mistake first: the message is next to its field, and the email is kept.
+            await page.get_by_label("Correo electrónico").fill("no-es-un-correo")
+            await page.get_by_label("Contraseña").fill("corta")
+            response = await visit.submit("Crear cuenta")
+            assert response is not None and response.status == 422
+            email_error = page.locator("#email-error")
+            assert "correo electrónico válido" in await email_error.inner_text()
+            assert "al menos 12 caracteres" in await page.locator("#password-error").inner_text()
+            assert (
+                await page.get_by_label("Correo electrónico").get_attribute("aria-invalid")
+                == "true"
+            )
+            assert await page.get_by_label("Correo electrónico").input_value() == "no-es-un-correo"
+            assert await page.get_by_label("Contraseña").input_value() == ""
+            await visit.check("registro-con-errores", response)
+
+            await page.get_by_label("Correo electrónico").fill(address)
+            await page.get_by_label("Contraseña").fill(PASSWORD)
+            response = await visit.submit("Crear cuenta")
+            assert await page.get_by_role("heading", level=1).inner_text() == "Revisa tu correo"
+            await visit.check("registro-enviado", response)
+
+            # Before the link: the login says to confirm the email first.
+            await page.goto(base + "/entrar")
+            await page.get_by_label("Correo electrónico").fill(address)
+            await page.get_by_label("Contraseña").fill(PASSWORD)
+            await visit.submit("Entrar")
+            assert "confirma tu correo" in await page.get_by_role("alert").inner_text()
+
+            response = await page.goto(base + mailed_link(outbox, address, "/verificar"))
+            assert await page.get_by_role("heading", level=1).inner_text() == "Correo confirmado"
+            await visit.check("correo-confirmado", response)
+
+            await page.get_by_role("link", name="Entrar").last.click()
+            await page.wait_for_url("**/entrar")
+            await page.get_by_label("Correo electrónico").fill(address)
+            await page.get_by_label("Contraseña").fill(PASSWORD + "x")
+            response = await visit.submit("Entrar")
+            alert = page.get_by_role("alert")
+            assert await alert.inner_text() == "El correo o la contraseña no son correctos."
+            await visit.check("entrar-con-error", response)
+
+            await page.get_by_label("Contraseña").fill(PASSWORD)
+            response = await visit.submit("Entrar")
+            assert page.url == base + "/"
+            assert await page.get_by_role("heading", level=1).inner_text() == "Mis solicitudes"
+            assert address in await page.locator("header").inner_text()
+            await visit.check("mis-solicitudes", response)
+
+            await visit.submit("Salir")
+            assert page.url == base + "/entrar"
+            assert await page.get_by_role("link", name="Entrar").count() == 1
+            # The session is over on the server too: the home page no longer knows the visitor.
+            await page.goto(base + "/")
+            assert await page.get_by_role("heading", level=1).inner_text() != "Mis solicitudes"
+
+            # Forgotten password: the mailed link lands on the page that sets a new one.
+            await page.goto(base + "/recuperar")
+            await visit.check("recuperar")
+            await page.get_by_label("Correo electrónico").fill(address)
+            await visit.submit("Enviar enlace")
+            assert await page.get_by_role("heading", level=1).inner_text() == "Revisa tu correo"
+            link = mailed_link(outbox, address, "/restablecer")
+            await page.goto(base + link)
+            await page.get_by_label("Contraseña nueva").fill("Otra-Clave-Segura-77")
+            await page.get_by_label("Repite la contraseña").fill("Otra-Clave-Segura-78")
+            response = await visit.submit("Guardar contraseña")
+            assert "no coinciden" in await page.locator("#password_again-error").inner_text()
+            await visit.check("restablecer-con-error", response)
+            await page.get_by_label("Contraseña nueva").fill("Otra-Clave-Segura-77")
+            await page.get_by_label("Repite la contraseña").fill("Otra-Clave-Segura-77")
+            await visit.submit("Guardar contraseña")
+            heading = await page.get_by_role("heading", level=1).inner_text()
+            assert heading == "Contraseña cambiada"
+            await visit.check("contrasena-cambiada")
+            # The link is spent.
+            await page.goto(base + link)
+            await page.get_by_label("Contraseña nueva").fill("Tercera-Clave-Segura-5")
+            await page.get_by_label("Repite la contraseña").fill("Tercera-Clave-Segura-5")
+            await visit.submit("Guardar contraseña")
+            assert "ya venció" in await page.get_by_role("alert").inner_text()
+
+            await page.goto(base + "/entrar")
+            await page.get_by_label("Correo electrónico").fill(address)
+            await page.get_by_label("Contraseña").fill("Otra-Clave-Segura-77")
+            await visit.submit("Entrar")
+            assert await page.get_by_role("heading", level=1).inner_text() == "Mis solicitudes"
+            print(f"[{size}] screenshots: {SCREENSHOTS / size}")
+            assert all(shot.stat().st_size > 0 for shot in visit.shots)
+        finally:
+            await browser.close()
+
+
+async def test_a_form_from_another_site_is_refused(api: Api, outbox: Path) -> None:
+    """Login CSRF: a form posted without the visitor's token changes nothing."""
+    client = api.client(api.app(cookie_secure=False))
+    address = unique_email("csrf")
+    answer = await client.post("/registro", data={"email": address, "password": PASSWORD})
+    assert answer.status_code == 403
+    assert "caducó" in answer.text
+    assert read_mail(outbox, address) == []
+    form = await client.get("/registro")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    answer = await client.post(
+        "/registro", data={"email": address, "password": PASSWORD, "csrf_token": token.group(1)}
+    )
+    assert answer.status_code == 200 and len(read_mail(outbox, address)) == 1
