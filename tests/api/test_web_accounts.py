@@ -7,67 +7,14 @@ weight are printed."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
-from axe_playwright_python import __file__ as axe_package
-from playwright.async_api import Page, Response, async_playwright
+from playwright.async_api import async_playwright
 
 from tests.api.conftest import PASSWORD, Api, read_mail, unique_email
 from tests.api.serving import serving
-
-CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
-AXE = (Path(axe_package).parent / "axe.min.js").read_text()
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots" / "web"
-SIZES = {"telefono": {"width": 375, "height": 812}, "escritorio": {"width": 1280, "height": 800}}
-
-
-def mailed_link(outbox: Path, address: str, path: str) -> str:
-    """The path and query of the newest mailed link to `path`."""
-    body = read_mail(outbox, address)[-1].get_payload(decode=True)
-    assert isinstance(body, bytes)
-    found = re.search(re.escape(path) + r"\?token=(\S+)", body.decode())
-    assert found, body
-    return f"{path}?token={unquote(found.group(1))}"
-
-
-@dataclass
-class Visit:
-    """Checks and records each page the journey reaches."""
-
-    page: Page
-    size: str
-    shots: list[Path] = field(default_factory=list)
-
-    async def check(self, name: str, response: Response | None = None) -> None:
-        await self.page.evaluate(AXE)
-        results = await self.page.evaluate("axe.run()")
-        grave = [
-            f"{v['id']} ({v['impact']}): {v['help']}"
-            for v in results["violations"]
-            if v["impact"] in ("serious", "critical")
-        ]
-        assert grave == [], f"{name}: {grave}"
-        assert await self.page.locator("html").get_attribute("lang") == "es-MX"
-        target = SCREENSHOTS / self.size / f"{len(self.shots) + 1:02d}-{name}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        await self.page.screenshot(path=str(target), full_page=True)
-        self.shots.append(target)
-        if response is not None:
-            timing = await response.header_value("server-timing") or "?"
-            weight = await self.page.evaluate(
-                "performance.getEntriesByType('navigation').concat("
-                "performance.getEntriesByType('resource'))"
-                ".reduce((n, e) => n + (e.transferSize || 0), 0)"
-            )
-            print(f"[{self.size}] {name}: server {timing}, {weight} bytes transferred")
-
-    async def submit(self, button: str) -> Response | None:
-        async with self.page.expect_navigation() as navigation:
-            await self.page.get_by_role("button", name=button).click()
-        return await navigation.value
+from tests.api.web import CHROMIUM, SCREENSHOTS, SIZES, Visit, mailed_link
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -81,7 +28,7 @@ async def test_an_applicant_creates_an_account_logs_in_and_resets_the_password(
         try:
             context = await browser.new_context(viewport=SIZES[size], locale="es-MX")
             page = await context.new_page()
-            visit = Visit(page, size)
+            visit = Visit(page, "cuenta", size)
 
             await visit.check("portada", await page.goto(base + "/"))
             async with page.expect_navigation():
@@ -175,7 +122,7 @@ async def test_an_applicant_creates_an_account_logs_in_and_resets_the_password(
             await page.get_by_label("Contraseña").fill("Otra-Clave-Segura-77")
             await visit.submit("Entrar")
             assert await page.get_by_role("heading", level=1).inner_text() == "Mis solicitudes"
-            print(f"[{size}] screenshots: {SCREENSHOTS / size}")
+            print(f"[{size}] screenshots: {SCREENSHOTS / 'cuenta' / size}")
             assert all(shot.stat().st_size > 0 for shot in visit.shots)
         finally:
             await browser.close()

@@ -7,13 +7,12 @@ Admins may read any application; only the owner edits or cancels.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from fastapi import APIRouter, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .. import fields
+from .. import drafts
 from ..auth import Principal
 from ..db import utcnow
 from ..deps import CurrentPrincipal, Db, Svc
@@ -52,15 +51,6 @@ def _load_own(db: Session, application_id: uuid.UUID, principal: Principal) -> A
     return app
 
 
-def _canonical_line(make: str, line: str) -> str:
-    found = fields.line_of_make(make, line)
-    if found is None:
-        raise validation_problem(
-            [FieldError(field="line", rule="line_of_make", detail=f"Not a line of {make}")]
-        )
-    return found
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -73,19 +63,7 @@ def _canonical_line(make: str, line: str) -> str:
 def create_application(
     body: ApplicationIn, principal: CurrentPrincipal, db: Db, svc: Svc
 ) -> Application:
-    values: dict[str, Any] = body.model_dump()
-    values["line"] = _canonical_line(values["make"], values["line"])
-    app = Application(
-        **values,
-        owner_id=principal.user.id,
-        status=ApplicationStatus.draft.value,
-        amount_centavos=svc.settings.price_centavos(body.service_type),
-        currency="MXN",
-    )
-    db.add(app)
-    db.commit()
-    svc.metrics.applications_created.labels(body.service_type).inc()
-    return app
+    return drafts.file_application(db, svc, principal.user.id, body)
 
 
 @router.get(
@@ -170,7 +148,7 @@ def patch_application(
             )
     make = changes.get("make", app.make)
     if "make" in changes or "line" in changes:
-        changes["line"] = _canonical_line(make, changes.get("line", app.line))
+        changes["line"] = drafts.canonical_line(make, changes.get("line", app.line))
     for name, value in changes.items():
         setattr(app, name, value)
     app.amount_centavos = svc.settings.price_centavos(app.service_type)

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from . import accounts, home
+from . import accounts, applying, home
 
 STATIC = Path(__file__).with_name("static")
 
@@ -18,3 +18,4 @@ def install_web(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(home.router)
     app.include_router(accounts.router)
+    app.include_router(applying.router)

@@ -19,6 +19,22 @@ RULES = {
     "string_too_short": "Este campo es obligatorio.",
     "string_too_long": "Es demasiado largo.",
     "passwords_differ": "Las contraseñas no coinciden.",
+    "required": "Este campo es obligatorio.",
+    "name_format": "Usa solo letras, espacios, apóstrofos, puntos y guiones (hasta 60).",
+    "curp_format": "La CURP tiene 18 caracteres: 4 letras, tu fecha de nacimiento (AAMMDD), "
+    "sexo, estado y 3 caracteres más. Cópiala tal como aparece en tu CURP.",
+    "curp_check_digit": "La CURP no es válida: revisa que esté completa y sin errores (el "
+    "último dígito no coincide).",
+    "phone_format": "Escribe un teléfono de 10 dígitos.",
+    "plates_format": "Las placas tienen de 5 a 8 letras y números.",
+    "make_unknown": "Elige una marca de la lista.",
+    "line_of_make": "Elige una línea de la marca que elegiste.",
+    "model_year_range": "Elige un año modelo de la lista.",
+    "int_type": "Elige un año modelo de la lista.",
+    "int_parsing": "Elige un año modelo de la lista.",
+    "literal_error": "Elige una opción de la lista.",
+    "vin_format": "El NIV tiene 17 letras y números, sin I, O ni Q.",
+    "vin_check_digit": "El NIV no es válido: revisa el noveno carácter.",
 }
 FALLBACK = "Revisa este campo."
 

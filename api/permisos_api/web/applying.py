@@ -1,0 +1,140 @@
+"""The application form (identity and vehicle, with the price before paying) and an
+application's own page: its status in plain Spanish, why its permit waits, and the three PDFs
+once they are ready."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from permisos import catalog
+
+from .. import drafts
+from ..deps import Db, Svc
+from ..models import Application
+from ..problems import ProblemError
+from ..schemas import ApplicationIn, ApplicationOut
+from . import csrf, forms
+from .home import STATUS
+from .messages import EXPIRED_FORM, field_messages
+from .render import page
+from .visitor import Visitor
+
+router = APIRouter(include_in_schema=False)
+
+FIELDS = (
+    "first_name",
+    "last_name",
+    "maternal_surname",
+    "curp",
+    "email",
+    "phone",
+    "plates",
+    "make",
+    "line",
+    "model_year",
+    "service_type",
+    "vin",
+)
+SERVICE_NAMES = {"particular": "Particular", "publico": "Público", "carga": "Carga"}
+DOCUMENTS = (("permit", "Permiso"), ("certificate", "Certificado"), ("placard", "Placa"))
+# While the permit is on its way the page reloads itself (no script needed).
+IN_PROGRESS = ("payment_pending", "paid")
+REFRESH_SECONDS = 15
+
+
+def pesos(centavos: int) -> str:
+    return f"${centavos // 100:,}.{centavos % 100:02d} MXN"
+
+
+def _choices(svc: Svc) -> dict[str, Any]:
+    low, high = catalog.model_year_range()
+    return {
+        "makes": catalog.MAKES,
+        "years": list(range(high, low - 1, -1)),
+        "services": [
+            (code, SERVICE_NAMES[code], pesos(svc.settings.price_centavos(code)))
+            for code in catalog.SERVICE_TYPES
+        ],
+    }
+
+
+def _to_login() -> Response:
+    return RedirectResponse("/entrar", status_code=303)
+
+
+@router.get("/solicitudes/nueva")
+def application_form(request: Request, svc: Svc, visitor: Visitor) -> Response:
+    if visitor is None:
+        return _to_login()
+    # The account's email is the likely contact; the applicant may change it.
+    values = {"email": visitor.user.email, "service_type": "particular"}
+    return page(request, svc, "solicitud.html", visitor, values=values, errors={}, **_choices(svc))
+
+
+@router.post("/solicitudes/nueva")
+async def file_application(request: Request, db: Db, svc: Svc, visitor: Visitor) -> Response:
+    if visitor is None:
+        return _to_login()
+    values = await forms.fields(request, FIELDS)
+    kept = {name: values[name] for name in FIELDS}
+    choices = _choices(svc)
+    if not csrf.valid(request, values["csrf_token"], visitor):
+        return page(
+            request,
+            svc,
+            "solicitud.html",
+            visitor,
+            status=403,
+            alert=EXPIRED_FORM,
+            values=kept,
+            errors={},
+            **choices,
+        )
+    parsed = forms.parse(ApplicationIn, {k: v for k, v in values.items() if k in FIELDS})
+    try:
+        if isinstance(parsed, list):
+            raise ProblemError("validation-error", errors=parsed)
+        app = drafts.file_application(db, svc, visitor.user.id, parsed)
+    except ProblemError as problem:
+        errors = field_messages(problem.errors or [])
+        return page(
+            request,
+            svc,
+            "solicitud.html",
+            visitor,
+            status=422,
+            alert=f"Revisa {len(errors)} campo{'s' if len(errors) != 1 else ''} marcado"
+            f"{'s' if len(errors) != 1 else ''}.",
+            values=kept,
+            errors=errors,
+            **choices,
+        )
+    return RedirectResponse(f"/solicitudes/{app.id}", status_code=303)
+
+
+@router.get("/solicitudes/{application_id}")
+def application_page(
+    application_id: uuid.UUID, request: Request, db: Db, svc: Svc, visitor: Visitor
+) -> Response:
+    if visitor is None:
+        return _to_login()
+    row = db.get(Application, application_id)
+    if row is None or row.owner_id != visitor.user.id:
+        return page(request, svc, "no-encontrada.html", visitor, status=404)
+    shown = ApplicationOut.model_validate(row)
+    return page(
+        request,
+        svc,
+        "solicitud-detalle.html",
+        visitor,
+        app=shown,
+        status_text=STATUS.get(shown.status, shown.status),
+        service=SERVICE_NAMES.get(shown.service_type, shown.service_type),
+        price=pesos(shown.amount_centavos),
+        documents=DOCUMENTS if shown.status == "permit_ready" else (),
+        refresh=REFRESH_SECONDS if shown.status in IN_PROGRESS else None,
+    )

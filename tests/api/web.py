@@ -1,0 +1,73 @@
+"""What the web page tests share: the browser, the two sizes, and the checks made on every page
+(axe-core with no serious or critical violation, the language, a screenshot, and the server time
+and weight printed)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+from axe_playwright_python import __file__ as axe_package
+from playwright.async_api import Page, Response
+
+from tests.api.conftest import read_mail
+
+CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
+AXE = (Path(axe_package).parent / "axe.min.js").read_text()
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots" / "web"
+SIZES = {"telefono": {"width": 375, "height": 812}, "escritorio": {"width": 1280, "height": 800}}
+
+
+def mailed_link(outbox: Path, address: str, path: str) -> str:
+    """The path and query of the newest mailed link to `path`."""
+    body = read_mail(outbox, address)[-1].get_payload(decode=True)
+    assert isinstance(body, bytes)
+    found = re.search(re.escape(path) + r"\?token=(\S+)", body.decode())
+    assert found, body
+    return f"{path}?token={unquote(found.group(1))}"
+
+
+async def weight(page: Page) -> int:
+    """Bytes transferred for the page and what it loaded (cached files count nothing)."""
+    total: int = await page.evaluate(
+        "performance.getEntriesByType('navigation').concat("
+        "performance.getEntriesByType('resource'))"
+        ".reduce((n, e) => n + (e.transferSize || 0), 0)"
+    )
+    return total
+
+
+@dataclass
+class Visit:
+    """Checks and records each page the journey reaches."""
+
+    page: Page
+    journey: str  # the screenshots' folder
+    size: str
+    shots: list[Path] = field(default_factory=list)
+
+    async def check(self, name: str, response: Response | None = None) -> None:
+        await self.page.evaluate(AXE)
+        results = await self.page.evaluate("axe.run()")
+        grave = [
+            f"{v['id']} ({v['impact']}): {v['help']}"
+            for v in results["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+        assert grave == [], f"{name}: {grave}"
+        assert await self.page.locator("html").get_attribute("lang") == "es-MX"
+        target = SCREENSHOTS / self.journey / self.size / f"{len(self.shots) + 1:02d}-{name}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        await self.page.screenshot(path=str(target), full_page=True)
+        self.shots.append(target)
+        if response is not None:
+            timing = await response.header_value("server-timing") or "?"
+            sent = await weight(self.page)
+            print(f"[{self.size}] {name}: server {timing}, {sent} bytes transferred")
+
+    async def submit(self, button: str) -> Response | None:
+        async with self.page.expect_navigation() as navigation:
+            await self.page.get_by_role("button", name=button).click()
+        return await navigation.value
