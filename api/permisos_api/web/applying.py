@@ -25,20 +25,8 @@ from .visitor import Visitor
 
 router = APIRouter(include_in_schema=False)
 
-FIELDS = (
-    "first_name",
-    "last_name",
-    "maternal_surname",
-    "curp",
-    "email",
-    "phone",
-    "plates",
-    "make",
-    "line",
-    "model_year",
-    "service_type",
-    "vin",
-)
+# The form's fields are the API's: one model says what an application holds.
+FIELDS = tuple(ApplicationIn.model_fields)
 SERVICE_NAMES = {"particular": "Particular", "publico": "Público", "carga": "Carga"}
 DOCUMENTS = (("permit", "Permiso"), ("certificate", "Certificado"), ("placard", "Placa"))
 # While the permit is on its way the page reloads itself (no script needed).
