@@ -11,7 +11,8 @@ MEXICO_CITY = ZoneInfo("America/Mexico_City")
 PORTAL_DOWN = ("PortalUnavailable", "PortalChanged", "Probing", "PortalRecovering")
 
 
-def _clock(moment: datetime) -> str:
+def mexico_city_clock(moment: datetime) -> str:
+    """A moment as the applicant reads it: day, month, year and time in Mexico City."""
     local = moment.astimezone(MEXICO_CITY)
     return f"{local:%d/%m/%Y} a las {local:%H:%M} (hora del centro de México)"
 
@@ -23,9 +24,9 @@ def wait_message(
     if reason is None:
         return None
     place = f"Su trámite es el número {position} en la fila. " if position else ""
-    start = f"Inicio estimado: {_clock(estimated)}." if estimated else ""
+    start = f"Inicio estimado: {mexico_city_clock(estimated)}." if estimated else ""
     if reason == "MaintenanceWindow":
-        until = f" Continuará a partir del {_clock(estimated)}." if estimated else ""
+        until = f" Continuará a partir del {mexico_city_clock(estimated)}." if estimated else ""
         return f"El portal del gobierno está en mantenimiento.{until}".strip()
     if reason == "RateLimited":
         return f"El portal del gobierno nos pidió esperar un momento. {place}{start}".strip()

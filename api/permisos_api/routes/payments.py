@@ -16,9 +16,9 @@ from ..context import Services
 from ..deps import CurrentPrincipal, Db, Svc
 from ..models import Application, Payment
 from ..payments.intents import IntentSnapshot
-from ..payments.service import PAYABLE, create_payment, deliver
+from ..payments.paying import pay_application
 from ..payments.stripe_client import StripeUnavailable, stripe_retriever
-from ..problems import FieldError, ProblemError, problem_responses, validation_problem
+from ..problems import ProblemError, problem_responses
 from ..schemas import (
     NextAction,
     PaymentCreated,
@@ -56,36 +56,17 @@ def _visible(app: Application | None, principal: Principal) -> Application:
 def pay(
     application_id: uuid.UUID, body: PaymentIn, principal: CurrentPrincipal, db: Db, svc: Svc
 ) -> PaymentCreated:
-    app = _visible(db.get(Application, application_id, with_for_update=True), principal)
-    if app.owner_id != principal.user.id:
-        raise ProblemError("forbidden", "Only the applicant can pay an application.")
-    if app.status not in PAYABLE:
-        raise ProblemError(
-            "invalid-state", f"An application in status {app.status} is not payable."
-        )
-    if body.method == "oxxo" and body.payment_method:
-        raise validation_problem(
-            [FieldError(field="payment_method", rule="card_only", detail="Only for cards")]
-        )
-    if body.return_url and not body.payment_method:
-        raise validation_problem(
-            [
-                FieldError(
-                    field="return_url",
-                    rule="needs_payment_method",
-                    detail="Only with a card payment_method that the API confirms",
-                )
-            ]
-        )
-    created = create_payment(
-        db, svc.stripe, svc.settings, app, body.method, body.payment_method, body.return_url
+    app, created = pay_application(
+        db,
+        svc,
+        application_id,
+        principal.user.id,
+        body.method,
+        body.payment_method,
+        body.return_url,
+        admin_may_see=principal.is_admin,
     )
-    db.commit()
-    deliver(created.transition, svc.mailer, svc.metrics)
     snap, payment = created.snapshot, created.payment
-    if created.declined:
-        code = snap.decline_code or snap.error_code or "declined"
-        raise ProblemError("payment-declined", f"The card was declined ({code}).")
     voucher = None
     if payment.method == "oxxo":
         voucher = VoucherOut(

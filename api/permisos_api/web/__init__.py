@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from . import accounts, applying, home
+from . import accounts, applying, home, paying
 
 STATIC = Path(__file__).with_name("static")
 
@@ -19,3 +19,4 @@ def install_web(app: FastAPI) -> None:
     app.include_router(home.router)
     app.include_router(accounts.router)
     app.include_router(applying.router)
+    app.include_router(paying.router)

@@ -9,14 +9,20 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from permisos import catalog
 
 from .. import drafts
+from ..auth import Principal
+from ..context import Services
 from ..deps import Db, Svc
-from ..models import Application
+from ..models import Application, Payment
+from ..payments.service import PAYABLE
 from ..problems import ProblemError
 from ..schemas import ApplicationIn, ApplicationOut
+from ..waiting import mexico_city_clock
 from . import csrf, forms
 from .home import STATUS
 from .messages import EXPIRED_FORM, field_messages
@@ -29,9 +35,10 @@ router = APIRouter(include_in_schema=False)
 FIELDS = tuple(ApplicationIn.model_fields)
 SERVICE_NAMES = {"particular": "Particular", "publico": "Público", "carga": "Carga"}
 DOCUMENTS = (("permit", "Permiso"), ("certificate", "Certificado"), ("placard", "Placa"))
-# While the permit is on its way the page reloads itself (no script needed).
-IN_PROGRESS = ("payment_pending", "paid")
-REFRESH_SECONDS = 15
+# While a payment is confirmed or the permit is on its way the page follows it (`avance.js`
+# asks the API every so often); an OXXO voucher waits for the store, days at most, so its page
+# does not.
+REFRESH_SECONDS = 10
 
 
 def pesos(centavos: int) -> str:
@@ -104,25 +111,69 @@ async def file_application(request: Request, db: Db, svc: Svc, visitor: Visitor)
     return RedirectResponse(f"/solicitudes/{app.id}", status_code=303)
 
 
+def open_voucher(db: Session, application_id: uuid.UUID) -> Payment | None:
+    """The application's newest OXXO voucher, if it has one."""
+    return db.scalars(
+        select(Payment)
+        .where(
+            Payment.application_id == application_id,
+            Payment.method == "oxxo",
+            Payment.voucher_number.is_not(None),
+        )
+        .order_by(Payment.created_at.desc())
+        .limit(1)
+    ).first()
+
+
+def _voucher(payment: Payment) -> dict[str, str | None]:
+    expires = payment.voucher_expires_at
+    return {
+        "number": payment.voucher_number,
+        "amount": pesos(payment.amount_centavos),
+        "expires": mexico_city_clock(expires) if expires else None,
+        "url": payment.voucher_url,
+    }
+
+
 @router.get("/solicitudes/{application_id}")
 def application_page(
     application_id: uuid.UUID, request: Request, db: Db, svc: Svc, visitor: Visitor
 ) -> Response:
     if visitor is None:
         return _to_login()
+    return show_application(request, db, svc, visitor, application_id)
+
+
+def show_application(
+    request: Request,
+    db: Session,
+    svc: Services,
+    visitor: Principal,
+    application_id: uuid.UUID,
+    *,
+    alert: str | None = None,
+    status: int = 200,
+) -> Response:
     row = db.get(Application, application_id)
     if row is None or row.owner_id != visitor.user.id:
         return page(request, svc, "no-encontrada.html", visitor, status=404)
     shown = ApplicationOut.model_validate(row)
+    voucher = open_voucher(db, row.id) if shown.status == "payment_pending" else None
     return page(
         request,
         svc,
         "solicitud-detalle.html",
         visitor,
+        status=status,
+        alert=alert,
         app=shown,
+        payable=shown.status in PAYABLE,
+        voucher=_voucher(voucher) if voucher else None,
         status_text=STATUS.get(shown.status, shown.status),
         service=SERVICE_NAMES.get(shown.service_type, shown.service_type),
         price=pesos(shown.amount_centavos),
         documents=DOCUMENTS if shown.status == "permit_ready" else (),
-        refresh=REFRESH_SECONDS if shown.status in IN_PROGRESS else None,
+        refresh=REFRESH_SECONDS
+        if shown.status == "paid" or (shown.status == "payment_pending" and voucher is None)
+        else None,
     )

@@ -73,6 +73,13 @@ def problem_message(problem: ProblemError) -> str:
         return "Esta cuenta está desactivada. Escríbenos si crees que es un error."
     if slug == "invalid-token":
         return "El enlace no es válido o ya venció. Pide uno nuevo."
+    if slug == "invalid-state":
+        return "Esta solicitud ya no se puede pagar."
+    if slug == "payment-provider-error":
+        return (
+            "No pudimos comunicarnos con el procesador de pagos. No se hizo ningún cargo; "
+            "vuelve a intentarlo en unos minutos."
+        )
     return "Algo salió mal. Vuelve a intentarlo en unos minutos."
 
 
