@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from . import accounts, applying, home, paying
+from . import access, account, applying, home, paying
 
 STATIC = Path(__file__).with_name("static")
 
@@ -17,6 +17,7 @@ STATIC = Path(__file__).with_name("static")
 def install_web(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(home.router)
-    app.include_router(accounts.router)
+    app.include_router(access.router)
     app.include_router(applying.router)
     app.include_router(paying.router)
+    app.include_router(account.router)

@@ -1,4 +1,4 @@
-"""Account pages: create an account, confirm the email (the mailed link lands here), log in and
+"""Getting in: create an account, confirm the email (the mailed link lands here), log in and
 out, and reset a forgotten password. Each form posts to its own page; a mistake comes back
 with the message next to its field and what was typed kept (never the password)."""
 
