@@ -5,16 +5,10 @@ start, in Mexico City time."""
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
-MEXICO_CITY = ZoneInfo("America/Mexico_City")
+from .es_mx import mexico_city_clock
+
 PORTAL_DOWN = ("PortalUnavailable", "PortalChanged", "Probing", "PortalRecovering")
-
-
-def mexico_city_clock(moment: datetime) -> str:
-    """A moment as the applicant reads it: day, month, year and time in Mexico City."""
-    local = moment.astimezone(MEXICO_CITY)
-    return f"{local:%d/%m/%Y} a las {local:%H:%M} (hora del centro de México)"
 
 
 def wait_message(

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
+from ..es_mx import pesos
 from ..models import Application
 
 _METHOD = {"card": "tarjeta", "oxxo": "pago en efectivo en OXXO"}
-
-
-def pesos(centavos: int) -> str:
-    return f"${centavos // 100:,}.{centavos % 100:02d} MXN"
 
 
 def payment_received(app: Application) -> tuple[str, str]:

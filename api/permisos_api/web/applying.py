@@ -18,11 +18,11 @@ from .. import drafts
 from ..auth import Principal
 from ..context import Services
 from ..deps import Db, Svc
+from ..es_mx import mexico_city_clock, pesos
 from ..models import Application, Payment
 from ..payments.service import PAYABLE
 from ..problems import ProblemError
 from ..schemas import ApplicationIn, ApplicationOut
-from ..waiting import mexico_city_clock
 from . import csrf, forms
 from .home import STATUS
 from .messages import EXPIRED_FORM, field_messages
@@ -39,10 +39,6 @@ DOCUMENTS = (("permit", "Permiso"), ("certificate", "Certificado"), ("placard", 
 # asks the API every so often); an OXXO voucher waits for the store, days at most, so its page
 # does not.
 REFRESH_SECONDS = 10
-
-
-def pesos(centavos: int) -> str:
-    return f"${centavos // 100:,}.{centavos % 100:02d} MXN"
 
 
 def _choices(svc: Svc) -> dict[str, Any]:
