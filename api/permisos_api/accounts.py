@@ -60,14 +60,8 @@ def send_verification(svc: Services, user: User) -> None:
     secret = svc.settings.signing_secret.get_secret_value()
     ttl = svc.settings.email_verification_ttl_seconds
     token = tokens.sign(secret, VERIFY_PURPOSE, str(user.id), ttl)
-    svc.mailer.send(
-        user.email,
-        "Confirma tu correo — Permisos Digitales",
-        "Hola:\n\nPara activar tu cuenta de Permisos Digitales abre este enlace:\n\n"
-        f"{_link(svc, VERIFY_PAGE, token)}\n\n"
-        f"El enlace vence en {ttl // 3600} horas. Si no creaste una cuenta, ignora este mensaje.\n",
-        kind="verify-email",
-    )
+    link = _link(svc, VERIFY_PAGE, token)
+    svc.mailer.send(user.email, "verify-email", link=link, hours=ttl // 3600)
 
 
 def register(db: Session, svc: Services, request: Request, email: str, password: str) -> None:
@@ -86,14 +80,7 @@ def register(db: Session, svc: Services, request: Request, email: str, password:
     elif existing.email_verified_at is None:
         send_verification(svc, existing)
     else:
-        svc.mailer.send(
-            existing.email,
-            "Ya tienes una cuenta — Permisos Digitales",
-            "Hola:\n\nAlguien intentó registrar una cuenta con este correo, que ya tiene una. "
-            "Si olvidaste tu contraseña, puedes restablecerla desde la página de inicio de "
-            "sesión.\n",
-            kind="register-existing",
-        )
+        svc.mailer.send(existing.email, "register-existing")
 
 
 def verify_email(db: Session, svc: Services, token: str) -> User:
@@ -181,15 +168,9 @@ def request_reset(db: Session, svc: Services, request: Request, email: str) -> N
         s.password_reset_ttl_seconds,
         binding=tokens.binding_of(user.password_hash),
     )
-    svc.mailer.send(
-        user.email,
-        "Restablece tu contraseña — Permisos Digitales",
-        "Hola:\n\nPara elegir una contraseña nueva abre este enlace:\n\n"
-        f"{_link(svc, RESET_PAGE, token)}\n\n"
-        f"Vence en {s.password_reset_ttl_seconds // 60} minutos. Si no lo pediste, ignora "
-        "este mensaje: tu contraseña no cambia.\n",
-        kind="password-reset",
-    )
+    link = _link(svc, RESET_PAGE, token)
+    minutes = s.password_reset_ttl_seconds // 60
+    svc.mailer.send(user.email, "password-reset", link=link, minutes=minutes)
 
 
 def confirm_reset(db: Session, svc: Services, token: str, password: str) -> None:

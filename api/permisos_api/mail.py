@@ -9,7 +9,9 @@ import uuid
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from typing import Any
 
+from .letters import Letter, letter
 from .settings import ApiSettings
 
 log = logging.getLogger("permisos_api.mail")
@@ -19,19 +21,26 @@ class Mailer:
     def __init__(self, settings: ApiSettings) -> None:
         self._settings = settings
 
-    def compose(self, to: str, subject: str, body: str) -> EmailMessage:
+    def letter(self, kind: str, **context: Any) -> Letter:
+        """The mail `kind` for this context; its templates also get `base`, the web's URL."""
+        return letter(kind, base=self._settings.public_base_url.rstrip("/"), **context)
+
+    def compose(self, to: str, letter: Letter) -> EmailMessage:
+        """Plain text first, then HTML: a mail reader shows the last part it can."""
         msg = EmailMessage()
         msg["From"] = self._settings.mail_from
         msg["To"] = to
-        msg["Subject"] = subject
+        msg["Subject"] = letter.subject
         msg["Date"] = format_datetime(datetime.now(UTC))
         msg["Message-ID"] = make_msgid(domain="permisosdigitales.mx")
-        msg.set_content(body)
+        msg.set_content(letter.text)
+        msg.add_alternative(letter.html, subtype="html")
         return msg
 
-    def send(self, to: str, subject: str, body: str, *, kind: str) -> None:
+    def send(self, to: str, kind: str, **context: Any) -> None:
         """`kind` names the message in logs; the address never appears there."""
-        msg = self.compose(to, subject, body)
+        letter = self.letter(kind, **context)
+        msg = self.compose(to, letter)
         s = self._settings
         if s.smtp_host:
             with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=10) as smtp:
@@ -49,4 +58,4 @@ class Mailer:
             # Written aside then renamed, so a reader never sees half a message.
             tmp.write_bytes(msg.as_bytes())
             os.replace(tmp, final)
-        log.info("mail sent: %s", kind)
+        log.info("mail sent: %s", letter.kind)

@@ -25,29 +25,13 @@ log = logging.getLogger("permisos_api.notices")
 NOTICE_STATUSES = (ApplicationStatus.permit_ready.value, ApplicationStatus.permit_failed.value)
 
 
-def ready_mail(settings: ApiSettings, app: Application) -> tuple[str, str]:
-    link = f"{settings.public_base_url.rstrip('/')}/v1/applications/{app.id}/permits"
-    body = (
-        f"Hola {app.first_name}:\n\n"
-        f"Su permiso para el vehículo con placas {app.plates} está listo"
-        + (f" (folio {app.folio})" if app.folio else "")
-        + ".\n\n"
-        f"Descárguelo aquí (inicie sesión primero):\n{link}\n\n"
-        "Permisos Digitales\n"
-    )
-    return "Su permiso está listo", body
-
-
-def failed_mail(app: Application) -> tuple[str, str]:
+def notice(app: Application) -> tuple[str, dict[str, str]]:
+    """The mail's kind and what it says, for a permit ready or failed for good."""
+    context = {"first_name": app.first_name, "plates": app.plates, "application_id": str(app.id)}
+    if app.status == ApplicationStatus.permit_ready:
+        return "permit_ready", {**context, "folio": app.folio or ""}
     reason = app.permit_message or app.permit_reason or "El portal no indicó el motivo."
-    body = (
-        f"Hola {app.first_name}:\n\n"
-        f"No fue posible obtener su permiso para el vehículo con placas {app.plates}.\n\n"
-        f"Motivo indicado por el portal: {reason}\n\n"
-        "Procesaremos el reembolso de su pago; le avisaremos cuando se haya realizado.\n\n"
-        "Permisos Digitales\n"
-    )
-    return "No fue posible obtener su permiso", body
+    return "permit_failed", {**context, "reason": reason}
 
 
 def _send_one(engine: Engine, settings: ApiSettings, mailer: Mailer) -> str | None:
@@ -66,13 +50,8 @@ def _send_one(engine: Engine, settings: ApiSettings, mailer: Mailer) -> str | No
         ).first()
         if app is None:
             return None
-        if app.status == ApplicationStatus.permit_ready:
-            subject, body = ready_mail(settings, app)
-            kind = "permit_ready"
-        else:
-            subject, body = failed_mail(app)
-            kind = "permit_failed"
-        mailer.send(app.email, subject, body, kind=kind)
+        kind, context = notice(app)
+        mailer.send(app.email, kind, **context)
         app.permit_notice_sent_at = utcnow()
         log.info("permit notice sent", extra={"application": str(app.id), "notice": kind})
         return kind

@@ -85,21 +85,15 @@ def expiry_date_es(moment: datetime) -> str:
     return f"{day.day} de {_MONTHS[day.month - 1]} de {day.year}"
 
 
-def reminder_mail(settings: ApiSettings, reminder: Reminder) -> tuple[str, str]:
-    base = settings.public_base_url.rstrip("/")
-    link = f"{base}/v1/applications/{reminder.application_id}/permits"
-    expires = expiry_date_es(reminder.expires_at)
-    body = (
-        f"Hola {reminder.first_name}:\n\n"
-        f"Su permiso de circulación para el vehículo con placas {reminder.plates}"
-        + (f" (folio {reminder.folio})" if reminder.folio else "")
-        + f" vence el {expires}.\n\n"
-        "Si necesita seguir circulando después de esa fecha, solicite un nuevo permiso antes "
-        f"de que venza en {base}.\n\n"
-        f"Su permiso vigente sigue disponible aquí (inicie sesión primero):\n{link}\n\n"
-        "Permisos Digitales\n"
-    )
-    return f"Su permiso vence el {expires}", body
+def reminder_context(reminder: Reminder) -> dict[str, str]:
+    """What the expiry reminder (`mail_templates/permit_expiry_reminder.*`) says."""
+    return {
+        "first_name": reminder.first_name,
+        "plates": reminder.plates,
+        "folio": reminder.folio or "",
+        "expires": expiry_date_es(reminder.expires_at),
+        "application_id": str(reminder.application_id),
+    }
 
 
 def _due(settings: ApiSettings, now: datetime) -> ColumnElement[bool]:
@@ -233,9 +227,8 @@ def send_reminders(
         if not batch:
             break
         for i, reminder in enumerate(batch):
-            subject, body = reminder_mail(settings, reminder)
             try:
-                mailer.send(reminder.to, subject, body, kind="permit_expiry_reminder")
+                mailer.send(reminder.to, "permit_expiry_reminder", **reminder_context(reminder))
             except Exception as exc:
                 # The mail service is down: give back this claim and the rest, try next run.
                 log.warning("reminder not sent: %s", type(exc).__name__)

@@ -267,10 +267,19 @@ def read_mail(outbox: Path, to: str) -> list[Message]:
     return found
 
 
+def mail_text(msg: Message, subtype: str = "plain") -> str:
+    """A mail's text (or, with "html", its HTML) part, decoded."""
+    for part in msg.walk():
+        if part.get_content_type() == f"text/{subtype}":
+            body = part.get_payload(decode=True)
+            assert isinstance(body, bytes)
+            return body.decode(part.get_content_charset() or "utf-8")
+    raise AssertionError(f"no text/{subtype} part in {msg['Subject']!r}")
+
+
 def link_token(msg: Message, path: str) -> str:
-    body = msg.get_payload(decode=True)
-    assert isinstance(body, bytes)
-    match = re.search(re.escape(BASE_URL + path) + r"\?token=(\S+)", body.decode())
+    body = mail_text(msg)
+    match = re.search(re.escape(BASE_URL + path) + r"\?token=(\S+)", body)
     assert match, body
     from urllib.parse import unquote
 

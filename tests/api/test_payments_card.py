@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.api.conftest import read_mail
+from tests.api.conftest import mail_text, read_mail
 from tests.api.payments_support import Pay, eventually
 
 EMAIL = "juana.gomez@example.com"
@@ -18,10 +18,9 @@ EMAIL = "juana.gomez@example.com"
 def mails_received(outbox: Path) -> list[str]:
     out = []
     for msg in read_mail(outbox, EMAIL):
-        body = msg.get_payload(decode=True)
-        assert isinstance(body, bytes)
-        if "Recibimos tu pago" in body.decode():
-            out.append(body.decode())
+        body = mail_text(msg)
+        if "Recibimos tu pago" in body:
+            out.append(body)
     return out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from permisos_api.payments.service import expire_abandoned_applications
-from tests.api.conftest import APPLICATION, CURP
+from tests.api.conftest import APPLICATION, CURP, mail_text, read_mail
 from tests.api.payments_support import UNREACHABLE, WEBHOOK_SECRET, Pay, eventually
 from tests.api.test_payments_card import mails_received
 
@@ -30,6 +30,12 @@ async def test_oxxo_voucher_paid_at_the_store_is_paid_with_one_outbox_row(
     expires = datetime.fromisoformat(voucher["expires_at"])
     assert before + timedelta(days=2) < expires <= before + timedelta(days=4)
     intent_id = body["intent_id"]
+    # The voucher by mail too: its reference, amount and expiry, and Stripe's hosted voucher.
+    (voucher_mail,) = [m for m in read_mail(outbox, APPLICATION["email"]) if "OXXO" in m["Subject"]]
+    text = mail_text(voucher_mail)
+    assert f"Referencia: {voucher['number']}" in text and "Monto: $1,500.00 MXN" in text
+    assert "(hora del centro de México)" in text
+    assert voucher["hosted_voucher_url"] in mail_text(voucher_mail, "html")
 
     pay.sim.pay_oxxo(intent_id)
     await pay.status_becomes(user, app_id, "paid")

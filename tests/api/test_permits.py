@@ -26,7 +26,7 @@ from permisos_api.notices import send_permit_notices
 from permisos_api.settings import ApiSettings
 from permisos_sandbox.s3 import S3Server
 
-from .conftest import APPLICATION, BASE_URL, Api, read_mail, unique_email
+from .conftest import APPLICATION, BASE_URL, Api, mail_text, read_mail, unique_email
 
 BUCKET = "permisos-permits-test"
 PDF = b"%PDF-1.7\n" + b"permiso de prueba " * 200 + b"\n%%EOF\n"
@@ -204,17 +204,16 @@ async def test_permit_notices_go_once(
     assert issued + failed == sum(sent)
 
     (ready_mail,) = read_mail(outbox, ready_to)
-    assert subject(ready_mail) == "Su permiso está listo"
-    body = ready_mail.get_payload(decode=True)
-    assert isinstance(body, bytes)
-    assert f"{BASE_URL}/v1/applications/{ready}/permits" in body.decode()
+    assert subject(ready_mail) == "Tu permiso está listo — Permisos Digitales"
+    # The link opens the application's page, where the documents are.
+    page = f"{BASE_URL}/solicitudes/{ready}"
+    assert page in mail_text(ready_mail) and f'href="{page}"' in mail_text(ready_mail, "html")
 
     (failed_mail,) = read_mail(outbox, failed_to)
-    assert subject(failed_mail) == "No fue posible obtener su permiso"
-    text = failed_mail.get_payload(decode=True)
-    assert isinstance(text, bytes)
-    assert "Las placas no corresponden al vehículo" in text.decode()
-    assert "reembolso" in text.decode()
+    assert subject(failed_mail) == "No fue posible obtener tu permiso — Permisos Digitales"
+    for text in (mail_text(failed_mail), mail_text(failed_mail, "html")):
+        assert "Las placas no corresponden al vehículo" in text
+        assert "reembolso" in text
 
 
 async def test_readiness_reports_object_storage(api: Api, s3: S3Server) -> None:

@@ -29,7 +29,15 @@ from permisos_api.migrate import downgrade, upgrade
 from permisos_api.mirror import Snapshot, record
 from permisos_api.reminders import MEXICO_CITY, send_reminders
 from permisos_api.settings import ApiSettings
-from tests.api.conftest import APPLICATION, BASE_URL, at_once, command_line, read_mail, sql
+from tests.api.conftest import (
+    APPLICATION,
+    BASE_URL,
+    at_once,
+    command_line,
+    mail_text,
+    read_mail,
+    sql,
+)
 from tests.databases import fresh_database
 
 MONTHS = "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre"
@@ -114,9 +122,7 @@ def reminders_to(outbox: Path, address: str) -> list[Message]:
 
 def text(msg: Message) -> tuple[str, str]:
     subject = str(email.header.make_header(email.header.decode_header(msg["Subject"])))
-    body = msg.get_payload(decode=True)
-    assert isinstance(body, bytes)
-    return subject, body.decode()
+    return subject, mail_text(msg)
 
 
 def spanish_date(moment: datetime) -> str:
@@ -174,11 +180,12 @@ async def test_one_reminder_per_permit_expiring_within_the_window(
         )
         assert abs(issued_at - (datetime.now(UTC) - ago)) < timedelta(minutes=5)
         expires = spanish_date(issued_at + timedelta(days=30))
-        assert subject == f"Su permiso vence el {expires}"
+        assert subject == f"Tu permiso vence el {expires} — Permisos Digitales"
         assert f"Hola {APPLICATION['first_name']}:" in body
         assert f"placas JKL4821 (folio {folio}) vence el {expires}." in body
-        assert f"{BASE_URL}/v1/applications/{app_id}/permits" in body
-        assert "solicite un nuevo permiso" in body
+        assert f"{BASE_URL}/solicitudes/{app_id}" in body
+        assert f"{BASE_URL}/solicitudes/nueva" in body
+        assert "solicita un nuevo permiso" in body
         # Only what the reminder needs: no CURP, no phone.
         assert APPLICATION["curp"] not in body and "5512345678" not in body
         claimed, sent = reminder_state(settings, app_id)

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from axe_playwright_python import __file__ as axe_package
 from playwright.async_api import Page, Response
 
-from tests.api.conftest import read_mail
+from tests.api.conftest import mail_text, read_mail
 
 CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
 AXE = (Path(axe_package).parent / "axe.min.js").read_text()
@@ -22,9 +22,8 @@ SIZES = {"telefono": {"width": 375, "height": 812}, "escritorio": {"width": 1280
 
 def mailed_link(outbox: Path, address: str, path: str) -> str:
     """The path and query of the newest mailed link to `path`."""
-    body = read_mail(outbox, address)[-1].get_payload(decode=True)
-    assert isinstance(body, bytes)
-    found = re.search(re.escape(path) + r"\?token=(\S+)", body.decode())
+    body = mail_text(read_mail(outbox, address)[-1])
+    found = re.search(re.escape(path) + r"\?token=(\S+)", body)
     assert found, body
     return f"{path}?token={unquote(found.group(1))}"
 

@@ -46,7 +46,7 @@ from permisos_sandbox.cluster import ControlPlane
 from permisos_sandbox.payments import PaymentsConfig, PaymentsSimulator
 from permisos_sandbox.ports import free_port
 from tests.accounts import api_kubeconfig, operator_kubeconfig
-from tests.api.conftest import APPLICATION, PASSWORD, read_mail
+from tests.api.conftest import APPLICATION, PASSWORD, mail_text, read_mail
 from tests.cluster import OperatorProcess, stop_process
 from tests.databases import fresh_database
 from tests.job_controller import JobController, permit_artifacts
@@ -273,9 +273,7 @@ async def applicant(http: httpx.AsyncClient, platform: Platform) -> dict[str, st
 
     async def verification_link() -> str | None:
         for msg in read_mail(platform.mail, email):
-            body = msg.get_payload(decode=True)
-            assert isinstance(body, bytes)
-            found = re.search(r"/verificar\?token=(\S+)", body.decode())
+            found = re.search(r"/verificar\?token=(\S+)", mail_text(msg))
             if found:
                 return unquote(found.group(1))
         return None

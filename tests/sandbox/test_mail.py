@@ -4,6 +4,7 @@ its file outbox would write, and the catcher refuses nothing a relay would accep
 from __future__ import annotations
 
 import email
+import email.policy
 import smtplib
 from email.message import EmailMessage
 from pathlib import Path
@@ -16,16 +17,20 @@ from permisos_sandbox.mail import MailCatcher
 def test_the_apis_smtp_mail_lands_as_one_eml_file(tmp_path: Path) -> None:
     with MailCatcher(tmp_path / "mail") as catcher:
         settings = ApiSettings(smtp_host=catcher.host, smtp_port=catcher.port, smtp_starttls=False)
-        body = "Abra https://example.test/verify?token=abc para verificar su correo. Ñandú"
-        Mailer(settings).send("juana@example.com", "Verifique su correo", body, kind="verify")
+        link = "https://example.test/verificar?token=abc&Ñandú"
+        mailer = Mailer(settings)
+        mailer.send("juana@example.com", "verify-email", link=link, hours=24)
         files = sorted((tmp_path / "mail").glob("*.eml"))
         assert len(files) == 1
-        message = email.message_from_bytes(files[0].read_bytes())
+        message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
         assert message["To"] == "juana@example.com"
-        assert message["Subject"] == "Verifique su correo"
-        payload = message.get_payload(decode=True)
-        assert isinstance(payload, bytes)
-        assert payload.decode().strip() == body
+        assert message["Subject"] == "Confirma tu correo — Permisos Digitales"
+        # Both parts arrive whole (SMTP carries lines ending in CRLF).
+        sent = mailer.letter("verify-email", link=link, hours=24)
+        for subtype, expected in (("plain", sent.text), ("html", sent.html)):
+            part = message.get_body((subtype,))
+            assert part is not None
+            assert part.get_content().replace("\r\n", "\n") == expected
         assert not list((tmp_path / "mail").glob("*.tmp"))
 
 

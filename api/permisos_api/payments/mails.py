@@ -1,23 +1,34 @@
-"""The applicant's payment mails, in Spanish. No card data, ever: amount, method and reference."""
+"""What the applicant's payment mails say (`mail_templates/payment_received.*`,
+`oxxo_voucher.*`). No card data, ever: amount, method and reference."""
 
 from __future__ import annotations
 
-from ..es_mx import pesos
-from ..models import Application
+from typing import Any
+
+from ..es_mx import mexico_city_clock, pesos
+from ..models import Application, Payment
 
 _METHOD = {"card": "tarjeta", "oxxo": "pago en efectivo en OXXO"}
 
 
-def payment_received(app: Application) -> tuple[str, str]:
-    method = _METHOD.get(app.payment_method or "", "pago")
-    subject = "Pago recibido — Permisos Digitales"
-    body = (
-        f"Hola {app.first_name}:\n\n"
-        f"Recibimos tu pago de {pesos(app.amount_centavos)} por {method} para el permiso del "
-        f"vehículo con placas {app.plates}.\n\n"
-        "Ya estamos tramitando tu permiso; te avisaremos por correo en cuanto esté listo para "
-        "descargar.\n\n"
-        f"Referencia de tu solicitud: {app.id}\n\n"
-        "Permisos Digitales\n"
-    )
-    return subject, body
+def payment_received(app: Application) -> dict[str, Any]:
+    return {
+        "first_name": app.first_name,
+        "amount": pesos(app.amount_centavos),
+        "method": _METHOD.get(app.payment_method or "", "pago"),
+        "plates": app.plates,
+        "application_id": str(app.id),
+    }
+
+
+def oxxo_voucher(app: Application, payment: Payment) -> dict[str, Any]:
+    expires = payment.voucher_expires_at
+    return {
+        "first_name": app.first_name,
+        "plates": app.plates,
+        "reference": payment.voucher_number,
+        "amount": pesos(payment.amount_centavos),
+        "expires": mexico_city_clock(expires) if expires else "la fecha que indica la ficha",
+        "voucher_url": payment.voucher_url or "",
+        "application_id": str(app.id),
+    }

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from ..context import Services
 from ..models import Application
 from ..problems import FieldError, ProblemError, validation_problem
-from .service import PAYABLE, Created, create_payment, deliver
+from . import mails
+from .service import PAYABLE, Created, Mail, Transition, create_payment, deliver
 
 
 def pay_application(
@@ -54,8 +55,16 @@ def pay_application(
     created = create_payment(db, svc.stripe, svc.settings, app, method, payment_method, return_url)
     db.commit()
     deliver(created.transition, svc.mailer, svc.metrics)
+    if created.payment.voucher_number:
+        _mail_voucher(svc, app, created)
     if created.declined:
         snap = created.snapshot
         code = snap.decline_code or snap.error_code or "declined"
         raise ProblemError("payment-declined", f"The card was declined ({code}).")
     return app, created
+
+
+def _mail_voucher(svc: Services, app: Application, created: Created) -> None:
+    """The voucher by mail too (its reference and expiry), as a transition's mail is sent."""
+    mail = Mail(app.email, "oxxo_voucher", mails.oxxo_voucher(app, created.payment))
+    deliver(Transition(outcome="applied", mail=mail), svc.mailer, None)

@@ -54,9 +54,8 @@ _PAID_FROM = _FOLLOWS_PAYMENT | {ApplicationStatus.expired}
 @dataclass
 class Mail:
     to: str
-    subject: str
-    body: str
-    kind: str
+    kind: str  # of `letters.py`
+    context: dict[str, Any]
 
 
 @dataclass
@@ -82,7 +81,7 @@ def deliver(transition: Transition, mailer: Mailer | None, metrics: Metrics | No
     if mailer is not None and transition.mail is not None:
         m = transition.mail
         try:
-            mailer.send(m.to, m.subject, m.body, kind=m.kind)
+            mailer.send(m.to, m.kind, **m.context)
         except Exception as exc:  # a mail outage must not undo a payment
             log.warning("mail not sent: %s (%s)", m.kind, type(exc).__name__)
 
@@ -238,9 +237,8 @@ def _paid(
             )
             .on_conflict_do_nothing(index_elements=["application_id", "kind"])
         )
-        subject, body = mails.payment_received(app)
         transition.became_paid = True
-        transition.mail = Mail(app.email, subject, body, "payment_received")
+        transition.mail = Mail(app.email, "payment_received", mails.payment_received(app))
         log.info("application paid: application=%s payment=%s", app.id, payment.id)
         return
     # Money for an application already paid by another payment, cancelled or erased: a human

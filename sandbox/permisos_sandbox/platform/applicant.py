@@ -170,8 +170,10 @@ class Applicant:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             for message in _mail_to(self.outbox, self.email):
-                body = message.get_payload(decode=True)
-                if isinstance(body, bytes):
+                for part in message.walk():
+                    body = part.get_payload(decode=True)
+                    if part.get_content_type() != "text/plain" or not isinstance(body, bytes):
+                        continue
                     found = re.search(re.escape(path) + r"\?token=(\S+)", body.decode())
                     if found:
                         return unquote(found.group(1))
