@@ -509,6 +509,12 @@ PLUGINS = (
         "SQLAlchemy's dialect loads it for postgresql+psycopg:// URLs; the binary wheel carries "
         "libpq, which the slim base image lacks",
     ),
+    Plugin(
+        "python-multipart",
+        frozenset(),
+        "fastapi",
+        "Starlette imports it when a web page's form arrives (request.form())",
+    ),
 )
 
 

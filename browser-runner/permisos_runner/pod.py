@@ -8,6 +8,7 @@ it over (see `__main__`), so the driver's start overlaps the imports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -35,21 +36,13 @@ def write_result(path: Path, result: AttemptResult) -> None:
         log.error("cannot write the termination message to %s: %s", path, error)
 
 
-async def _until_terminated(
-    playwright: Playwright, settings: RunnerSettings, applicant: Applicant | None
-) -> AttemptResult:
-    """SIGTERM (the Job's deadline, a drained node) ends the attempt as retryable, reported."""
-    task = asyncio.create_task(launch_and_run(playwright, settings, applicant))
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        return AttemptResult(
-            outcome="retryable",
-            reason="Terminated",
-            message="El runner recibió SIGTERM",
-            kind=settings.mode,
-        )
+def _terminated(settings: RunnerSettings) -> AttemptResult:
+    return AttemptResult(
+        outcome="retryable",
+        reason="Terminated",
+        message="El runner recibió SIGTERM",
+        kind=settings.mode,
+    )
 
 
 class _Tag(logging.Filter):
@@ -106,8 +99,20 @@ def _applicant(settings: RunnerSettings) -> Applicant | AttemptResult:
 
 
 async def run(driver: Awaitable[Playwright]) -> int:
-    """One pod: returns its exit code. `driver` is Playwright's, starting."""
-    playwright = await driver
+    """One pod: returns its exit code. `driver` is Playwright's, starting.
+
+    SIGTERM (the Job's deadline, a drained node) is handled from the start, even while the
+    driver starts: the runner is PID 1, which ignores a signal it has no handler for. It ends
+    the attempt as retryable `Terminated`, reported.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        playwright = await driver
+    except asyncio.CancelledError:
+        task.uncancel()
+        playwright = None
     try:
         settings = _settings()
         if isinstance(settings, AttemptResult):
@@ -120,9 +125,17 @@ async def run(driver: Awaitable[Playwright]) -> int:
         applicant = None if settings.mode == "probe" else _applicant(settings)
         if isinstance(applicant, AttemptResult):
             result = applicant
+        elif playwright is None:
+            result = _terminated(settings)
         else:
-            result = await _until_terminated(playwright, settings, applicant)
+            try:
+                result = await launch_and_run(playwright, settings, applicant)
+            except asyncio.CancelledError:
+                task.uncancel()
+                result = _terminated(settings)
         write_result(settings.termination_log, result)
         return result.exit_code
     finally:
-        await playwright.stop()
+        if playwright is not None:
+            with contextlib.suppress(Exception):
+                await playwright.stop()

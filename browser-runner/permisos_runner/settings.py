@@ -74,15 +74,21 @@ class RunnerSettings(BaseSettings):
     @field_validator("trace", mode="before")
     @classmethod
     def _trace_as_a_switch(cls, value: Any) -> Any:
-        """Earlier releases took true/false: every attempt, or none."""
-        if isinstance(value, bool) or str(value).lower() in ("true", "false", "1", "0"):
-            return "retain-on-failure" if str(value).lower() in ("true", "1") else "off"
+        """Earlier releases took a boolean (every attempt, or none), in any of pydantic's
+        spellings."""
+        text = str(value).strip().lower()
+        if value is True or text in ("true", "1", "on", "yes", "y", "t"):
+            return "retain-on-failure"
+        if value is False or text in ("false", "0", "no", "n", "f"):
+            return "off"
         return value
 
     @property
     def records_trace(self) -> bool:
+        """A probe's failure is when the portal changed or went down: it is traced unless
+        tracing is off."""
         if self.trace == "on-all-retries":
-            return self.attempt > 1
+            return self.attempt > 1 or self.mode == "probe"
         return self.trace == "retain-on-failure"
 
     @model_validator(mode="after")

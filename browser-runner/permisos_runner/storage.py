@@ -69,6 +69,9 @@ class Storage:
         digest = hashlib.sha256(data)
         try:
             client = await self.connect()
+        except Exception as error:  # a client that cannot be made: bad endpoint, no boto3
+            raise Retryable("StorageUnavailable", f"S3: {type(error).__name__}: {error}") from None
+        try:
             await asyncio.to_thread(
                 client.put_object,
                 Bucket=self.bucket,

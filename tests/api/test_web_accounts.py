@@ -7,7 +7,9 @@ weight are printed."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import async_playwright
@@ -55,6 +57,8 @@ async def test_an_applicant_creates_an_account_logs_in_and_resets_the_password(
             await page.get_by_label("Contraseña").fill(PASSWORD)
             response = await visit.submit("Crear cuenta")
             assert await page.get_by_role("heading", level=1).inner_text() == "Revisa tu correo"
+            hours = api.settings.email_verification_ttl_seconds // 3600
+            assert f"vence en {hours} horas" in await page.locator("main").inner_text()
             await visit.check("registro-enviado", response)
 
             # Before the link: the login says to confirm the email first.
@@ -143,3 +147,20 @@ async def test_a_form_from_another_site_is_refused(api: Api, outbox: Path) -> No
         "/registro", data={"email": address, "password": PASSWORD, "csrf_token": token.group(1)}
     )
     assert answer.status_code == 200 and len(read_mail(outbox, address)) == 1
+
+
+async def test_another_site_cannot_log_the_visitor_out(
+    api: Api, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    app = api.app(cookie_secure=False)
+    # Another site's form arrives without the SameSite session cookie: nothing is cleared.
+    anonymous = await api.client(app).post("/salir", data={})
+    assert anonymous.status_code == 303 and "set-cookie" not in anonymous.headers
+    # With the cookie (a same-site page) but without the form's token: refused, still in.
+    browser = api.client(app)
+    browser.cookies.set("permisos_session", user.token)
+    refused = await browser.post("/salir", data={})
+    assert refused.status_code == 403 and "caducó" in refused.text
+    assert "set-cookie" not in refused.headers
+    assert (await browser.get("/")).text.count("Mis solicitudes") >= 1

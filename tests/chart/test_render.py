@@ -11,8 +11,10 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
+from fastapi.routing import APIRoute
 
 from permisos.resources import RunnerPoolSpec
+from permisos_api.web import ROUTERS, STATIC_PATH
 from permisos_sandbox.platform.kubernetes import load_crds
 
 from .conftest import CHART, NAMESPACE, RELEASE, VALUE_FILES, Rendered, clean, render, values_of
@@ -391,15 +393,35 @@ def test_label_helpers_take_a_component_in_either_calling_style(tmp_path: Path) 
         assert probe["data"]["image"] == "permisos-api:0.1.0"
 
 
-def test_the_ingress_publishes_the_api_but_not_its_metrics(
+def _published(path: str, rules: list[dict[str, Any]]) -> bool:
+    """Whether an Ingress path rule takes `path` (Kubernetes' Exact and Prefix matching)."""
+    for rule in rules:
+        if rule["pathType"] == "Exact" and path == rule["path"]:
+            return True
+        prefix = rule["path"].rstrip("/")
+        if rule["pathType"] == "Prefix" and (path == prefix or path.startswith(prefix + "/")):
+            return True
+    return False
+
+
+def test_the_ingress_publishes_the_api_and_the_web_pages_but_not_its_metrics(
     chart: helm.Chart, renders: dict[str, Rendered]
 ) -> None:
-    """/metrics, /readyz and /docs live beside /v1 on the API's port: only /v1 goes out."""
+    """/metrics, /healthz, /readyz and /docs live beside /v1 and the pages on the API's port:
+    they stay inside; every page a mail or a link leads to goes out."""
     production = renders["production"].of_kind("Ingress")
     bare_host = render(
         chart, {"api": {"ingress": {"enabled": True, "hosts": [{"host": "example.mx"}]}}}
     ).of_kind("Ingress")
+    pages = [STATIC_PATH] + [
+        route.path for router in ROUTERS for route in router.routes if isinstance(route, APIRoute)
+    ]
+    assert "/verificar" in pages and "/static" in pages  # the mailed link, the stylesheet
     for ingress in production + bare_host:
-        paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
-        assert paths == ["/v1"], paths
+        rules = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+        for page in pages:
+            assert _published(page.split("{")[0].rstrip("/") or "/", rules), page
+        assert _published("/v1/applications", rules)
+        for inside in ("/metrics", "/healthz", "/readyz", "/docs", "/openapi.json"):
+            assert not _published(inside, rules), inside
     assert production and bare_host

@@ -12,12 +12,11 @@ from starlette.staticfiles import StaticFiles
 from . import access, account, applying, home, paying
 
 STATIC = Path(__file__).with_name("static")
+STATIC_PATH = "/static"
+ROUTERS = (home.router, access.router, applying.router, paying.router, account.router)
 
 
 def install_web(app: FastAPI) -> None:
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.include_router(home.router)
-    app.include_router(access.router)
-    app.include_router(applying.router)
-    app.include_router(paying.router)
-    app.include_router(account.router)
+    app.mount(STATIC_PATH, StaticFiles(directory=STATIC), name="static")
+    for router in ROUTERS:
+        app.include_router(router)

@@ -13,6 +13,7 @@ from ..deps import Db, Svc
 from ..problems import FieldError, ProblemError
 from ..schemas import LoginIn, RegisterIn, ResetConfirmIn, ResetRequestIn
 from . import csrf, forms
+from .home import show_home
 from .messages import EXPIRED_FORM, field_messages, problem_message
 from .render import page
 from .visitor import Visitor
@@ -60,7 +61,8 @@ async def register(request: Request, db: Db, svc: Svc) -> Response:
             errors={},
             alert=alert,
         )
-    return page(request, svc, "registro-enviado.html", None, email=parsed.email)
+    hours = svc.settings.email_verification_ttl_seconds // 3600
+    return page(request, svc, "registro-enviado.html", None, email=parsed.email, hours=hours)
 
 
 @router.get("/verificar")
@@ -112,11 +114,14 @@ async def login(request: Request, db: Db, svc: Svc) -> Response:
 
 @router.post("/salir")
 async def logout(request: Request, db: Db, svc: Svc, visitor: Visitor) -> Response:
+    """Only the visitor's own form logs out: another site's (which arrives without the session
+    cookie, or without the token) changes nothing, cookies included."""
+    if visitor is None:
+        return RedirectResponse("/entrar", status_code=303)
     values = await forms.fields(request, ())
-    if visitor is not None and csrf.valid(request, values["csrf_token"], visitor):
-        accounts.log_out(db, visitor.session.id)
-    elif visitor is not None:
-        return page(request, svc, "inicio.html", visitor, status=403, alert=EXPIRED_FORM)
+    if not csrf.valid(request, values["csrf_token"], visitor):
+        return show_home(request, db, svc, visitor, alert=EXPIRED_FORM, status=403)
+    accounts.log_out(db, visitor.session.id)
     response = RedirectResponse("/entrar", status_code=303)
     clear_session_cookies(response, svc.settings)
     return response
@@ -150,7 +155,8 @@ async def reset_request(request: Request, db: Db, svc: Svc) -> Response:
             errors={},
             alert=problem_message(problem),
         )
-    return page(request, svc, "recuperar-enviado.html", None, email=parsed.email)
+    minutes = svc.settings.password_reset_ttl_seconds // 60
+    return page(request, svc, "recuperar-enviado.html", None, email=parsed.email, minutes=minutes)
 
 
 @router.get("/restablecer")

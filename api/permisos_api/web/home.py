@@ -5,7 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from ..auth import Principal
+from ..context import Services
 from ..deps import Db, Svc
 from ..models import Application
 from .render import page
@@ -32,6 +35,19 @@ MAX_LISTED = 50
 def home(request: Request, db: Db, svc: Svc, visitor: Visitor) -> Response:
     if visitor is None:
         return page(request, svc, "portada.html", None)
+    return show_home(request, db, svc, visitor)
+
+
+def show_home(
+    request: Request,
+    db: Session,
+    svc: Services,
+    visitor: Principal,
+    *,
+    alert: str | None = None,
+    status: int = 200,
+) -> Response:
+    """The visitor's applications, newest first."""
     rows = db.scalars(
         select(Application)
         .where(Application.owner_id == visitor.user.id)
@@ -49,4 +65,6 @@ def home(request: Request, db: Db, svc: Svc, visitor: Visitor) -> Response:
         }
         for row in rows
     ]
-    return page(request, svc, "inicio.html", visitor, applications=listed)
+    return page(
+        request, svc, "inicio.html", visitor, status=status, alert=alert, applications=listed
+    )

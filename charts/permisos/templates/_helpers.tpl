@@ -249,3 +249,22 @@ imagePullSecrets:
   resources: ["events"]
   verbs: ["create"]
 {{- end -}}
+
+{{/*
+What the API's Ingress publishes by default: the JSON API and the web pages (permisos_api.web,
+one entry per page's first path segment; tests/chart/test_render.py checks the list against the
+app's routes). The rest of the API's port (/metrics, /healthz, /readyz, /docs) is not published.
+*/}}
+{{- define "permisos.publicPaths" -}}
+- {path: /v1, pathType: Prefix}
+- {path: /, pathType: Exact}
+- {path: /static, pathType: Prefix}
+- {path: /registro, pathType: Prefix}
+- {path: /verificar, pathType: Prefix}
+- {path: /entrar, pathType: Prefix}
+- {path: /salir, pathType: Prefix}
+- {path: /recuperar, pathType: Prefix}
+- {path: /restablecer, pathType: Prefix}
+- {path: /solicitudes, pathType: Prefix}
+- {path: /cuenta, pathType: Prefix}
+{{- end }}
