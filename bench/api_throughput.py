@@ -158,7 +158,7 @@ def verification_token(outbox: Path, to: str) -> str:
         part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), msg)
         body = part.get_payload(decode=True)
         if isinstance(body, bytes):
-            found = re.search(r"/v1/auth/verify\?token=(\S+)", body.decode())
+            found = re.search(r"/verificar\?token=(\S+)", body.decode())  # the page it opens
             if found:
                 return unquote(found.group(1))
     raise BenchError(f"no verification mail for {to} in {outbox}")
