@@ -7,6 +7,7 @@ weight are printed."""
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,26 @@ async def test_another_site_cannot_log_the_visitor_out(
     assert refused.status_code == 403 and "caducó" in refused.text
     assert "set-cookie" not in refused.headers
     assert (await browser.get("/")).text.count("Mis solicitudes") >= 1
+
+
+async def test_the_web_app_can_be_installed_on_a_phone(api: Api) -> None:
+    """What a phone reads to install the site: the manifest, linked from every page, and its
+    icons, served at the sizes it declares (PNG 192 and 512 among them)."""
+    client = api.client()
+    home = await client.get("/")
+    assert '<link rel="manifest" href="/static/manifest.webmanifest">' in home.text
+    answer = await client.get("/static/manifest.webmanifest")
+    assert answer.headers["content-type"].startswith("application/manifest+json")
+    manifest = answer.json()
+    assert manifest["lang"] == "es-MX" and manifest["start_url"] == "/"
+    assert manifest["display"] == "standalone"
+    declared = set()
+    for icon in manifest["icons"]:
+        served = await client.get(icon["src"])
+        assert served.status_code == 200, icon["src"]
+        assert served.headers["content-type"] == icon["type"]
+        if icon["type"] == "image/png":
+            width, height = struct.unpack(">II", served.content[16:24])
+            assert icon["sizes"] == f"{width}x{height}"
+            declared.add(width)
+    assert {192, 512} <= declared
