@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.api.conftest import PASSWORD, Api, read_mail, unique_email
+from tests.api.conftest import PASSWORD, Api, read_mail, sql, unique_email
 from tests.api.serving import serving
 from tests.api.web import CHROMIUM, SCREENSHOTS, SIZES, Visit, mailed_link
 
@@ -188,3 +188,47 @@ async def test_the_web_app_can_be_installed_on_a_phone(api: Api) -> None:
             assert icon["sizes"] == f"{width}x{height}"
             declared.add(width)
     assert {192, 512} <= declared
+
+
+async def test_a_locked_account_and_too_many_tries_are_told_in_words(
+    api: Api, make_user: Callable[..., Any]
+) -> None:
+    """After `lockout_threshold` wrong passwords the account is locked: the page says so, with
+    the minutes to wait and the way out (a reset); past the address's limit, the same."""
+    user = await make_user()
+    app = api.app(cookie_secure=False, login_limit_per_address=8)
+    # The browser always comes from 127.0.0.1: forget what earlier tests counted for it.
+    sql(
+        api.settings,
+        "DELETE FROM rate_limit_buckets WHERE bucket LIKE %s",
+        "login:address:127.0.0.1%",
+    )
+    async with serving(app) as base, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = await browser.new_page(viewport=SIZES["telefono"], locale="es-MX")
+            visit = Visit(page, "bloqueo", "telefono")
+
+            async def try_login(password: str) -> str:
+                await page.goto(base + "/entrar")
+                await page.get_by_label("Correo electrónico").fill(user.email)
+                await page.get_by_label("Contraseña").fill(password)
+                async with page.expect_navigation():
+                    await page.get_by_role("button", name="Entrar").click()
+                return await page.get_by_role("alert").inner_text()
+
+            for _ in range(api.settings.lockout_threshold):
+                said = await try_login(PASSWORD + "x")
+            assert said == "El correo o la contraseña no son correctos."
+            said = await try_login(PASSWORD)  # the right one, too late
+            minutes = api.settings.lockout_minutes
+            assert "bloqueamos tu cuenta" in said and f"en {minutes} min" in said
+            assert "restablece tu contraseña" in said
+            await visit.check("cuenta-bloqueada")
+            # The address's own limit (8 here), whatever the account.
+            for _ in range(3):
+                said = await try_login(PASSWORD)
+            assert said.startswith("Hubo demasiados intentos desde esta conexión. Espera")
+            await visit.check("demasiados-intentos")
+        finally:
+            await browser.close()
