@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta, timezone
 
-MEXICO_CITY = ZoneInfo("America/Mexico_City")
+# Mexico City has kept UTC-6 all year since 2022; a fixed offset needs no tz database in the image.
+MEXICO_CITY = timezone(timedelta(hours=-6), "America/Mexico_City")
 
 
 def pesos(centavos: int) -> str:

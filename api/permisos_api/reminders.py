@@ -23,13 +23,14 @@ import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .command import DATABASE_UNREACHABLE, run_command
 from .db import utcnow
+from .es_mx import MEXICO_CITY
 from .mail import Mailer
 from .models import Application, ApplicationStatus
 from .settings import ApiSettings
@@ -39,8 +40,6 @@ log = logging.getLogger("permisos_api.reminders")
 SUCCEEDED_PHASE = "Succeeded"
 # Longer than a batch of mails can take (each SMTP connection times out after 10 s).
 CLAIM_LEASE = timedelta(minutes=15)
-# Mexico City has kept UTC-6 all year since 2022; a fixed offset needs no tz database in the image.
-MEXICO_CITY = timezone(timedelta(hours=-6), "America/Mexico_City")
 _MONTHS = (
     "enero",
     "febrero",

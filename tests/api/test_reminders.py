@@ -24,10 +24,11 @@ from pydantic import ValidationError
 from sqlalchemy import create_engine, insert, inspect, select
 
 from permisos_api.db import Base, make_engine, make_sessionmaker
+from permisos_api.es_mx import MEXICO_CITY
 from permisos_api.mail import Mailer
 from permisos_api.migrate import downgrade, upgrade
 from permisos_api.mirror import Snapshot, record
-from permisos_api.reminders import MEXICO_CITY, send_reminders
+from permisos_api.reminders import send_reminders
 from permisos_api.settings import ApiSettings
 from tests.api.conftest import (
     APPLICATION,

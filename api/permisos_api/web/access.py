@@ -16,7 +16,7 @@ from . import csrf, forms
 from .home import show_home
 from .messages import EXPIRED_FORM, field_messages, problem_message
 from .render import page
-from .visitor import Visitor
+from .visitor import Visitor, to_login
 
 router = APIRouter(include_in_schema=False)
 
@@ -117,7 +117,7 @@ async def logout(request: Request, db: Db, svc: Svc, visitor: Visitor) -> Respon
     """Only the visitor's own form logs out: another site's (which arrives without the session
     cookie, or without the token) changes nothing, cookies included."""
     if visitor is None:
-        return RedirectResponse("/entrar", status_code=303)
+        return to_login()
     values = await forms.fields(request, ())
     if not csrf.valid(request, values["csrf_token"], visitor):
         return show_home(request, db, svc, visitor, alert=EXPIRED_FORM, status=403)

@@ -4,7 +4,7 @@ and delete my account (the password and an explicit confirmation first)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from .. import arco
 from ..auth import clear_session_cookies
@@ -13,7 +13,7 @@ from ..problems import ProblemError
 from . import csrf, forms
 from .messages import EXPIRED_FORM, problem_message
 from .render import page
-from .visitor import Visitor
+from .visitor import Visitor, to_login
 
 router = APIRouter(include_in_schema=False)
 EXPORT_NAME = "mis-datos-permisos-digitales.json"
@@ -22,14 +22,14 @@ EXPORT_NAME = "mis-datos-permisos-digitales.json"
 @router.get("/cuenta")
 def account_page(request: Request, svc: Svc, visitor: Visitor) -> Response:
     if visitor is None:
-        return RedirectResponse("/entrar", status_code=303)
+        return to_login()
     return page(request, svc, "cuenta.html", visitor, errors={})
 
 
 @router.get("/cuenta/mis-datos")
 def my_data(db: Db, visitor: Visitor) -> Response:
     if visitor is None:
-        return RedirectResponse("/entrar", status_code=303)
+        return to_login()
     exported = arco.export_account(db, visitor.user)
     return Response(
         exported.model_dump_json(indent=2),
@@ -44,7 +44,7 @@ def my_data(db: Db, visitor: Visitor) -> Response:
 @router.post("/cuenta/eliminar")
 async def delete_account(request: Request, db: Db, svc: Svc, visitor: Visitor) -> Response:
     if visitor is None:
-        return RedirectResponse("/entrar", status_code=303)
+        return to_login()
     values = await forms.fields(request, ("password", "confirm"))
     if not csrf.valid(request, values["csrf_token"], visitor):
         return page(request, svc, "cuenta.html", visitor, status=403, alert=EXPIRED_FORM, errors={})

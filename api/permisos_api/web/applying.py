@@ -27,7 +27,7 @@ from . import csrf, forms
 from .home import STATUS
 from .messages import EXPIRED_FORM, field_messages
 from .render import page
-from .visitor import Visitor
+from .visitor import Visitor, to_login
 
 router = APIRouter(include_in_schema=False)
 
@@ -53,14 +53,10 @@ def _choices(svc: Svc) -> dict[str, Any]:
     }
 
 
-def _to_login() -> Response:
-    return RedirectResponse("/entrar", status_code=303)
-
-
 @router.get("/solicitudes/nueva")
 def application_form(request: Request, svc: Svc, visitor: Visitor) -> Response:
     if visitor is None:
-        return _to_login()
+        return to_login()
     # The account's email is the likely contact; the applicant may change it.
     values = {"email": visitor.user.email, "service_type": "particular"}
     return page(request, svc, "solicitud.html", visitor, values=values, errors={}, **_choices(svc))
@@ -69,7 +65,7 @@ def application_form(request: Request, svc: Svc, visitor: Visitor) -> Response:
 @router.post("/solicitudes/nueva")
 async def file_application(request: Request, db: Db, svc: Svc, visitor: Visitor) -> Response:
     if visitor is None:
-        return _to_login()
+        return to_login()
     values = await forms.fields(request, FIELDS)
     kept = {name: values[name] for name in FIELDS}
     choices = _choices(svc)
@@ -136,7 +132,7 @@ def application_page(
     application_id: uuid.UUID, request: Request, db: Db, svc: Svc, visitor: Visitor
 ) -> Response:
     if visitor is None:
-        return _to_login()
+        return to_login()
     return show_application(request, db, svc, visitor, application_id)
 
 

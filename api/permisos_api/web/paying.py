@@ -15,7 +15,7 @@ from ..problems import ProblemError
 from . import csrf, forms
 from .applying import show_application
 from .messages import EXPIRED_FORM, problem_message
-from .visitor import Visitor
+from .visitor import Visitor, to_login
 
 router = APIRouter(include_in_schema=False)
 
@@ -25,7 +25,7 @@ async def pay_at_oxxo(
     application_id: uuid.UUID, request: Request, db: Db, svc: Svc, visitor: Visitor
 ) -> Response:
     if visitor is None:
-        return RedirectResponse("/entrar", status_code=303)
+        return to_login()
     values = await forms.fields(request, ())
     if not csrf.valid(request, values["csrf_token"], visitor):
         return show_application(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
 from ..auth import SESSION_COOKIE, Principal, principal_for
@@ -24,3 +25,8 @@ def current_visitor(request: Request, db: Annotated[Session, Depends(get_db)]) -
 
 
 Visitor = Annotated[Principal | None, Depends(current_visitor)]
+
+
+def to_login() -> RedirectResponse:
+    """Where a page sends a visitor it does not know."""
+    return RedirectResponse("/entrar", status_code=303)
