@@ -10,9 +10,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from permisos_sandbox.portal import PortalConfig, PortalSimulator
 
+CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
 PORTAL_USERS = {"operador": "secreto"}
 VALID_CURP = "HEGG560427MVZRRL04"  # RENAPO's published example; its check digit is 4
 VOID_TAGS = {"area", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
@@ -178,3 +180,12 @@ async def portal_client(portal: PortalSimulator) -> AsyncIterator[PortalClient]:
     # unsafe=True: aiohttp's jar otherwise ignores cookies from an IP address like 127.0.0.1.
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         yield PortalClient(portal, http)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, for the stand-ins' pages driven as a person's browser drives them."""
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        await launched.close()

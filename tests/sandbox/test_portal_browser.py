@@ -4,27 +4,16 @@ dismissed, the status page reloads itself, and the documents download as attachm
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from pypdf import PdfReader
 
 from permisos_sandbox.portal import PortalSimulator
 
 from .conftest import VALID_CURP
-
-CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        await browser.close()
 
 
 async def dismiss_notice(page: Page) -> None:

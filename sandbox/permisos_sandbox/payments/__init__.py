@@ -1,4 +1,6 @@
-"""A Stripe-compatible payments simulator: PaymentIntents for card and OXXO, signed webhooks.
+"""A Stripe-compatible payments simulator: PaymentIntents for card and OXXO, signed webhooks, and
+the browser side: a Stripe.js stand-in at `/v3/` (the card Element, confirmCardPayment with its
+3-D Secure modal) whose calls use the publishable key and the intent's client_secret.
 
 Where it differs from Stripe on purpose:
 - OXXO vouchers default to 3 days (the platform's setting; Stripe's page says 5), and ordinary
@@ -12,8 +14,10 @@ Where it differs from Stripe on purpose:
 - `payment_intent.processing` happens only through `/__control/payment_intents/<pi>/processing`.
 - Raw card numbers are accepted from the server (Stripe refuses them without special access).
 - One webhook endpoint, replaced through `/__control/webhooks`.
+- The Stripe.js stand-in has only the card Element and the calls a card page makes
+  (`stripejs.py`); its 3-D Secure modal shows the same test page as the redirect flow.
 Missing: charge.succeeded/failed events, manual capture, Customers, Checkout, SetupIntents,
-publishable-key access, enabled_events filtering, bodies other than form-encoded.
+enabled_events filtering, bodies other than form-encoded.
 """
 
 from .config import PaymentsConfig, PaymentsSettings

@@ -19,6 +19,7 @@ def parse_args(settings: PaymentsSettings, argv: list[str] | None = None) -> arg
     parser.add_argument("--host", default=settings.host)
     parser.add_argument("--port", type=int, default=settings.port)
     parser.add_argument("--api-key", default=settings.api_key)
+    parser.add_argument("--publishable-key", default=settings.publishable_key)
     parser.add_argument("--webhook-url", default=settings.webhook_url)
     parser.add_argument("--webhook-secret", default=settings.webhook_secret)
     parser.add_argument("--retry-base-seconds", type=float, default=settings.retry_base_seconds)
@@ -30,6 +31,7 @@ def parse_args(settings: PaymentsSettings, argv: list[str] | None = None) -> arg
 async def serve(settings: PaymentsSettings, args: argparse.Namespace) -> None:
     config = settings.config()
     config.api_key = args.api_key
+    config.publishable_key = args.publishable_key
     config.webhook_url = args.webhook_url or None
     config.webhook_secret = args.webhook_secret
     config.retry_base_seconds = args.retry_base_seconds

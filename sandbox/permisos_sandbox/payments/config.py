@@ -15,6 +15,9 @@ class PaymentsConfig(BaseModel):
     model_config = ConfigDict(validate_assignment=True, extra="forbid")
 
     api_key: str = "sk_test_sandbox"
+    # What browsers present (Stripe.js): it may only create PaymentMethods and read or confirm a
+    # PaymentIntent whose client_secret it also presents.
+    publishable_key: str = "pk_test_sandbox"
     webhook_url: str | None = None
     webhook_secret: str = "whsec_sandbox"  # noqa: S105 (a sandbox test secret)
     # Stripe retries for up to three days; here the same exponential shape runs in seconds.
@@ -39,6 +42,7 @@ class PaymentsSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 12111
     api_key: str = "sk_test_sandbox"
+    publishable_key: str = "pk_test_sandbox"
     webhook_url: str | None = None
     webhook_secret: str = "whsec_sandbox"  # noqa: S105 (a sandbox test secret)
     retry_base_seconds: float = 0.5
@@ -51,6 +55,7 @@ class PaymentsSettings(BaseSettings):
     def config(self) -> PaymentsConfig:
         return PaymentsConfig(
             api_key=self.api_key,
+            publishable_key=self.publishable_key,
             webhook_url=self.webhook_url,
             webhook_secret=self.webhook_secret,
             retry_base_seconds=self.retry_base_seconds,

@@ -17,7 +17,8 @@ from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 
-from . import forms, oxxo
+from . import forms, oxxo, stripejs
+from . import publishable as publishable_key
 from .config import PaymentsConfig
 from .errors import ControlError, StripeError
 from .events import RequestInfo
@@ -36,6 +37,16 @@ NO_KEY = (
     "https://stripe.com/docs/api#authentication for details, or we can help at "
     "https://support.stripe.com/."
 )
+
+
+# Stripe's API answers browsers from any origin (Stripe.js calls it from the merchant's page).
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, PUT, PATCH, POST, DELETE",
+    "Access-Control-Expose-Headers": "Request-Id, Stripe-Manage-Version, Stripe-Should-Retry, "
+    "X-Stripe-External-Auth-Required, X-Stripe-Privileged-Session-Required",
+    "Access-Control-Max-Age": "300",
+}
 
 
 def _redact(key: str) -> str:
@@ -129,11 +140,14 @@ class Api:
         app.router.add_post("/3ds/{id}/{result:complete|fail}", self.challenge_result)
 
     def add_fallback(self, app: web.Application) -> None:
+        app.router.add_route("OPTIONS", "/v1/{tail:.*}", self.preflight)
         app.router.add_route("*", "/v1/{tail:.*}", self.unrecognized)
 
     # ---- the /v1 envelope --------------------------------------------------------------------
 
-    def _authenticate(self, request: web.Request) -> str:
+    def _authenticate(self, request: web.Request, params: forms.Params) -> tuple[str, bool]:
+        """The key, and whether it is the publishable one. Stripe.js sends it as the `key`
+        parameter (so its requests need no CORS preflight); SDKs in the Authorization header."""
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         key = ""
@@ -144,30 +158,47 @@ class Api:
                 key = base64.b64decode(value.strip()).decode().partition(":")[0]
             except (binascii.Error, UnicodeDecodeError):
                 key = ""
+        elif isinstance(params.get("key"), str):
+            key = params["key"]
         if not key:
             raise StripeError(401, NO_KEY)
-        if key != self.config().api_key:
+        config = self.config()
+        if key == config.publishable_key:
+            return key, True
+        if key != config.api_key:
             raise StripeError(
                 401,
                 f"Invalid API Key provided: {_redact(key)}",
                 code="api_key_invalid" if key.startswith("sk_") else None,
             )
-        return key
+        return key, False
+
+    def _admit(self, request: web.Request, params: forms.Params, publishable: bool) -> None:
+        template = request.match_info.route.resource.canonical  # type: ignore[union-attr]
+        if publishable:
+            publishable_key.admit(request.method, template)
+        if template in publishable_key.NEEDS_SECRET and (publishable or "client_secret" in params):
+            intent = self.store.intents.get(request.match_info["id"])
+            publishable_key.check_secret(intent, params.get("client_secret"))
+        publishable_key.pop_auth(params)
 
     def _endpoint(self, op: Operation) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
             request_id = new_id("req", 14)
             headers = {
+                **CORS,
                 "Request-Id": request_id,
                 "Stripe-Version": request.headers.get("Stripe-Version", self.config().api_version),
             }
+            publishable = False
             try:
-                account = self._authenticate(request)
                 if request.method == "POST":
                     pairs = parse_qsl(await request.text(), keep_blank_values=True)
                 else:
                     pairs = list(request.query.items())
                 params = forms.parse(pairs)
+                account, publishable = self._authenticate(request, params)
+                self._admit(request, params, publishable)
             except StripeError as exc:
                 return _json(exc.status, _dump(exc.body()), {**headers, **exc.headers})
             key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
@@ -187,11 +218,15 @@ class Api:
                 self.idempotency.begin(account, key)
             result: tuple[int, bytes, str] | None = None
             try:
-                obj = op(request, params, info)
-                body = _dump(expandable(obj, self.store, params.get("expand")))
+                obj = expandable(op(request, params, info), self.store, params.get("expand"))
+                body = _dump(publishable_key.client_view(obj) if publishable else obj)
                 result = (200, body, request_id)
                 return _json(200, body, headers)
             except StripeError as exc:
+                if publishable and isinstance(exc.extra.get("payment_intent"), dict):
+                    exc.extra["payment_intent"] = publishable_key.client_view(
+                        exc.extra["payment_intent"]
+                    )
                 body = _dump(exc.body())
                 if exc.saved:
                     result = (exc.status, body, request_id)
@@ -208,7 +243,13 @@ class Api:
             f"Unrecognized request URL ({request.method}: {request.path}). Please see "
             "https://stripe.com/docs or we can help at https://support.stripe.com/.",
         )
-        return _json(404, _dump(error.body()), {"Request-Id": new_id("req", 14)})
+        return _json(404, _dump(error.body()), {**CORS, "Request-Id": new_id("req", 14)})
+
+    async def preflight(self, request: web.Request) -> web.Response:
+        """CORS preflight: any origin, any method of the API, the headers asked for."""
+        asked = request.headers.get("Access-Control-Request-Headers", "")
+        headers = {**CORS, "Access-Control-Allow-Headers": asked} if asked else dict(CORS)
+        return web.Response(status=200, headers=headers)
 
     def _events(self, query: forms.Params) -> Json:
         kind = query.get("type")
@@ -281,5 +322,10 @@ class Api:
             )
             separator = "&" if "?" in return_url else "?"
             raise web.HTTPSeeOther(f"{return_url}{separator}{query}")
-        text = json.dumps({"status": public(pi)["status"]})
-        return web.Response(text=text, content_type="application/json")
+        status = public(pi)["status"]
+        if "text/html" in request.headers.get("Accept", ""):
+            # A browser: Stripe.js shows this page in its modal and waits for its message.
+            return web.Response(
+                text=stripejs.challenge_done(ok), content_type="text/html", charset="utf-8"
+            )
+        return web.Response(text=json.dumps({"status": status}), content_type="application/json")

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import stripejs
 from .config import PaymentsConfig
 from .control import Control
 from .events import EventLog
@@ -62,6 +63,7 @@ class PaymentsSimulator:
         api = Api(self.payments, self.store, self.idempotency, lambda: self.config)
         api.add_routes(app)
         Control(self.payments, self.store, self.webhooks, self.reset).add_routes(app)
+        stripejs.add_routes(app)
         api.add_fallback(app)
         return app
 
