@@ -88,6 +88,11 @@ class ApiSettings(BaseSettings):
     stripe_secret_key: SecretStr = SecretStr("")
     stripe_api_base: AnyHttpUrl | None = None
     stripe_webhook_secret: SecretStr = SecretStr("")
+    # The browser side: card pages load Stripe.js from this address and confirm with this
+    # publishable key (empty: the pages offer OXXO only). The sandbox points both at the
+    # simulator's stand-in. The card page's Content-Security-Policy is derived from the URL.
+    stripe_publishable_key: str = Field(default="", pattern=r"^(pk_(test|live)_\w+)?$")
+    stripe_js_url: AnyHttpUrl = AnyHttpUrl("https://js.stripe.com/v3/")
     stripe_timeout_seconds: float = Field(default=20.0, gt=0)
     # Reads that confirm a webhook or reconcile a payment hold the application's row lock: short.
     stripe_read_timeout_seconds: float = Field(default=5.0, gt=0)

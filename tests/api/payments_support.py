@@ -24,6 +24,7 @@ from permisos_sandbox.payments import PaymentsConfig, PaymentsSimulator, sign
 from tests.api.conftest import APPLICATION, ROOT, Api, User, sql
 
 API_KEY = "sk_test_permisos_api_payments"
+PUBLISHABLE_KEY = "pk_test_permisos_api_payments"
 WEBHOOK_SECRET = "whsec_permisos_api_payments"
 UNREACHABLE = "http://127.0.0.1:9/v1/webhooks/stripe"  # discard port: nothing listens
 
@@ -155,6 +156,7 @@ async def start(api: Api, **overrides: Any) -> Pay:
     sim = PaymentsSimulator(
         PaymentsConfig(
             api_key=API_KEY,
+            publishable_key=PUBLISHABLE_KEY,
             webhook_url=f"{url}/v1/webhooks/stripe",
             webhook_secret=WEBHOOK_SECRET,
             retry_base_seconds=0.1,
@@ -168,6 +170,9 @@ async def start(api: Api, **overrides: Any) -> Pay:
         stripe_secret_key=SecretStr(API_KEY),
         stripe_api_base=sim.url,
         stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
+        # The browser's Stripe.js: the simulator's stand-in.
+        stripe_publishable_key=PUBLISHABLE_KEY,
+        stripe_js_url=f"{sim.url}/v3/",
         price_carga_centavos=1_200_000,  # above OXXO's limit of 10,000.00 MXN
         **overrides,
     )

@@ -10,10 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import async_playwright
 
 from tests.api.payments_support import Pay
-from tests.api.web import CHROMIUM, SCREENSHOTS, SIZES, Visit
+from tests.api.web import SCREENSHOTS, SIZES, Visit, applicant_page, chromium
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -22,78 +21,70 @@ async def test_an_applicant_pays_at_oxxo_with_the_voucher_the_page_shows(
 ) -> None:
     user = await make_user()
     app_id = await pay.new_application(user)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
-        try:
-            context = await browser.new_context(viewport=SIZES[size], locale="es-MX")
-            await context.add_cookies(
-                [{"name": "permisos_session", "value": user.token, "url": pay.url}]
-            )
-            page = await context.new_page()
-            visit = Visit(page, "pago-oxxo", size)
-            response = await page.goto(f"{pay.url}/solicitudes/{app_id}")
-            assert await page.locator("#estado").inner_text() == "Borrador"
-            await visit.check("por-pagar", response)
+    async with chromium() as browser:
+        page = await applicant_page(browser, pay.url, user.token, size)
+        visit = Visit(page, "pago-oxxo", size)
+        response = await page.goto(f"{pay.url}/solicitudes/{app_id}")
+        assert await page.locator("#estado").inner_text() == "Borrador"
+        await visit.check("por-pagar", response)
 
-            async with page.expect_navigation() as navigation:
-                await page.get_by_role("button", name="Pagar en efectivo en OXXO").click()
-            response = await navigation.value
-            assert await page.locator("#estado").inner_text() == "Pago en proceso"
-            reference = await page.locator("#referencia").inner_text()
-            assert re.fullmatch(r"\d{14}", reference)
-            assert await page.locator("#monto").inner_text() == "$1,500.00 MXN"
-            expires = await page.locator("#vence").inner_text()
-            assert re.fullmatch(
-                r"\d\d/\d\d/\d{4} a las \d\d:\d\d \(hora del centro de México\)", expires
-            )
-            hosted = page.get_by_role("link", name="Ver la ficha de Stripe")
-            assert (await hosted.get_attribute("href") or "").startswith(pay.sim.url)
-            assert await page.get_by_role("button", name="Imprimir ficha").is_visible()
-            # Nothing to pay twice: the voucher replaced the payment buttons.
-            assert await page.get_by_role("button", name="Pagar en efectivo en OXXO").count() == 0
-            await visit.check("ficha", response)
+        async with page.expect_navigation() as navigation:
+            await page.get_by_role("button", name="Pagar en efectivo en OXXO").click()
+        response = await navigation.value
+        assert await page.locator("#estado").inner_text() == "Pago en proceso"
+        reference = await page.locator("#referencia").inner_text()
+        assert re.fullmatch(r"\d{14}", reference)
+        assert await page.locator("#monto").inner_text() == "$1,500.00 MXN"
+        expires = await page.locator("#vence").inner_text()
+        assert re.fullmatch(
+            r"\d\d/\d\d/\d{4} a las \d\d:\d\d \(hora del centro de México\)", expires
+        )
+        hosted = page.get_by_role("link", name="Ver la ficha de Stripe")
+        assert (await hosted.get_attribute("href") or "").startswith(pay.sim.url)
+        assert await page.get_by_role("button", name="Imprimir ficha").is_visible()
+        # Nothing to pay twice: the voucher replaced the payment buttons.
+        assert await page.get_by_role("button", name="Pagar en efectivo en OXXO").count() == 0
+        await visit.check("ficha", response)
 
-            await page.emulate_media(media="print")
-            assert not await page.locator("header").is_visible()
-            assert await page.locator("#ficha").is_visible()
-            assert not await page.locator(".resumen", has_text="CURP").is_visible()
-            printed = SCREENSHOTS / "pago-oxxo" / size / "ficha-impresa.png"
-            await page.screenshot(path=str(printed), full_page=True)
-            await page.emulate_media(media="screen")
+        await page.emulate_media(media="print")
+        assert not await page.locator("header").is_visible()
+        assert await page.locator("#ficha").is_visible()
+        assert not await page.locator(".resumen", has_text="CURP").is_visible()
+        printed = SCREENSHOTS / "pago-oxxo" / size / "ficha-impresa.png"
+        await page.screenshot(path=str(printed), full_page=True)
+        await page.emulate_media(media="screen")
 
-            # The store takes the cash; Stripe's webhook makes it paid; the page says so.
-            payments = await user.client.get(
-                f"/v1/applications/{app_id}/payments", headers=user.bearer()
-            )
-            intent = payments.json()["items"][0]["intent_id"]
-            pay.sim.pay_oxxo(intent)
-            await pay.status_becomes(user, app_id, "paid")
-            await page.reload()
-            assert await page.locator("#estado").inner_text() == "Pagado: tramitando tu permiso"
-            assert await page.locator("#ficha").count() == 0
-            await visit.check("pagada")
+        # The store takes the cash; Stripe's webhook makes it paid; the page says so.
+        payments = await user.client.get(
+            f"/v1/applications/{app_id}/payments", headers=user.bearer()
+        )
+        intent = payments.json()["items"][0]["intent_id"]
+        pay.sim.pay_oxxo(intent)
+        await pay.status_becomes(user, app_id, "paid")
+        await page.reload()
+        assert await page.locator("#estado").inner_text() == "Pagado: tramitando tu permiso"
+        assert await page.locator("#ficha").count() == 0
+        await visit.check("pagada")
 
-            # The page follows the permit by itself: where it waits (the mirror writes it),
-            # then, once issued, the documents.
-            pay.sql(
-                "UPDATE applications SET permit_waiting_reason = 'PoolFull', "
-                "permit_queue_position = 3 WHERE id = %s",
-                app_id,
-            )
-            waiting = page.locator("#espera", has_text="número 3 en la fila")
-            await waiting.wait_for(timeout=25_000)
-            pay.sql(
-                "UPDATE applications SET status = 'permit_ready', permit_phase = 'Succeeded', "
-                "permit_waiting_reason = NULL, permit_queue_position = NULL WHERE id = %s",
-                app_id,
-            )
-            ready = page.locator("#estado", has_text="Permiso listo")
-            await ready.wait_for(timeout=25_000)
-            links = page.get_by_role("link", name=re.compile(r"^Descargar .* \(PDF\)$"))
-            assert await links.count() == 3
-            await visit.check("permiso-listo")
-        finally:
-            await browser.close()
+        # The page follows the permit by itself: where it waits (the mirror writes it),
+        # then, once issued, the documents.
+        pay.sql(
+            "UPDATE applications SET permit_waiting_reason = 'PoolFull', "
+            "permit_queue_position = 3 WHERE id = %s",
+            app_id,
+        )
+        waiting = page.locator("#espera", has_text="número 3 en la fila")
+        await waiting.wait_for(timeout=25_000)
+        pay.sql(
+            "UPDATE applications SET status = 'permit_ready', permit_phase = 'Succeeded', "
+            "permit_waiting_reason = NULL, permit_queue_position = NULL WHERE id = %s",
+            app_id,
+        )
+        ready = page.locator("#estado", has_text="Permiso listo")
+        await ready.wait_for(timeout=25_000)
+        links = page.get_by_role("link", name=re.compile(r"^Descargar .* \(PDF\)$"))
+        assert await links.count() == 3
+        await visit.check("permiso-listo")
 
 
 async def test_paying_twice_or_someone_elses_application_is_refused(

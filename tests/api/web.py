@@ -4,13 +4,16 @@ and weight printed)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 from axe_playwright_python import __file__ as axe_package
-from playwright.async_api import Page, Response
+from playwright.async_api import Browser, Page, Response, async_playwright
 
 from tests.api.conftest import mail_text, read_mail
 
@@ -26,6 +29,26 @@ def mailed_link(outbox: Path, address: str, path: str) -> str:
     found = re.search(re.escape(path) + r"\?token=(\S+)", body)
     assert found, body
     return f"{path}?token={unquote(found.group(1))}"
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """Debian's Chromium (Playwright never downloads one)."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def applicant_page(
+    browser: Browser, base_url: str, token: str, size: str, **options: Any
+) -> Page:
+    """A page of a new browser context at `size`, logged in with the session's cookie."""
+    context = await browser.new_context(viewport=SIZES[size], locale="es-MX", **options)
+    await context.add_cookies([{"name": "permisos_session", "value": token, "url": base_url}])
+    return await context.new_page()
 
 
 async def weight(page: Page) -> int:

@@ -23,7 +23,7 @@ from ..models import Application, Payment
 from ..payments.service import PAYABLE
 from ..problems import ProblemError
 from ..schemas import ApplicationIn, ApplicationOut
-from . import csrf, forms
+from . import cards, csrf, forms
 from .home import STATUS
 from .messages import EXPIRED_FORM, field_messages
 from .render import page
@@ -39,6 +39,9 @@ DOCUMENTS = (("permit", "Permiso"), ("certificate", "Certificado"), ("placard", 
 # asks the API every so often); an OXXO voucher waits for the store, days at most, so its page
 # does not.
 REFRESH_SECONDS = 10
+# Stripe's webhook usually follows a card payment within seconds.
+CONFIRMING_SECONDS = 2
+CONFIRMING = "Confirmando tu pago con tarjeta"
 
 
 def _choices(svc: Svc) -> dict[str, Any]:
@@ -151,6 +154,11 @@ def show_application(
         return page(request, svc, "no-encontrada.html", visitor, status=404)
     shown = ApplicationOut.model_validate(row)
     voucher = open_voucher(db, row.id) if shown.status == "payment_pending" else None
+    card = cards.open_card_payment(db, row.id)
+    # Back from Stripe.js with the money taken, before Stripe's webhook: say so and follow it,
+    # rather than offer to pay again.
+    taken = cards.confirming(db, svc, row, request.query_params.get("payment_intent"))
+    following = shown.status == "paid" or (shown.status == "payment_pending" and voucher is None)
     return page(
         request,
         svc,
@@ -159,13 +167,13 @@ def show_application(
         status=status,
         alert=alert,
         app=shown,
-        payable=shown.status in PAYABLE,
+        payable=shown.status in PAYABLE and not taken,
+        card_payments=bool(svc.settings.stripe_publishable_key),
+        card_challenge=card is not None and card.status == "requires_action" and not taken,
         voucher=_voucher(voucher) if voucher else None,
-        status_text=STATUS.get(shown.status, shown.status),
+        status_text=CONFIRMING if taken else STATUS.get(shown.status, shown.status),
         service=SERVICE_NAMES.get(shown.service_type, shown.service_type),
         price=pesos(shown.amount_centavos),
         documents=DOCUMENTS if shown.status == "permit_ready" else (),
-        refresh=REFRESH_SECONDS
-        if shown.status == "paid" or (shown.status == "payment_pending" and voucher is None)
-        else None,
+        refresh=CONFIRMING_SECONDS if taken else REFRESH_SECONDS if following else None,
     )
