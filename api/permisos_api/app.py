@@ -13,7 +13,7 @@ from .context import Services
 from .db import make_engine, make_sessionmaker
 from .dispatcher import Dispatcher, DispatcherMetrics
 from .docs import install_docs
-from .kube import ReadinessProbe, configured
+from .kube import ApiKube, ReadinessProbe, configured
 from .mail import Mailer
 from .metrics import Metrics
 from .mirror import Mirror, MirrorMetrics
@@ -52,6 +52,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     dispatcher = Dispatcher(settings, engine, DispatcherMetrics(metrics.registry))
     mirror = Mirror(settings, engine, MirrorMetrics(metrics.registry))
+    kube = ApiKube(settings.kubernetes_timeout_seconds)
     # The Kubernetes API joins /readyz when this process uses it and has a cluster configuration.
     kube_probe = (
         ReadinessProbe(settings.kubernetes_namespace, settings.kubernetes_timeout_seconds)
@@ -80,6 +81,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                     await task
             await dispatcher.close()
             await mirror.close()
+            await kube.reset()
             engine.dispose()
 
     app = FastAPI(
@@ -106,6 +108,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         stripe_reads=make_stripe_client(settings, timeout=settings.stripe_read_timeout_seconds),
         stripe=make_stripe_client(settings),
         storage=PermitStorage(settings),
+        kube=kube,
     )
     install(app)
     app.include_router(auth.router)

@@ -10,6 +10,7 @@ from fastapi import Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from .kube import ApiKube
 from .mail import Mailer
 from .metrics import Metrics
 from .passwords import Hasher
@@ -29,6 +30,7 @@ class Services:
     stripe_reads: stripe.StripeClient  # short timeout: for reads under a row lock
     stripe: stripe.StripeClient
     storage: PermitStorage
+    kube: ApiKube  # the admin console's reads (connects on first use)
 
 
 def services(request: Request) -> Services:

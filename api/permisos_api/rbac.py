@@ -25,4 +25,6 @@ RULES: tuple[Rule, ...] = (
     # the whole object, so this still exposes any Secret of the namespace whose name is known.
     # Secret names are per application, so `resourceNames` cannot narrow this.
     ("", "secrets", ("create", "patch")),
+    # The admin console shows the RunnerPools (replicas, queue, the portal's state); reading only.
+    (GROUP, "runnerpools", ("list",)),
 )

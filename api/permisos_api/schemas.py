@@ -463,6 +463,123 @@ class WebhookAck(BaseModel):
     )
 
 
+# --- admin -----------------------------------------------------------------------------------
+
+
+class AdminPaymentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    application_id: uuid.UUID
+    intent_id: str = Field(validation_alias="stripe_payment_intent_id")
+    method: Literal["card", "oxxo"]
+    status: str
+    amount_centavos: int
+    currency: str
+    voucher_number: str | None
+    last_error_code: str | None
+    decline_code: str | None
+    succeeded_at: datetime | None
+    refund_id: str | None
+    refunded_at: datetime | None
+    manual_refund_required: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class PaymentEventSummary(BaseModel):
+    """A Stripe event as received; the raw `detail` is left out."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    payment_intent_id: str | None
+    type: str
+    status: str | None
+    amount_centavos: int | None
+    currency: str | None
+    stripe_created_at: datetime
+    received_at: datetime
+    outcome: str
+
+
+class AdminApplicationOut(ApplicationOut):
+    owner_id: uuid.UUID
+    permit_request: str | None = None
+    permit_retries: int = 0
+    folio: str | None = None
+    anonymized_at: datetime | None = None
+
+
+class AdminApplicationDetail(BaseModel):
+    application: AdminApplicationOut
+    payments: list[AdminPaymentOut] = Field(description="Newest first.")
+    payment_events: list[PaymentEventSummary] = Field(description="Oldest first.")
+    permit_history: list[PermitHistoryOut] = Field(description="Oldest first.")
+
+
+class RefundOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "application_id": "0b7f3c1e-2a4d-4e8f-9c61-5d2a7b3e9f10",
+                    "payment_id": "6f0b6a3e-4c1b-4f53-9c55-2d8e0f6b1a77",
+                    "outcome": "refunded",
+                    "refund_id": "re_3Q0a1b2c3d4e5f6g",
+                    "detail": "Refunded through Stripe.",
+                },
+                {
+                    "application_id": "0b7f3c1e-2a4d-4e8f-9c61-5d2a7b3e9f10",
+                    "payment_id": "6f0b6a3e-4c1b-4f53-9c55-2d8e0f6b1a77",
+                    "outcome": "manual_refund_required",
+                    "refund_id": None,
+                    "detail": "OXXO payments cannot be refunded through Stripe; refund by hand.",
+                },
+            ]
+        }
+    )
+
+    application_id: uuid.UUID
+    payment_id: uuid.UUID
+    outcome: Literal["refunded", "manual_refund_required"]
+    refund_id: str | None
+    detail: str
+
+
+class ManualRefundList(BaseModel):
+    items: list[AdminPaymentOut]
+
+
+class AdminUserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    role: str
+    disabled_at: datetime | None
+    deleted_at: datetime | None
+
+
+class RetryOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "application_id": "0b7f3c1e-2a4d-4e8f-9c61-5d2a7b3e9f10",
+                    "retry": 1,
+                    "permit_request": "0b7f3c1e-2a4d-4e8f-9c61-5d2a7b3e9f10-r1",
+                    "status": "paid",
+                }
+            ]
+        }
+    )
+
+    application_id: uuid.UUID
+    retry: int = Field(description="How many times this application's permit was retried.")
+    permit_request: str = Field(description="The name of the new PermitRequest.")
+    status: str
+
+
 # --- operations -----------------------------------------------------------------------------
 
 

@@ -27,9 +27,10 @@ from sqlalchemy import select, update
 
 from permisos.kube import Kube, fmt_time, now
 from permisos_api import rbac as api_rbac
+from permisos_api.backoffice import cluster as cluster_view
 from permisos_api.db import make_engine, utcnow
 from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
-from permisos_api.kube import ReadinessProbe
+from permisos_api.kube import ApiKube, ReadinessProbe
 from permisos_api.mirror import Mirror, MirrorMetrics
 from permisos_api.models import Application, Outbox
 from permisos_api.settings import ApiSettings
@@ -358,6 +359,14 @@ async def test_the_api_calls_exactly_what_its_role_grants(
             )
         assert await dispatcher.run_once() >= 1
         assert (await ReadinessProbe(ns, 5.0).check()).status == "ok"
+        # The admin console reads the request and lists the RunnerPools.
+        console = ApiKube(5.0)
+        try:
+            shown = await cluster_view.permit_request(console, ns, str(application))
+            assert shown is not None and shown.name == str(application)
+            assert await cluster_view.runner_pools(console, ns) == []
+        finally:
+            await console.reset()
         # The operator (played here) ends the request, then it is deleted: the mirror records
         # the outcome, then patches its finalizer away.
         request = ("permitrequest", str(application), "-n", ns)

@@ -370,7 +370,7 @@ def create_payment(
     except stripe.CardError as exc:
         failed = exc.error.payment_intent if exc.error is not None else None
         if failed is None:
-            raise _provider_problem(exc) from None
+            raise provider_problem(exc) from None
         snap = IntentSnapshot.from_object(failed)
         declined = True
     except stripe.InvalidRequestError as exc:
@@ -384,9 +384,9 @@ def create_payment(
                     )
                 ]
             ) from None
-        raise _provider_problem(exc) from None
+        raise provider_problem(exc) from None
     except stripe.StripeError as exc:
-        raise _provider_problem(exc) from None
+        raise provider_problem(exc) from None
 
     now = utcnow()
     db.execute(
@@ -418,7 +418,7 @@ def create_payment(
     return Created(payment, snap, transition, declined)
 
 
-def _provider_problem(exc: stripe.StripeError) -> ProblemError:
+def provider_problem(exc: stripe.StripeError) -> ProblemError:
     log.warning(
         "stripe call failed: %s status=%s code=%s request=%s",
         type(exc).__name__,

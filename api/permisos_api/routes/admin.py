@@ -1,5 +1,5 @@
 """/v1/admin: search applications, their payments and permit history, permit retries, refunds,
-user accounts.
+user accounts. Each route calls its service in `backoffice/`.
 
 Admins and superadmins only (clients get 403, anonymous callers 401). Every action is logged with
 the admin's user id, the action and the ids it touched; never personal data.
@@ -7,177 +7,32 @@ the admin's user id, the action and the ids it touched; never personal data.
 
 from __future__ import annotations
 
-import logging
-import re
 import uuid
-from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
-import stripe
 from fastapi import APIRouter, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from ..auth import Principal, revoke_all
-from ..db import utcnow
+from ..backoffice import refunds, retries, search, users
 from ..deps import Admin, Db, Svc
-from ..dispatcher import request_name, retry_kind
-from ..models import (
-    Application,
-    ApplicationStatus,
-    Outbox,
-    Payment,
-    PaymentEvent,
-    PaymentMethod,
-    PermitHistory,
-    Role,
-    User,
+from ..problems import problem_responses
+from ..schemas import (
+    AdminApplicationDetail,
+    AdminApplicationOut,
+    AdminPaymentOut,
+    AdminUserOut,
+    ApplicationOut,
+    ApplicationPage,
+    ManualRefundList,
+    PaymentEventSummary,
+    PermitHistoryOut,
+    RefundOut,
+    RetryOut,
 )
-from ..payments.service import _provider_problem
-from ..problems import ProblemError, problem_responses
-from ..schemas import ApplicationOut, ApplicationPage, PermitHistoryOut
 from .paging import Limit, Offset
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
-log = logging.getLogger("permisos_api.admin")
-
 AUTHZ = (401, 403)
-
-
-def refund_key(payment_id: uuid.UUID) -> str:
-    """The same payment always sends the same key: a retried refund refunds once."""
-    return f"{payment_id}:refund"
-
-
-def _audit(admin: Principal, action: str, **ids: object) -> None:
-    extra = " ".join(f"{name}={value}" for name, value in ids.items())
-    log.info("admin action: admin=%s action=%s %s", admin.user.id, action, extra)
-
-
-# --- bodies -----------------------------------------------------------------------------------
-
-
-class AdminPaymentOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    application_id: uuid.UUID
-    intent_id: str = Field(validation_alias="stripe_payment_intent_id")
-    method: Literal["card", "oxxo"]
-    status: str
-    amount_centavos: int
-    currency: str
-    voucher_number: str | None
-    last_error_code: str | None
-    decline_code: str | None
-    succeeded_at: datetime | None
-    refund_id: str | None
-    refunded_at: datetime | None
-    manual_refund_required: bool
-    created_at: datetime
-    updated_at: datetime
-
-
-class PaymentEventSummary(BaseModel):
-    """A Stripe event as received; the raw `detail` is left out."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    payment_intent_id: str | None
-    type: str
-    status: str | None
-    amount_centavos: int | None
-    currency: str | None
-    stripe_created_at: datetime
-    received_at: datetime
-    outcome: str
-
-
-class AdminApplicationOut(ApplicationOut):
-    owner_id: uuid.UUID
-    permit_request: str | None = None
-    permit_retries: int = 0
-    folio: str | None = None
-    anonymized_at: datetime | None = None
-
-
-class AdminApplicationDetail(BaseModel):
-    application: AdminApplicationOut
-    payments: list[AdminPaymentOut] = Field(description="Newest first.")
-    payment_events: list[PaymentEventSummary] = Field(description="Oldest first.")
-    permit_history: list[PermitHistoryOut] = Field(description="Oldest first.")
-
-
-class RefundOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "application_id": "0b7f3c1e-2a4d-4e8f-9c61-5d2a7b3e9f10",
-                    "payment_id": "6f0b6a3e-4c1b-4f53-9c55-2d8e0f6b1a77",
-                    "outcome": "refunded",
-                    "refund_id": "re_3Q0a1b2c3d4e5f6g",
-                    "detail": "Refunded through Stripe.",
-                },
-                {
-                    "application_id": "0b7f3c1e-2a4d-4e8f-9c61-5d2a7b3e9f10",
-                    "payment_id": "6f0b6a3e-4c1b-4f53-9c55-2d8e0f6b1a77",
-                    "outcome": "manual_refund_required",
-                    "refund_id": None,
-                    "detail": "OXXO payments cannot be refunded through Stripe; refund by hand.",
-                },
-            ]
-        }
-    )
-
-    application_id: uuid.UUID
-    payment_id: uuid.UUID
-    outcome: Literal["refunded", "manual_refund_required"]
-    refund_id: str | None
-    detail: str
-
-
-class ManualRefundList(BaseModel):
-    items: list[AdminPaymentOut]
-
-
-class AdminUserOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    role: str
-    disabled_at: datetime | None
-    deleted_at: datetime | None
-
-
-# --- applications -----------------------------------------------------------------------------
-
-
-def _detail(db: Session, app: Application) -> AdminApplicationDetail:
-    payments = db.scalars(
-        select(Payment)
-        .where(Payment.application_id == app.id)
-        .order_by(Payment.created_at.desc(), Payment.id.desc())
-    )
-    events = db.scalars(
-        select(PaymentEvent)
-        .where(PaymentEvent.application_id == app.id)
-        .order_by(PaymentEvent.stripe_created_at, PaymentEvent.received_at)
-    )
-    history = db.scalars(
-        select(PermitHistory)
-        .where(PermitHistory.application_id == app.id)
-        .order_by(PermitHistory.transitioned_at, PermitHistory.id)
-    )
-    return AdminApplicationDetail(
-        application=AdminApplicationOut.model_validate(app, from_attributes=True),
-        payments=[AdminPaymentOut.model_validate(p) for p in payments],
-        payment_events=[PaymentEventSummary.model_validate(e) for e in events],
-        permit_history=[PermitHistoryOut.model_validate(h) for h in history],
-    )
 
 
 @router.get(
@@ -199,41 +54,11 @@ def search_applications(
     limit: Limit = 20,
     offset: Offset = 0,
 ) -> ApplicationPage:
-    conditions = []
-    if status_:
-        conditions.append(Application.status == status_)
-    if email:
-        conditions.append(func.lower(Application.email) == email.strip().lower())
-    if plates:
-        conditions.append(Application.plates == re.sub(r"[\s-]", "", plates).upper())
-    if curp:
-        conditions.append(Application.curp == curp.strip().upper())
-    total = db.scalar(select(func.count()).select_from(Application).where(*conditions)) or 0
-    rows = db.scalars(
-        select(Application)
-        .where(*conditions)
-        .order_by(Application.created_at.desc(), Application.id.desc())
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    _audit(
-        admin,
-        "search_applications",
-        filters=",".join(
-            name
-            for name, value in (
-                ("status", status_),
-                ("email", email),
-                ("plates", plates),
-                ("curp", curp),
-            )
-            if value
-        )
-        or "none",
-    )
+    filters = search.Filters(status=status_, email=email, plates=plates, curp=curp)
+    found = search.search(db, admin, filters, limit, offset)
     return ApplicationPage(
-        items=[ApplicationOut.model_validate(row) for row in rows],
-        total=total,
+        items=[ApplicationOut.model_validate(row) for row in found.rows],
+        total=found.total,
         limit=limit,
         offset=offset,
     )
@@ -248,34 +73,13 @@ def search_applications(
     responses=problem_responses(*AUTHZ, 404, 422),
 )
 def get_application(application_id: uuid.UUID, admin: Admin, db: Db) -> AdminApplicationDetail:
-    app = db.get(Application, application_id)
-    if app is None:
-        raise ProblemError("not-found", "No such application.")
-    _audit(admin, "view_application", application=app.id)
-    return _detail(db, app)
-
-
-# --- permit retries ---------------------------------------------------------------------------
-
-
-class RetryOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "application_id": "0b7f3c1e-2a4d-4e8f-9c61-5d2a7b3e9f10",
-                    "retry": 1,
-                    "permit_request": "0b7f3c1e-2a4d-4e8f-9c61-5d2a7b3e9f10-r1",
-                    "status": "paid",
-                }
-            ]
-        }
+    story = search.story(db, admin, application_id)
+    return AdminApplicationDetail(
+        application=AdminApplicationOut.model_validate(story.application, from_attributes=True),
+        payments=[AdminPaymentOut.model_validate(p) for p in story.payments],
+        payment_events=[PaymentEventSummary.model_validate(e) for e in story.payment_events],
+        permit_history=[PermitHistoryOut.model_validate(h) for h in story.permit_history],
     )
-
-    application_id: uuid.UUID
-    retry: int = Field(description="How many times this application's permit was retried.")
-    permit_request: str = Field(description="The name of the new PermitRequest.")
-    status: str
 
 
 @router.post(
@@ -291,52 +95,13 @@ class RetryOut(BaseModel):
     responses=problem_responses(*AUTHZ, 404, 409, 422),
 )
 def retry_permit(application_id: uuid.UUID, admin: Admin, db: Db) -> RetryOut:
-    app = db.get(Application, application_id, with_for_update=True)
-    if app is None:
-        raise ProblemError("not-found", "No such application.")
-    if app.status != ApplicationStatus.permit_failed:
-        raise ProblemError(
-            "invalid-state", f"An application in status {app.status} cannot be retried."
-        )
-    standing = db.scalars(
-        select(Payment.id).where(
-            Payment.application_id == app.id,
-            Payment.status == "succeeded",
-            Payment.refunded_at.is_(None),
-            Payment.manual_refund_required.is_(False),
-        )
-    ).first()
-    if standing is None:
-        raise ProblemError(
-            "invalid-state", "The application's payment was refunded or is awaiting a refund."
-        )
-    now = utcnow()
-    retry = app.permit_retries + 1
-    name = request_name(app.id, retry)
-    app.permit_retries = retry
-    app.status = ApplicationStatus.paid.value
-    # Named now, not when dispatched: from here on the mirror ignores the failed PermitRequest.
-    app.permit_request = name
-    app.permit_phase = None
-    app.permit_reason = None
-    app.permit_message = None
-    app.permit_attempts = 0
-    app.permit_updated_at = None
-    app.permit_waiting_reason = app.permit_queue_position = app.permit_estimated_start_at = None
-    app.folio = None
-    app.permit_artifacts = None
-    app.permit_notice_sent_at = None
-    app.updated_at = now
-    # UNIQUE (application_id, kind): the same retry is never queued twice.
-    db.add(
-        Outbox(application_id=app.id, kind=retry_kind(retry), created_at=now, next_attempt_at=now)
+    retried = retries.retry_permit(db, admin, application_id)
+    return RetryOut(
+        application_id=retried.application_id,
+        retry=retried.retry,
+        permit_request=retried.permit_request,
+        status=retried.status,
     )
-    db.commit()
-    _audit(admin, "retry_permit", application=app.id, retry=retry, permit_request=name)
-    return RetryOut(application_id=app.id, retry=retry, permit_request=name, status=app.status)
-
-
-# --- refunds ----------------------------------------------------------------------------------
 
 
 @router.post(
@@ -354,58 +119,21 @@ def retry_permit(application_id: uuid.UUID, admin: Admin, db: Db) -> RetryOut:
 def refund_application(
     application_id: uuid.UUID, response: Response, admin: Admin, db: Db, svc: Svc
 ) -> RefundOut:
-    app = db.get(Application, application_id, with_for_update=True)
-    if app is None:
-        raise ProblemError("not-found", "No such application.")
-    if app.status != ApplicationStatus.permit_failed:
-        raise ProblemError(
-            "invalid-state", f"An application in status {app.status} cannot be refunded."
-        )
-    payment = db.scalars(
-        select(Payment)
-        .where(
-            Payment.application_id == app.id,
-            Payment.status == "succeeded",
-            Payment.refunded_at.is_(None),
-        )
-        .order_by(Payment.succeeded_at.desc())
-        .with_for_update()
-    ).first()
-    if payment is None:
-        raise ProblemError("invalid-state", "The application has no payment left to refund.")
-    if payment.method == PaymentMethod.oxxo:
-        payment.manual_refund_required = True
-        db.commit()
-        _audit(admin, "flag_manual_refund", application=app.id, payment=payment.id)
+    done = refunds.refund_application(db, svc.stripe, admin, application_id)
+    if done.outcome == "manual_refund_required":
         response.status_code = status.HTTP_202_ACCEPTED
-        return RefundOut(
-            application_id=app.id,
-            payment_id=payment.id,
-            outcome="manual_refund_required",
-            refund_id=None,
-            detail="OXXO payments cannot be refunded through Stripe; refund the applicant by "
-            "hand and mark it with POST /v1/admin/payments/{id}/manual-refund.",
+        detail = (
+            "OXXO payments cannot be refunded through Stripe; refund the applicant by "
+            "hand and mark it with POST /v1/admin/payments/{id}/manual-refund."
         )
-    try:
-        refund = svc.stripe.v1.refunds.create(
-            params={"payment_intent": payment.stripe_payment_intent_id},
-            options={"idempotency_key": refund_key(payment.id)},
-        )
-    except stripe.StripeError as exc:
-        raise _provider_problem(exc) from None
-    now = utcnow()
-    payment.refund_id = refund.id
-    payment.refunded_at = now
-    app.status = ApplicationStatus.refunded.value
-    app.updated_at = now
-    db.commit()
-    _audit(admin, "refund", application=app.id, payment=payment.id, refund=refund.id)
+    else:
+        detail = "Refunded through Stripe."
     return RefundOut(
-        application_id=app.id,
-        payment_id=payment.id,
-        outcome="refunded",
-        refund_id=refund.id,
-        detail="Refunded through Stripe.",
+        application_id=done.application_id,
+        payment_id=done.payment_id,
+        outcome=done.outcome,
+        refund_id=done.refund_id,
+        detail=detail,
     )
 
 
@@ -418,12 +146,7 @@ def refund_application(
     responses=problem_responses(*AUTHZ),
 )
 def manual_refunds(admin: Admin, db: Db) -> ManualRefundList:
-    rows = db.scalars(
-        select(Payment)
-        .where(Payment.manual_refund_required.is_(True), Payment.refunded_at.is_(None))
-        .order_by(Payment.updated_at, Payment.id)
-    ).all()
-    _audit(admin, "list_manual_refunds")
+    rows = refunds.awaiting_manual_refund(db, admin)
     return ManualRefundList(items=[AdminPaymentOut.model_validate(row) for row in rows])
 
 
@@ -437,34 +160,7 @@ def manual_refunds(admin: Admin, db: Db) -> ManualRefundList:
     responses=problem_responses(*AUTHZ, 404, 409, 422),
 )
 def mark_manual_refund(payment_id: uuid.UUID, admin: Admin, db: Db) -> AdminPaymentOut:
-    payment = db.get(Payment, payment_id, with_for_update=True)
-    if payment is None:
-        raise ProblemError("not-found", "No such payment.")
-    if not payment.manual_refund_required or payment.refunded_at is not None:
-        raise ProblemError("invalid-state", "This payment is not awaiting a manual refund.")
-    now = utcnow()
-    payment.refunded_at = now
-    app = db.get(Application, payment.application_id, with_for_update=True)
-    if app is not None and app.status == ApplicationStatus.permit_failed:
-        app.status = ApplicationStatus.refunded.value
-        app.updated_at = now
-    db.commit()
-    _audit(admin, "manual_refund", application=payment.application_id, payment=payment.id)
-    return AdminPaymentOut.model_validate(payment)
-
-
-# --- users ------------------------------------------------------------------------------------
-
-
-def _target(db: Session, user_id: uuid.UUID, admin: Principal) -> User:
-    user = db.get(User, user_id, with_for_update=True)
-    if user is None:
-        raise ProblemError("not-found", "No such user.")
-    if user.id == admin.user.id:
-        raise ProblemError("invalid-state", "You cannot disable or enable your own account.")
-    if user.role == Role.superadmin and admin.user.role != Role.superadmin:
-        raise ProblemError("forbidden", "Only a superadmin can change a superadmin's account.")
-    return user
+    return AdminPaymentOut.model_validate(refunds.record_manual_refund(db, admin, payment_id))
 
 
 @router.post(
@@ -477,13 +173,7 @@ def _target(db: Session, user_id: uuid.UUID, admin: Principal) -> User:
     responses=problem_responses(*AUTHZ, 404, 409, 422),
 )
 def disable_user(user_id: uuid.UUID, admin: Admin, db: Db) -> AdminUserOut:
-    user = _target(db, user_id, admin)
-    if user.disabled_at is None:
-        user.disabled_at = utcnow()
-    revoke_all(db, user.id)
-    db.commit()
-    _audit(admin, "disable_user", user=user.id)
-    return AdminUserOut.model_validate(user)
+    return AdminUserOut.model_validate(users.disable_user(db, admin, user_id))
 
 
 @router.post(
@@ -495,10 +185,4 @@ def disable_user(user_id: uuid.UUID, admin: Admin, db: Db) -> AdminUserOut:
     responses=problem_responses(*AUTHZ, 404, 409, 422),
 )
 def enable_user(user_id: uuid.UUID, admin: Admin, db: Db) -> AdminUserOut:
-    user = _target(db, user_id, admin)
-    if user.deleted_at is not None:
-        raise ProblemError("invalid-state", "A deleted account cannot be enabled.")
-    user.disabled_at = None
-    db.commit()
-    _audit(admin, "enable_user", user=user.id)
-    return AdminUserOut.model_validate(user)
+    return AdminUserOut.model_validate(users.enable_user(db, admin, user_id))

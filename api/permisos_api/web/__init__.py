@@ -9,11 +9,19 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from . import access, account, applying, home, paying
+from . import access, account, admin, admin_actions, applying, home, paying
 
 STATIC = Path(__file__).with_name("static")
 STATIC_PATH = "/static"
-ROUTERS = (home.router, access.router, applying.router, paying.router, account.router)
+ROUTERS = (
+    home.router,
+    access.router,
+    applying.router,
+    paying.router,
+    account.router,
+    admin.router,
+    admin_actions.router,
+)
 
 
 def install_web(app: FastAPI) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..auth import Principal
 from ..context import Services
+from ..es_mx import MEXICO_CITY, pesos
 from . import csrf
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -20,6 +22,15 @@ environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def _moment(value: datetime | None) -> str:
+    """`08/12/2026 06:00`, Mexico City's clock (the whole site reads time in it)."""
+    return "" if value is None else f"{value.astimezone(MEXICO_CITY):%d/%m/%Y %H:%M}"
+
+
+environment.filters["pesos"] = pesos
+environment.filters["momento"] = _moment
 
 
 def page(

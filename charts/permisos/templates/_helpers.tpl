@@ -267,4 +267,5 @@ app's routes). The rest of the API's port (/metrics, /healthz, /readyz, /docs) i
 - {path: /restablecer, pathType: Prefix}
 - {path: /solicitudes, pathType: Prefix}
 - {path: /cuenta, pathType: Prefix}
+- {path: /admin, pathType: Prefix}
 {{- end }}
