@@ -333,10 +333,31 @@ def test_simulators_are_wired_to_the_api_and_runner(renders: dict[str, Rendered]
     (container,) = portal["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["python", "-m", "permisos_sandbox.portal"]
     assert {"name": "http", "containerPort": 8090, "protocol": "TCP"} in container["ports"]
-    # Without the simulators, the API talks to Stripe itself.
+    # Without the simulators, the API talks to Stripe itself, and browsers load Stripe's own
+    # Stripe.js.
     production = renders["production"].get("Deployment", f"{RELEASE}-permisos-api")
-    names = {e["name"] for e in production["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert "PERMISOS_API_STRIPE_API_BASE" not in names
+    penv = {e["name"]: e for e in production["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "PERMISOS_API_STRIPE_API_BASE" not in penv
+    assert penv["PERMISOS_API_STRIPE_JS_URL"]["value"] == "https://js.stripe.com/v3/"
+
+
+def test_the_publishable_key_reaches_the_api_and_the_simulator(chart: helm.Chart) -> None:
+    values = {
+        "simulators": {"payments": {"enabled": True}},
+        "stripe": {"publishableKey": "pk_test_staging", "jsUrl": "http://pagos.example/v3/"},
+        "portal": {"url": "https://portal.example"},
+    }
+    rendered = render(chart, values)
+    api = rendered.get("Deployment", f"{RELEASE}-permisos-api")
+    env = {
+        e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["PERMISOS_API_STRIPE_PUBLISHABLE_KEY"] == "pk_test_staging"
+    assert env["PERMISOS_API_STRIPE_JS_URL"] == "http://pagos.example/v3/"
+    payments = rendered.get("Deployment", f"{RELEASE}-permisos-payments")
+    (container,) = payments["spec"]["template"]["spec"]["containers"]
+    penv = {e["name"]: e.get("value") for e in container["env"]}
+    assert penv["PERMISOS_PAYMENTS_PUBLISHABLE_KEY"] == "pk_test_staging"
 
 
 def test_labels_follow_the_shared_helpers(rendered: Rendered) -> None:

@@ -166,6 +166,12 @@ imagePullSecrets:
 - name: PERMISOS_API_STRIPE_API_BASE
   value: {{ . | quote }}
 {{- end }}
+{{- with .Values.stripe.publishableKey }}
+- name: PERMISOS_API_STRIPE_PUBLISHABLE_KEY
+  value: {{ . | quote }}
+{{- end }}
+- name: PERMISOS_API_STRIPE_JS_URL
+  value: {{ .Values.stripe.jsUrl | quote }}
 - name: PERMISOS_API_KUBERNETES_NAMESPACE
   value: {{ .Release.Namespace | quote }}
 - name: PERMISOS_API_PERMIT_POOL

@@ -40,6 +40,8 @@ DATABASE = "permisos"
 # The sandbox's credentials, created as the Secrets the chart's `existingSecret`s name.
 PORTAL_ACCOUNT = ("operador", "secreto")
 STRIPE_KEY = "sk_test_permisos_local"
+# What browsers present to the Stripe.js stand-in: a chart value, not a Secret, as with Stripe.
+STRIPE_PUBLISHABLE_KEY = "pk_test_permisos_local"
 WEBHOOK_SECRET = "whsec_permisos_local"  # noqa: S105 (the simulator's, not a real secret)
 S3_SECRET = "permisos-s3"  # noqa: S105 (a Secret's name)
 STATE_MARKER = ".permisos-platform"
@@ -236,6 +238,7 @@ class Platform:
             [
                 *("-m", "permisos_sandbox.payments", "--host", cfg.host),
                 *("--port", str(self.ports["payments"]), "--api-key", STRIPE_KEY),
+                *("--publishable-key", STRIPE_PUBLISHABLE_KEY),
                 *("--webhook-url", f"{self.api_url}/v1/webhooks/stripe"),
                 *("--webhook-secret", WEBHOOK_SECRET, "--retry-base-seconds", "1"),
             ],
@@ -355,7 +358,12 @@ class Platform:
                 "dispatcher": {"intervalSeconds": cfg.dispatcher_interval_seconds},
                 "extraEnv": [{"name": k, "value": v} for k, v in cfg.extra_api_env.items()],
             },
-            "stripe": {"apiBase": self.pod_url("payments")},
+            "stripe": {
+                "apiBase": self.pod_url("payments"),
+                # The card page's browser loads the stand-in where this machine reaches it.
+                "publishableKey": STRIPE_PUBLISHABLE_KEY,
+                "jsUrl": f"{self.payments_url}/v3/",
+            },
             "s3": {
                 "bucket": cfg.bucket,
                 "endpointUrl": self.pod_url("s3"),
