@@ -28,6 +28,7 @@ from .models import (
     AuthSession,
     Payment,
     PaymentEvent,
+    Permit,
     PermitDownload,
     PermitHistory,
     User,
@@ -62,17 +63,24 @@ APPLICATION_FIELDS = [
     "cancelled_at",
     "paid_at",
     "payment_method",
-    "permit_phase",
-    "permit_reason",
-    "permit_message",
-    "permit_attempts",
-    "permit_updated_at",
-    "permit_waiting_reason",
-    "permit_queue_position",
-    "permit_estimated_start_at",
+    "permit_retries",
+]
+PERMIT_FIELDS = [
+    "application_id",
+    "retry",
+    "request_name",
+    "phase",
+    "reason",
+    "message",
+    "attempts",
+    "updated_at",
+    "waiting_reason",
+    "queue_position",
+    "estimated_start_at",
     "folio",
-    "permit_artifacts",
-    "permit_notice_sent_at",
+    "artifacts",
+    "notice_sent_at",
+    "created_at",
 ]
 PAYMENT_FIELDS = [
     "id",
@@ -121,6 +129,7 @@ class AccountExport(BaseModel):
     applications: list[dict[str, Any]]
     payments: list[dict[str, Any]] = Field(description="No card data is ever stored.")
     payment_events: list[dict[str, Any]] = Field(description="Summaries of Stripe's events.")
+    permits: list[dict[str, Any]] = Field(description="The first, then one per retry.")
     permit_history: list[dict[str, Any]]
     permit_downloads: list[dict[str, Any]]
 
@@ -163,6 +172,9 @@ def export_account(db: Session, user: User) -> AccountExport:
         payment_events=[
             _plain(e, EVENT_FIELDS)
             for e in rows(PaymentEvent, PaymentEvent.application_id, PaymentEvent.stripe_created_at)
+        ],
+        permits=[
+            _plain(p, PERMIT_FIELDS) for p in rows(Permit, Permit.application_id, Permit.retry)
         ],
         permit_history=[
             _plain(h, HISTORY_FIELDS)

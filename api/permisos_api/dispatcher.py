@@ -20,7 +20,8 @@ For each row, in this order:
    tests that sets the references to exactly that one, so it is safe to repeat, and a reference
    to any other object (an earlier PermitRequest of the same name) does not keep the personal data
    alive after its request;
-4. the row is marked dispatched and the application records its PermitRequest's name.
+4. the row is marked dispatched, and the permit gets its row in `permits` (named after its
+   PermitRequest) if it has none yet.
 
 So the API needs no `get` on Secrets (see rbac.py). It still has `patch`, whose answer is the whole
 object: whoever holds its token can read a Secret whose name they know through a patch, so other
@@ -63,6 +64,7 @@ from .kube import FINALIZER, ApiKube, permit_requests, secrets
 from .mail import Mailer
 from .models import Application, ApplicationStatus, Outbox
 from .notices import send_permit_notices
+from .permit_rows import ensure_permit
 from .settings import ApiSettings
 
 log = logging.getLogger("permisos.api.dispatcher")
@@ -149,6 +151,17 @@ def retry_of(kind: str) -> int | None:
 def request_name(application_id: uuid.UUID, retry: int = 0) -> str:
     """The PermitRequest's name: the application's id, with `-r<N>` for its N-th retry."""
     return str(application_id) if retry == 0 else f"{application_id}-r{retry}"
+
+
+def retry_in_name(application_id: uuid.UUID, name: str) -> int | None:
+    """The retry a PermitRequest's name stands for (the inverse of `request_name`), or None when
+    the name is not one of this application's."""
+    if name == str(application_id):
+        return 0
+    suffix = name.removeprefix(f"{application_id}-r")
+    if suffix != name and suffix.isascii() and suffix.isdigit() and suffix[0] != "0":
+        return int(suffix)
+    return None
 
 
 def secret_name(name: str | uuid.UUID) -> str:
@@ -297,17 +310,10 @@ class Dispatcher:
                 .where(Outbox.id == row.outbox_id)
                 .values(dispatched_at=now, attempts=row.attempts + 1, last_error=note)
             )
-            if permit_request is not None:
-                # Only the application's current attempt names its PermitRequest: a late delivery
-                # of an older row never takes the mirror away from a retry.
-                conn.execute(
-                    update(Application)
-                    .where(
-                        Application.id == row.application_id,
-                        Application.permit_retries == (retry_of(row.kind) or 0),
-                    )
-                    .values(permit_request=permit_request, updated_at=now)
-                )
+            retry = retry_of(row.kind)
+            if permit_request is not None and retry is not None:
+                # The permit's row, if the retry service or the mirror has not made it yet.
+                ensure_permit(conn, self.engine, row.application_id, retry, permit_request, now)
 
     def _failed(self, row: Claimed, error: str) -> None:
         attempts = row.attempts + 1

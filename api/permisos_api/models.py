@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar, cast, overload
 
 from sqlalchemy import (
     JSON,
@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    and_,
     false,
     func,
     text,
@@ -25,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base, UTCDateTime, utcnow
+
+T = TypeVar("T")
 
 
 class Role(enum.StrEnum):
@@ -100,6 +103,28 @@ class AuthSession(Base):
     user: Mapped[User] = relationship(back_populates="sessions")
 
 
+class PermitField(Generic[T]):
+    """A field of the application's current permit, read as the application's own: what the
+    API has always shown (`permit_phase`, `folio`, ...) now lives in `permits`."""
+
+    def __init__(self, field: str, default: T) -> None:
+        self.field = field
+        self.default = default
+
+    @overload
+    def __get__(self, app: None, owner: type) -> PermitField[T]: ...
+    @overload
+    def __get__(self, app: Application, owner: type) -> T: ...
+    def __get__(self, app: Application | None, owner: type) -> PermitField[T] | T:
+        if app is None:
+            return self
+        permit = app.permit
+        return self.default if permit is None else cast(T, getattr(permit, self.field))
+
+    def __set__(self, app: Application, value: T) -> None:
+        raise AttributeError(f"{self.field} belongs to the permit: write `permits`, not this")
+
+
 class Application(Base):
     __tablename__ = "applications"
     __table_args__ = (
@@ -135,24 +160,28 @@ class Application(Base):
     # Payment (written by the webhook's state machine).
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     payment_method: Mapped[str | None] = mapped_column(String(8))
-    # Permit (the PermitRequest is named str(id), a retry's `<id>-r<N>`; the mirror copies its
-    # phase here from the PermitRequest named here only).
-    permit_request: Mapped[str | None] = mapped_column(String(63))
-    # How many times an admin re-queued a failed permit (each retry is a new PermitRequest).
+    # Which of its permits is current: 0 the first, N an admin's N-th retry (`permits.retry`).
     permit_retries: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    permit_phase: Mapped[str | None] = mapped_column(String(16))
-    permit_reason: Mapped[str | None] = mapped_column(String(64))
-    permit_message: Mapped[str | None] = mapped_column(String(1024))
-    permit_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    permit_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # While it waits: the Admitted condition's reason, its place in line and expected start.
-    permit_waiting_reason: Mapped[str | None] = mapped_column(String(64))
-    permit_queue_position: Mapped[int | None] = mapped_column(Integer)
-    permit_estimated_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    folio: Mapped[str | None] = mapped_column(String(64))
-    permit_artifacts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
-    # When the "permit ready" / "permit failed" mail went out (the notices loop sets it once).
-    permit_notice_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The current permit; none until the first PermitRequest exists or a retry is asked for.
+    permit: Mapped[Permit | None] = relationship(
+        primaryjoin="and_(Application.id == foreign(Permit.application_id), "
+        "Application.permit_retries == foreign(Permit.retry))",
+        viewonly=True,
+        uselist=False,
+        # Loaded when read: a joined load's outer join would refuse the rows' FOR UPDATE.
+        lazy="select",
+    )
+    permit_request = PermitField[str | None]("request_name", None)
+    permit_phase = PermitField[str | None]("phase", None)
+    permit_reason = PermitField[str | None]("reason", None)
+    permit_message = PermitField[str | None]("message", None)
+    permit_attempts = PermitField[int]("attempts", 0)
+    permit_updated_at = PermitField[datetime | None]("updated_at", None)
+    permit_waiting_reason = PermitField[str | None]("waiting_reason", None)
+    permit_queue_position = PermitField[int | None]("queue_position", None)
+    permit_estimated_start_at = PermitField[datetime | None]("estimated_start_at", None)
+    folio = PermitField[str | None]("folio", None)
+    permit_artifacts = PermitField[list[dict[str, Any]] | None]("artifacts", None)
     # When the owner's account deletion replaced the personal data with placeholders.
     anonymized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Permit-expiry reminder (`permisos_api.reminders`): a run claims the row (a lease, so a
@@ -249,6 +278,44 @@ class Outbox(Base):
     )
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(512))
+
+
+class Permit(Base):
+    """One PermitRequest of an application and what it came to: the first, then one per admin
+    retry (`<application-id>-r<N>`). The mirror writes each one's state into its own row."""
+
+    __tablename__ = "permits"
+    __table_args__ = (UniqueConstraint("application_id", "retry"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    application_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE")
+    )
+    retry: Mapped[int] = mapped_column(Integer)
+    request_name: Mapped[str] = mapped_column(String(63), unique=True)
+    phase: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str | None] = mapped_column(String(1024))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # The newest transition written (the mirror writes only newer ones).
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # While it waits: the Admitted condition's reason, its place in line and expected start.
+    waiting_reason: Mapped[str | None] = mapped_column(String(64))
+    queue_position: Mapped[int | None] = mapped_column(Integer)
+    estimated_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    folio: Mapped[str | None] = mapped_column(String(64))
+    artifacts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # When the "permit ready" / "permit failed" mail went out (the notices loop sets it once).
+    notice_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+
+
+# Joins an application to its current permit (in queries that filter or order on the permit).
+CURRENT_PERMIT = and_(
+    Permit.application_id == Application.id, Permit.retry == Application.permit_retries
+)
 
 
 class PermitHistory(Base):

@@ -1,10 +1,10 @@
-"""Permit notices: one mail per application when its permit is ready or has failed for good.
+"""Permit notices: one mail per permit when it is ready or has failed for good.
 
 The dispatcher's loop calls `send_permit_notices` on every pass. Each application is claimed with
-`FOR UPDATE SKIP LOCKED` and `permit_notice_sent_at` is set in that same transaction, after the
-mail went out: any number of replicas can run it and each notice goes once (a crash between the
-mail and the commit is the only way to send it twice; a failed mail is tried on the next pass).
-A retry of a failed permit must clear `permit_notice_sent_at` for the outcome to be mailed again.
+`FOR UPDATE SKIP LOCKED` and its current permit's `notice_sent_at` is set in that same
+transaction, after the mail went out: any number of replicas can run it and each notice goes once
+(a crash between the mail and the commit is the only way to send it twice; a failed mail is tried
+on the next pass). A retry is a new permit, so its outcome is mailed too.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from .db import utcnow
 from .mail import Mailer
-from .models import Application, ApplicationStatus
+from .models import CURRENT_PERMIT, Application, ApplicationStatus, Permit
 from .settings import ApiSettings
 
 log = logging.getLogger("permisos_api.notices")
@@ -37,22 +37,24 @@ def notice(app: Application) -> tuple[str, dict[str, str]]:
 def _send_one(engine: Engine, settings: ApiSettings, mailer: Mailer) -> str | None:
     """Claims, mails and marks one application; the notice's kind, or None when none waits."""
     with Session(engine) as db, db.begin():
-        app = db.scalars(
-            select(Application)
+        found = db.execute(
+            select(Application, Permit)
+            .join(Permit, CURRENT_PERMIT)
             .where(
                 Application.status.in_(NOTICE_STATUSES),
-                Application.permit_notice_sent_at.is_(None),
+                Permit.notice_sent_at.is_(None),
                 Application.anonymized_at.is_(None),
             )
-            .order_by(Application.permit_updated_at, Application.id)
+            .order_by(Permit.updated_at, Application.id)
             .limit(1)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=Application)
         ).first()
-        if app is None:
+        if found is None:
             return None
+        app, permit = found
         kind, context = notice(app)
         mailer.send(app.email, kind, **context)
-        app.permit_notice_sent_at = utcnow()
+        permit.notice_sent_at = utcnow()
         log.info("permit notice sent", extra={"application": str(app.id), "notice": kind})
         return kind
 

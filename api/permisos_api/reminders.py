@@ -3,7 +3,7 @@
 A permit is valid `PERMISOS_API_PERMIT_VALIDITY_DAYS` (default 30, the portal's rule) from its
 issue; the platform does not read the validity off the permit document. The issue time is when
 the PermitRequest succeeded: the API's mirror writes that transition's time into
-`applications.permit_updated_at` with `permit_phase = 'Succeeded'`, and terminal phases never
+the current permit's `permits.updated_at` with `phase = 'Succeeded'`, and terminal phases never
 change again. Each application in `permit_ready` whose permit expires within
 `PERMISOS_API_EXPIRY_REMINDER_DAYS` (default 5), and has not expired yet, gets one reminder.
 
@@ -32,7 +32,7 @@ from .command import DATABASE_UNREACHABLE, run_command
 from .db import utcnow
 from .es_mx import MEXICO_CITY
 from .mail import Mailer
-from .models import Application, ApplicationStatus
+from .models import CURRENT_PERMIT, Application, ApplicationStatus, Permit
 from .settings import ApiSettings
 
 log = logging.getLogger("permisos_api.reminders")
@@ -99,11 +99,12 @@ def _due(settings: ApiSettings, now: datetime) -> ColumnElement[bool]:
     """Permits that expire in (now, now + reminder days] and were not reminded."""
     validity = timedelta(days=settings.permit_validity_days)
     window = timedelta(days=settings.expiry_reminder_days)
-    issued = Application.permit_updated_at
+    issued = Permit.updated_at
     # Bounds computed here, not in SQL: date arithmetic is not portable between databases.
     return and_(
+        CURRENT_PERMIT,
         Application.status == ApplicationStatus.permit_ready.value,
-        Application.permit_phase == SUCCEEDED_PHASE,
+        Permit.phase == SUCCEEDED_PHASE,
         Application.anonymized_at.is_(None),
         Application.expiry_reminder_sent_at.is_(None),
         issued > now - validity,
@@ -125,9 +126,9 @@ def _claim(
         db.scalars(
             select(Application.id)
             .where(_due(settings, now), _claimable(claimed_at))
-            .order_by(Application.permit_updated_at, Application.id)
+            .order_by(Permit.updated_at, Application.id)
             .limit(settings.reminder_batch_size)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=Application)
         )
     )
     if not candidates:
@@ -151,16 +152,17 @@ def _claim(
             Application.email,
             Application.first_name,
             Application.plates,
-            Application.folio,
-            Application.permit_updated_at,
+            Permit.folio,
+            Permit.updated_at,
         )
+        .join(Permit, CURRENT_PERMIT)
         .where(Application.id.in_(claimed))
-        .order_by(Application.permit_updated_at, Application.id)
+        .order_by(Permit.updated_at, Application.id)
     ).all()
     return [
         Reminder(row.id, row.email, row.first_name, row.plates, row.folio, issued + validity)
         for row in rows
-        if (issued := row.permit_updated_at) is not None
+        if (issued := row.updated_at) is not None
     ]
 
 

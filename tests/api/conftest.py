@@ -26,6 +26,7 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
+from psycopg.types.json import Json
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
@@ -134,6 +135,24 @@ def sql(settings: ApiSettings, query: str, *params: Any) -> list[tuple[Any, ...]
     with psycopg.connect(dsn, autocommit=True) as conn:
         cur = conn.execute(query, params)
         return cur.fetchall() if cur.description else []
+
+
+def set_permit(settings: ApiSettings, application_id: str | uuid.UUID, **fields: Any) -> None:
+    """What the mirror writes into an application's current permit (`permits`, its row made when
+    missing): `phase`, `reason`, `folio`, `artifacts`, ... with the columns' own names."""
+    names = list(fields)
+    values = [Json(v) if isinstance(v, list | dict) else v for v in fields.values()]
+    sql(
+        settings,
+        f"INSERT INTO permits (id, application_id, retry, request_name, {', '.join(names)}) "
+        "SELECT gen_random_uuid(), a.id, a.permit_retries, CASE WHEN a.permit_retries = 0 "
+        "THEN a.id::text ELSE a.id::text || '-r' || a.permit_retries END, "
+        f"{', '.join(['%s'] * len(names))} FROM applications a WHERE a.id = %s "
+        "ON CONFLICT (application_id, retry) DO UPDATE SET "
+        + ", ".join(f"{name} = EXCLUDED.{name}" for name in names),
+        *values,
+        application_id,
+    )
 
 
 T = TypeVar("T")

@@ -9,17 +9,23 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import APPLICATION, CURP, PASSWORD, Api, login, unique_email
+from permisos_api.db import utcnow
+from tests.api.conftest import (
+    APPLICATION,
+    CURP,
+    PASSWORD,
+    Api,
+    login,
+    set_permit,
+    unique_email,
+)
 from tests.api.payments_support import Pay
 
 
 def _failed(pay: Pay, app_id: str) -> None:
     """What the operator-side mirror writes when the permit fails for good."""
-    pay.sql(
-        "UPDATE applications SET status = 'permit_failed', permit_phase = 'Failed', "
-        "permit_reason = 'PortalRejected' WHERE id = %s RETURNING id",
-        app_id,
-    )
+    pay.sql("UPDATE applications SET status = 'permit_failed' WHERE id = %s", app_id)
+    set_permit(pay.api.settings, app_id, phase="Failed", reason="PortalRejected")
     pay.sql(
         "INSERT INTO permit_history (application_id, phase, reason, attempt, transitioned_at) "
         "VALUES (%s, 'Failed', 'PortalRejected', 1, now()) RETURNING id",
@@ -129,12 +135,14 @@ async def test_retry_a_failed_permit(
     r = await admin.client.post(url, headers=admin.bearer())
     assert r.status_code == 409 and r.json()["type"].endswith("/invalid-state")
     _failed(pay, app_id)
-    pay.sql(
-        "UPDATE applications SET permit_request = %s, folio = 'F-1', permit_message = 'no', "
-        "permit_updated_at = now(), permit_artifacts = '[]', permit_notice_sent_at = now() "
-        "WHERE id = %s RETURNING id",
+    set_permit(
+        pay.api.settings,
         app_id,
-        app_id,
+        folio="F-1",
+        message="no",
+        updated_at=utcnow(),
+        artifacts=[],
+        notice_sent_at=utcnow(),
     )
     r = await user.client.post(url, headers=user.bearer())
     assert r.status_code == 403
@@ -148,13 +156,20 @@ async def test_retry_a_failed_permit(
         "permit_request": f"{app_id}-r1",
         "status": "paid",
     }
-    rows = pay.sql(
-        "SELECT status, permit_retries, permit_request, permit_phase, permit_reason, "
-        "permit_message, permit_updated_at, folio, permit_artifacts, permit_notice_sent_at "
-        "FROM applications WHERE id = %s",
+    rows = pay.sql("SELECT status, permit_retries FROM applications WHERE id = %s", app_id)
+    assert rows == [("paid", 1)]
+    # The retry is a permit of its own; the failed one keeps what it came to.
+    permits = pay.sql(
+        "SELECT retry, request_name, phase, reason, folio, notice_sent_at IS NULL "
+        "FROM permits WHERE application_id = %s ORDER BY retry",
         app_id,
     )
-    assert rows == [("paid", 1, f"{app_id}-r1", None, None, None, None, None, None, None)]
+    assert permits == [
+        (0, app_id, "Failed", "PortalRejected", "F-1", False),
+        (1, f"{app_id}-r1", None, None, None, True),
+    ]
+    shown = await pay.application(user, app_id)
+    assert shown["permit_phase"] is None and shown["permit_reason"] is None
     kinds = pay.sql(
         "SELECT kind, dispatched_at IS NULL FROM outbox WHERE application_id = %s ORDER BY id",
         app_id,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from permisos_api.db import utcnow
 from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
 from permisos_api.kube import FINALIZER
-from permisos_api.models import Application, Outbox
+from permisos_api.models import CURRENT_PERMIT, Application, Outbox, Permit
 from permisos_api.settings import ApiSettings
 from tests.namespaces import Namespace, permit_request
 
@@ -50,10 +50,13 @@ def outbox_row(engine: Engine, application_id: uuid.UUID) -> Any:
 
 
 def permit_request_of(engine: Engine, application_id: uuid.UUID) -> str | None:
+    """The PermitRequest of the application's current permit, once the permit has its row."""
     with engine.connect() as conn:
         value = conn.execute(
-            select(Application.permit_request).where(Application.id == application_id)
-        ).scalar_one()
+            select(Permit.request_name)
+            .join(Application, CURRENT_PERMIT)
+            .where(Application.id == application_id)
+        ).scalar_one_or_none()
     return str(value) if value is not None else None
 
 

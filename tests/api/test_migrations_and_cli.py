@@ -31,6 +31,7 @@ TABLES = {
     "permit_downloads",
     "outbox",
     "permit_history",
+    "permits",
 }
 
 
@@ -70,6 +71,71 @@ def test_upgrade_from_empty_and_downgrade_to_base() -> None:
         assert tables(url) == TABLES | {"alembic_version"}
         downgrade(url)
         assert tables(url) == {"alembic_version"}
+
+
+def test_the_permits_move_to_their_own_table_and_back() -> None:
+    """0007 copies each application's current permit into `permits`, and its downgrade copies it
+    back: a deployment upgraded with permits in flight loses none of them."""
+    with fresh_database("permisos_test_mig_permits", migrate=False) as url:
+        upgrade(url, "0006")
+        dsn = url.replace("postgresql+psycopg", "postgresql")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            user = conn.execute(
+                "INSERT INTO users (id, email, password_hash, role, failed_logins, created_at, "
+                "updated_at) VALUES (gen_random_uuid(), 'm@example.com', 'x', 'client', 0, "
+                "now(), now()) "
+                "RETURNING id"
+            ).fetchone()
+            assert user is not None
+            columns = (
+                "owner_id, status, first_name, last_name, maternal_surname, curp, email, phone, "
+                "plates, make, line, service_type, model_year, amount_centavos, currency, "
+                "created_at, updated_at"
+            )
+            person = (
+                "%s, 'permit_ready', 'A', 'B', '', 'GODE561231HDFRRN00', 'm@example.com', "
+                "'5512345678', 'JKL4821', 'nissan', 'versa', 'particular', 2022, 150000, 'MXN', "
+                "now(), now()"
+            )
+            retried, waiting, unpaid = (
+                conn.execute(
+                    f"INSERT INTO applications (id, {columns}) "
+                    f"VALUES (gen_random_uuid(), {person}) RETURNING id",
+                    (user[0],),
+                ).fetchone()
+                for _ in range(3)
+            )
+            assert retried and waiting and unpaid
+            conn.execute(
+                "UPDATE applications SET permit_retries = 1, permit_request = id::text || '-r1', "
+                "permit_phase = 'Succeeded', permit_attempts = 2, folio = 'F-7', "
+                'permit_artifacts = \'[{"kind": "permit"}]\', permit_updated_at = now() '
+                "WHERE id = %s",
+                (retried[0],),
+            )
+            conn.execute(
+                "UPDATE applications SET permit_phase = 'Queued', permit_queue_position = 3 "
+                "WHERE id = %s",
+                (waiting[0],),
+            )
+        upgrade(url)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT application_id, retry, request_name, phase, attempts, folio, artifacts, "
+                "queue_position FROM permits ORDER BY retry"
+            ).fetchall()
+        assert rows == [
+            (waiting[0], 0, str(waiting[0]), "Queued", 0, None, None, 3),
+            (retried[0], 1, f"{retried[0]}-r1", "Succeeded", 2, "F-7", [{"kind": "permit"}], None),
+        ]
+        downgrade(url, "0006")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            back = conn.execute(
+                "SELECT permit_request, permit_phase, folio, permit_queue_position "
+                "FROM applications WHERE id = %s",
+                (retried[0],),
+            ).fetchone()
+        assert back == (f"{retried[0]}-r1", "Succeeded", "F-7", None)
 
 
 async def test_create_admin_cli(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,7 +39,7 @@ from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
 from permisos_api.kube import FINALIZER
 from permisos_api.mirror import Mirror, MirrorMetrics, Snapshot, record
 from permisos_api.mirror.snapshot import snapshot_of
-from permisos_api.models import Application, PermitHistory
+from permisos_api.models import Application, Permit, PermitHistory
 from permisos_api.schemas import ApplicationOut
 from permisos_api.settings import ApiSettings
 from tests.cluster import eventually
@@ -194,9 +194,12 @@ def held_request(name: str) -> dict[str, Any]:
     return body
 
 
-def application(engine: Engine, app_id: uuid.UUID) -> Any:
-    with engine.connect() as conn:
-        return conn.execute(select(Application).where(Application.id == app_id)).one()
+def application(engine: Engine, app_id: uuid.UUID) -> Application:
+    """The application as the API reads it, with its current permit."""
+    with Session(engine, expire_on_commit=False) as session:
+        app = session.get_one(Application, app_id)
+        assert app.permit is None or app.permit.application_id == app_id  # loaded now
+        return app
 
 
 def history(engine: Engine, app_id: uuid.UUID) -> list[tuple[str, int]]:
@@ -586,12 +589,11 @@ def test_only_the_current_permit_request_moves_the_application(engine: Engine) -
     def snap(name: str, phase: str, attempt: int, at: datetime) -> Snapshot:
         return Snapshot(app_id, phase, phase, None, attempt, at, name=name)
 
-    # An admin's retry: the application names the new PermitRequest, its permit fields clear.
+    # An admin's retry: a new permit, current from now on (what the retry service writes).
     with Session(engine) as session, session.begin():
-        app = session.get(Application, app_id)
-        assert app is not None
-        app.permit_request = retry
+        app = session.get_one(Application, app_id)
         app.permit_retries = 1
+        session.add(Permit(application_id=app_id, retry=1, request_name=retry))
     assert record(engine, snap(retry, "Running", 1, t0 + timedelta(seconds=10)))
     # The old, failed PermitRequest (its events replayed, even a newer-looking one).
     assert record(engine, snap(str(app_id), "Failed", 2, t0 + timedelta(seconds=20)))
@@ -602,6 +604,13 @@ def test_only_the_current_permit_request_moves_the_application(engine: Engine) -
     row = application(engine, app_id)
     assert row.permit_phase == "Succeeded" and row.status == "permit_ready"
     with engine.connect() as conn:
+        # Each PermitRequest kept what it came to, in its own row.
+        permits = conn.execute(
+            select(Permit.request_name, Permit.phase, Permit.attempts)
+            .where(Permit.application_id == app_id)
+            .order_by(Permit.retry)
+        ).all()
+        assert permits == [(str(app_id), "Failed", 2), (retry, "Succeeded", 1)]
         names = conn.execute(
             select(PermitHistory.phase, PermitHistory.permit_request).where(
                 PermitHistory.application_id == app_id

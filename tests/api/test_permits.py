@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
-from psycopg.types.json import Json
 from sqlalchemy import select
 
 from permisos_api.db import make_engine
@@ -26,7 +24,16 @@ from permisos_api.notices import send_permit_notices
 from permisos_api.settings import ApiSettings
 from permisos_sandbox.s3 import S3Server
 
-from .conftest import APPLICATION, BASE_URL, Api, mail_text, read_mail, unique_email
+from .conftest import (
+    APPLICATION,
+    BASE_URL,
+    Api,
+    mail_text,
+    read_mail,
+    set_permit,
+    sql,
+    unique_email,
+)
 
 BUCKET = "permisos-permits-test"
 PDF = b"%PDF-1.7\n" + b"permiso de prueba " * 200 + b"\n%%EOF\n"
@@ -50,19 +57,10 @@ def subject(msg: Message) -> str:
     return str(make_header(decode_header(msg["Subject"])))
 
 
-def _dsn(settings: ApiSettings) -> str:
-    return settings.database_url.replace("postgresql+psycopg://", "postgresql://")
-
-
-def mark(settings: ApiSettings, application_id: str, **values: Any) -> None:
-    """What the API's mirror writes (plus whatever else a test needs)."""
-    assignments = ", ".join(f"{name} = %s" for name in values)
-    params = [Json(v) if isinstance(v, list | dict) else v for v in values.values()]
-    with psycopg.connect(_dsn(settings), autocommit=True) as conn:
-        conn.execute(
-            f"UPDATE applications SET {assignments} WHERE id = %s",
-            [*params, application_id],
-        )
+def mark(settings: ApiSettings, application_id: str, status: str, **permit: Any) -> None:
+    """What the API's mirror writes: the application's status and its current permit's state."""
+    sql(settings, "UPDATE applications SET status = %s WHERE id = %s", status, application_id)
+    set_permit(settings, application_id, **permit)
 
 
 async def new_application(user: Any, **overrides: Any) -> str:
@@ -86,9 +84,9 @@ def issue(settings: ApiSettings, s3: S3Server, application_id: str) -> dict[str,
         settings,
         application_id,
         status="permit_ready",
-        permit_phase="Succeeded",
+        phase="Succeeded",
         folio="F-123",
-        permit_artifacts=[artifact],
+        artifacts=[artifact],
     )
     return artifact
 
@@ -168,14 +166,14 @@ async def test_permit_notices_go_once(
     ready_to, failed_to = unique_email("ready"), unique_email("failed")
     ready = await new_application(owner, email=ready_to)
     failed = await new_application(owner, email=failed_to)
-    mark(settings, ready, status="permit_ready", permit_phase="Succeeded", folio="F-9")
+    mark(settings, ready, status="permit_ready", phase="Succeeded", folio="F-9")
     mark(
         settings,
         failed,
         status="permit_failed",
-        permit_phase="Failed",
-        permit_reason="PortalRejected",
-        permit_message="Las placas no corresponden al vehículo",
+        phase="Failed",
+        reason="PortalRejected",
+        message="Las placas no corresponden al vehículo",
     )
 
     engine = make_engine(settings)

@@ -13,7 +13,7 @@ from psycopg.types.json import Json
 from permisos_api.privacy import PLACEHOLDERS
 from permisos_api.settings import ApiSettings
 
-from .conftest import APPLICATION, CURP, PASSWORD, Api, login
+from .conftest import APPLICATION, CURP, PASSWORD, Api, login, set_permit
 
 
 def _sql(settings: ApiSettings, query: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -64,11 +64,12 @@ async def _paid_application(settings: ApiSettings, user: Any) -> tuple[str, str]
     )
     _sql(
         settings,
-        "UPDATE applications SET status = 'permit_ready', paid_at = %s, payment_method = 'card', "
-        "permit_phase = 'Succeeded', folio = 'F-1' WHERE id = %s",
+        "UPDATE applications SET status = 'permit_ready', paid_at = %s, payment_method = 'card' "
+        "WHERE id = %s",
         now,
         application_id,
     )
+    set_permit(settings, application_id, phase="Succeeded", folio="F-1")
     return application_id, intent
 
 

@@ -177,7 +177,7 @@ async def test_one_reminder_per_permit_expiring_within_the_window(
         [msg] = reminders_to(outbox, address)
         subject, body = text(msg)
         ((issued_at, folio),) = sql(
-            settings, "SELECT permit_updated_at, folio FROM applications WHERE id = %s", app_id
+            settings, "SELECT updated_at, folio FROM permits WHERE application_id = %s", app_id
         )
         assert abs(issued_at - (datetime.now(UTC) - ago)) < timedelta(minutes=5)
         expires = spanish_date(issued_at + timedelta(days=30))
@@ -287,7 +287,7 @@ async def test_validity_and_window_come_from_the_settings(
     report = run_reminders(sixty)
     assert (report.validity_days, report.reminder_days, report.sent) == (60, 10, 1)
     [msg] = reminders_to(outbox, due_to)
-    ((issued_at,),) = sql(settings, "SELECT permit_updated_at FROM applications WHERE id = %s", due)
+    ((issued_at,),) = sql(settings, "SELECT updated_at FROM permits WHERE application_id = %s", due)
     assert spanish_date(issued_at + timedelta(days=60)) in text(msg)[0]
     assert reminders_to(outbox, not_yet_to) == []
 

@@ -9,11 +9,11 @@ import re
 import uuid
 from collections.abc import Callable
 from html import unescape
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import async_playwright
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -22,7 +22,7 @@ from permisos_api.models import Application
 from tests.api.conftest import APPLICATION, Api
 from tests.api.payments_support import Pay
 from tests.api.test_admin import _failed
-from tests.api.web import CHROMIUM, SIZES, Visit
+from tests.api.web import SIZES, Visit, applicant_page, chromium
 from tests.namespaces import Namespace, permit_request, runner_pool
 
 from .conftest import paid_application
@@ -43,62 +43,59 @@ async def paid_by_card(pay: Pay, user: Any, **changes: Any) -> str:
 
 @pytest.mark.parametrize("size", list(SIZES))
 async def test_an_admin_finds_a_failed_permit_reads_its_story_and_retries_it(
-    pay: Pay, make_user: Callable[..., Any], size: str
+    pay: Pay,
+    make_user: Callable[..., Any],
+    size: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    # No cluster for this app to read: the page must say so, not fail.
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
     user = await make_user()
     admin = await make_user("admin")
     plates = f"ADM{uuid.uuid4().int % 10_000:04d}"
     app_id = await paid_by_card(pay, user, plates=plates)
     _failed(pay, app_id)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
-        try:
-            context = await browser.new_context(viewport=SIZES[size], locale="es-MX")
-            await context.add_cookies(
-                [{"name": "permisos_session", "value": admin.token, "url": pay.url}]
-            )
-            page = await context.new_page()
-            visit = Visit(page, "admin", size)
-            await page.goto(pay.url + "/")
-            async with page.expect_navigation() as navigation:
-                await page.get_by_role("link", name="Administración").click()
-            await visit.check("buscar", await navigation.value)
+    async with chromium() as browser:
+        page = await applicant_page(browser, pay.url, admin.token, size)
+        visit = Visit(page, "admin", size)
+        await page.goto(pay.url + "/")
+        async with page.expect_navigation() as navigation:
+            await page.get_by_role("link", name="Administración").click()
+        await visit.check("buscar", await navigation.value)
 
-            await page.get_by_label("Placas").fill(plates.lower())
-            await page.get_by_label("Estado").select_option(label="No se pudo emitir el permiso")
-            response = await visit.submit("Buscar")
-            assert await page.get_by_role("heading", name="1 solicitud").is_visible()
-            await visit.check("encontrada", response)
+        await page.get_by_label("Placas").fill(plates.lower())
+        await page.get_by_label("Estado").select_option(label="No se pudo emitir el permiso")
+        response = await visit.submit("Buscar")
+        assert await page.get_by_role("heading", name="1 solicitud").is_visible()
+        await visit.check("encontrada", response)
 
-            async with page.expect_navigation() as navigation:
-                await page.get_by_role("link", name=plates).click()
-            response = await navigation.value
-            assert await page.locator("#estado").inner_text() == "No se pudo emitir el permiso"
-            payments = page.get_by_role("region", name="Pagos")
-            assert "Tarjeta" in await payments.inner_text()
-            assert "$1,500.00 MXN" in await payments.inner_text()
-            events = await page.get_by_role("region", name="Eventos de pago").inner_text()
-            assert "payment_intent.succeeded" in events
-            history = await page.get_by_role("region", name="Historial del permiso").inner_text()
-            assert "Failed" in history and "PortalRejected" in history
-            # No cluster configured for this app: said, not failed.
-            assert "No se pudo consultar el clúster" in await page.locator("main").inner_text()
-            await visit.check("historia", response)
+        async with page.expect_navigation() as navigation:
+            await page.get_by_role("link", name=plates).click()
+        response = await navigation.value
+        assert await page.locator("#estado").inner_text() == "No se pudo emitir el permiso"
+        payments = page.get_by_role("region", name="Pagos")
+        assert "Tarjeta" in await payments.inner_text()
+        assert "$1,500.00 MXN" in await payments.inner_text()
+        events = await page.get_by_role("region", name="Eventos de pago").inner_text()
+        assert "payment_intent.succeeded" in events
+        history = await page.get_by_role("region", name="Historial del permiso").inner_text()
+        assert "Failed" in history and "PortalRejected" in history
+        assert "No se pudo consultar el clúster" in await page.locator("main").inner_text()
+        await visit.check("historia", response)
 
-            response = await visit.submit("Reintentar el permiso")
-            assert await page.get_by_role("status").inner_text() == (
-                "Se pidió un nuevo intento del permiso."
-            )
-            assert await page.locator("#estado").inner_text() == "Pagado: tramitando tu permiso"
-            # Nothing left to retry or refund while the new attempt runs.
-            assert await page.get_by_role("button", name="Reintentar el permiso").count() == 0
-            await visit.check("reintentado", response)
-        finally:
-            await browser.close()
-    rows = pay.sql(
-        "SELECT status, permit_retries, permit_request FROM applications WHERE id = %s", app_id
-    )
-    assert rows == [("paid", 1, f"{app_id}-r1")]
+        response = await visit.submit("Reintentar el permiso")
+        assert await page.get_by_role("status").inner_text() == (
+            "Se pidió un nuevo intento del permiso."
+        )
+        assert await page.locator("#estado").inner_text() == "Pagado: tramitando tu permiso"
+        # Nothing left to retry or refund while the new attempt runs.
+        assert await page.get_by_role("button", name="Reintentar el permiso").count() == 0
+        await visit.check("reintentado", response)
+    rows = pay.sql("SELECT status, permit_retries FROM applications WHERE id = %s", app_id)
+    assert rows == [("paid", 1)]
+    names = pay.sql("SELECT request_name FROM permits WHERE application_id = %s", app_id)
+    assert sorted(names) == [(app_id,), (f"{app_id}-r1",)]
     queued = pay.sql(
         "SELECT count(*) FROM outbox WHERE application_id = %s AND kind = 'permit_request_r1'",
         app_id,
@@ -241,7 +238,8 @@ async def test_the_console_shows_what_the_cluster_says(
     ]
     await kube.patch("permitrequests", str(app_id), patch, "status", kind=JSON_PATCH)
 
-    client = api.client(api.app(kubernetes_namespace=kube.namespace))
+    app = api.app(kubernetes_namespace=kube.name)
+    client = api.client(app)
     client.cookies.set("permisos_session", admin.token)
     detail = text(await client.get(f"/admin/solicitudes/{app_id}"))
     assert f"Solicitud de {plates}" in detail
@@ -252,3 +250,4 @@ async def test_the_console_shows_what_the_cluster_says(
     pools = text(await client.get("/admin/grupos"))
     assert "default 4 0 7 No disponible: 3 attempts in a row" in pools
     assert "Abierto 3 08/12/2026 02:05" in pools
+    await app.state.services.kube.reset()  # what the app's shutdown does

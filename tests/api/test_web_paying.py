@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.conftest import set_permit
 from tests.api.payments_support import Pay
 from tests.api.web import SCREENSHOTS, SIZES, Visit, applicant_page, chromium
 
@@ -68,18 +69,13 @@ async def test_an_applicant_pays_at_oxxo_with_the_voucher_the_page_shows(
 
         # The page follows the permit by itself: where it waits (the mirror writes it),
         # then, once issued, the documents.
-        pay.sql(
-            "UPDATE applications SET permit_waiting_reason = 'PoolFull', "
-            "permit_queue_position = 3 WHERE id = %s",
-            app_id,
-        )
+        set_permit(pay.api.settings, app_id, waiting_reason="PoolFull", queue_position=3)
         waiting = page.locator("#espera", has_text="número 3 en la fila")
         await waiting.wait_for(timeout=25_000)
-        pay.sql(
-            "UPDATE applications SET status = 'permit_ready', permit_phase = 'Succeeded', "
-            "permit_waiting_reason = NULL, permit_queue_position = NULL WHERE id = %s",
-            app_id,
+        set_permit(
+            pay.api.settings, app_id, phase="Succeeded", waiting_reason=None, queue_position=None
         )
+        pay.sql("UPDATE applications SET status = 'permit_ready' WHERE id = %s", app_id)
         ready = page.locator("#estado", has_text="Permiso listo")
         await ready.wait_for(timeout=25_000)
         links = page.get_by_role("link", name=re.compile(r"^Descargar .* \(PDF\)$"))

@@ -231,8 +231,9 @@ async def check_database_agrees(p: Platform, applicants: list[Applicant]) -> Non
         with engine.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT id, status, permit_request, permit_phase, folio FROM applications "
-                    "WHERE permit_request IS NOT NULL"
+                    "SELECT a.id, a.status, p.request_name AS permit_request, "
+                    "p.phase AS permit_phase, p.folio FROM applications a JOIN permits p "
+                    "ON p.application_id = a.id AND p.retry = a.permit_retries"
                 )
             ).all()
     finally:

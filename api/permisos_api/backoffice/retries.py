@@ -1,4 +1,5 @@
-"""Retrying a failed permit: a new PermitRequest, since a failed one stays failed."""
+"""Retrying a failed permit: a new PermitRequest and a new row in `permits`, since a failed
+one stays failed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 from ..auth import Principal
 from ..db import utcnow
 from ..dispatcher import request_name, retry_kind
-from ..models import ApplicationStatus, Outbox, Payment
+from ..models import ApplicationStatus, Outbox, Payment, Permit
 from ..problems import ProblemError
 from . import audit
 from .failed import failed_application
@@ -44,19 +45,11 @@ def retry_permit(db: Session, admin: Principal, application_id: uuid.UUID) -> Re
     now = utcnow()
     retry = app.permit_retries + 1
     name = request_name(app.id, retry)
+    # A permit of its own, current from now on: the failed one keeps its row and its outcome,
+    # and the mirror's writes of it no longer move the application.
+    db.add(Permit(application_id=app.id, retry=retry, request_name=name, created_at=now))
     app.permit_retries = retry
     app.status = ApplicationStatus.paid.value
-    # Named now, not when dispatched: from here on the mirror ignores the failed PermitRequest.
-    app.permit_request = name
-    app.permit_phase = None
-    app.permit_reason = None
-    app.permit_message = None
-    app.permit_attempts = 0
-    app.permit_updated_at = None
-    app.permit_waiting_reason = app.permit_queue_position = app.permit_estimated_start_at = None
-    app.folio = None
-    app.permit_artifacts = None
-    app.permit_notice_sent_at = None
     app.updated_at = now
     # UNIQUE (application_id, kind): the same retry is never queued twice.
     db.add(
