@@ -21,6 +21,7 @@ from permisos.kube import JSON_PATCH
 from permisos_api.models import Application
 from tests.api.conftest import APPLICATION, Api
 from tests.api.payments_support import Pay
+from tests.api.serving import serving
 from tests.api.test_admin import _failed
 from tests.api.web import SIZES, Visit, applicant_page, chromium
 from tests.namespaces import Namespace, permit_request, runner_pool
@@ -195,8 +196,9 @@ async def test_refunds_and_accounts_from_the_console(
     assert "Desactivar la cuenta" not in own.text
 
 
+@pytest.mark.parametrize("size", list(SIZES))
 async def test_the_console_shows_what_the_cluster_says(
-    engine: Engine, kube: Namespace, api: Api, make_user: Callable[..., Any]
+    engine: Engine, kube: Namespace, api: Api, make_user: Callable[..., Any], size: str
 ) -> None:
     """The PermitRequest's conditions and the RunnerPools, read with the API's ServiceAccount
     (the `cluster` fixture checks that its Role refused nothing)."""
@@ -250,4 +252,28 @@ async def test_the_console_shows_what_the_cluster_says(
     pools = text(await client.get("/admin/grupos"))
     assert "default 4 0 7 No disponible: 3 attempts in a row" in pools
     assert "Abierto 3 08/12/2026 02:05" in pools
+
+    # The same pages in a browser, and the ones left: the manual refunds, and an applicant
+    # turned away.
+    applicant = await make_user()
+    async with serving(app) as base, chromium() as browser:
+        page = await applicant_page(browser, base, admin.token, size)
+        visit = Visit(page, "admin-cluster", size)
+        response = await page.goto(f"{base}/admin/solicitudes/{app_id}")
+        conditions = page.get_by_role("region", name="Condiciones")
+        assert "PortalUnavailable" in await conditions.inner_text()
+        await visit.check("solicitud-en-el-cluster", response)
+        async with page.expect_navigation() as navigation:
+            await page.get_by_role("link", name="Grupos de robots").click()
+        assert "No disponible" in await page.get_by_role("region").inner_text()
+        await visit.check("grupos", await navigation.value)
+        async with page.expect_navigation() as navigation:
+            await page.get_by_role("link", name="Reembolsos a mano").click()
+        await visit.check("reembolsos", await navigation.value)
+        page = await applicant_page(browser, base, applicant.token, size)
+        visit.page = page
+        response = await page.goto(f"{base}/admin")
+        assert response is not None and response.status == 403
+        assert await page.get_by_role("heading", level=1).inner_text() == "Sin acceso"
+        await visit.check("sin-acceso", response)
     await app.state.services.kube.reset()  # what the app's shutdown does
