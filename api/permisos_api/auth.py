@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from .context import get_db
@@ -136,14 +136,19 @@ def _unauthenticated(detail: str) -> ProblemError:
     )
 
 
+# Built once: every authenticated request runs it, and building a select and its cache key
+# costs more than the hashing (about 0.1 ms a request).
+_SESSION_AND_USER = (
+    select(AuthSession, User)
+    .join(User, User.id == AuthSession.user_id)
+    .where(AuthSession.token_sha256 == bindparam("digest"))
+)
+
+
 def principal_for(db: Session, token: str, via: Literal["cookie", "bearer"]) -> Principal:
     """The principal a session token stands for; a problem when it stands for none."""
     now = utcnow()
-    row = db.execute(
-        select(AuthSession, User)
-        .join(User, User.id == AuthSession.user_id)
-        .where(AuthSession.token_sha256 == token_digest(token))
-    ).first()
+    row = db.execute(_SESSION_AND_USER, {"digest": token_digest(token)}).first()
     if row is None:
         raise _unauthenticated("The session is not valid.")
     session, user = row
