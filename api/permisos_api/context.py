@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import stripe
 from fastapi import Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from .kube import ApiKube
 from .mail import Mailer
@@ -17,6 +19,8 @@ from .passwords import Hasher
 from .ratelimit import RateLimiter
 from .settings import ApiSettings
 from .storage import PermitStorage
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -33,14 +37,43 @@ class Services:
     kube: ApiKube  # the admin console's reads (connects on first use)
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: no I/O here, so FastAPI calls it in the loop instead of a worker thread.
     found = request.app.state.services
     assert isinstance(found, Services)
     return found
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """One ORM session per request; endpoints commit explicitly."""
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """One ORM session per request; endpoints commit explicitly.
+
+    async: making the session needs no I/O, so it costs no thread hop; closing one still in a
+    transaction rolls back, a round trip, so that goes to a worker thread.
+    """
     factory: sessionmaker[Session] = request.app.state.sessionmaker
-    with factory() as session:
+    session = factory()  # connects on its first statement, in the endpoint's thread
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)  # a rollback: a round trip
+        else:
+            session.close()
+
+
+async def in_worker(db: Session, work: Callable[[], T]) -> T:
+    """A route's database work in one worker thread, the connection handed back there too.
+
+    A sync route costs a thread hop for its body, another for validating its response model
+    and one more for get_db's cleanup; an async route that awaits this pays one. What the work
+    did not commit is rolled back, as the cleanup would; what it returns stays readable
+    (detached, attributes loaded), so it must not rely on lazy loads.
+    """
+
+    def work_then_release() -> T:
+        try:
+            return work()
+        finally:
+            db.close()
+
+    return await run_in_threadpool(work_then_release)

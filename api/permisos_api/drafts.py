@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import fields
 from .context import Services
@@ -40,5 +41,7 @@ def file_application(
     )
     db.add(app)
     db.commit()
+    # A new application has no permit yet: saying so spares reading its permit_* a query.
+    set_committed_value(app, "permit", None)
     svc.metrics.applications_created.labels(body.service_type).inc()
     return app

@@ -10,10 +10,11 @@ import uuid
 
 from fastapi import APIRouter, status
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from .. import drafts
 from ..auth import Principal
+from ..context import in_worker
 from ..db import utcnow
 from ..deps import CurrentPrincipal, Db, Svc
 from ..models import (
@@ -37,8 +38,13 @@ from .paging import Limit, Offset
 router = APIRouter(prefix="/v1/applications", tags=["applications"])
 
 
+# The current permit in the same query: the answer shows its phase, and a lazy load would be a
+# second round trip (and cannot run once in_worker has handed the connection back).
+_WITH_PERMIT = (joinedload(Application.permit),)
+
+
 def _load(db: Session, application_id: uuid.UUID, principal: Principal) -> Application:
-    app = db.get(Application, application_id)
+    app = db.get(Application, application_id, options=_WITH_PERMIT)
     if app is None or (app.owner_id != principal.user.id and not principal.is_admin):
         raise ProblemError("not-found", "No such application.")
     return app
@@ -60,10 +66,10 @@ def _load_own(db: Session, application_id: uuid.UUID, principal: Principal) -> A
     "by service type (integer centavos, MXN).",
     responses=problem_responses(401, 403, 422),
 )
-def create_application(
+async def create_application(
     body: ApplicationIn, principal: CurrentPrincipal, db: Db, svc: Svc
 ) -> Application:
-    return drafts.file_application(db, svc, principal.user.id, body)
+    return await in_worker(db, lambda: drafts.file_application(db, svc, principal.user.id, body))
 
 
 @router.get(
@@ -103,8 +109,10 @@ def list_applications(
     description="The owner or an admin; anyone else gets 404.",
     responses=problem_responses(401, 403, 404, 422),
 )
-def get_application(application_id: uuid.UUID, principal: CurrentPrincipal, db: Db) -> Application:
-    return _load(db, application_id, principal)
+async def get_application(
+    application_id: uuid.UUID, principal: CurrentPrincipal, db: Db
+) -> Application:
+    return await in_worker(db, lambda: _load(db, application_id, principal))
 
 
 @router.get(
