@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from . import fields
-from .waiting import wait_message
+from .waiting import phase_message, wait_message
 
 ServiceType = Literal["particular", "publico", "carga"]
 
@@ -264,6 +264,13 @@ class ApplicationOut(BaseModel):
     )
 
     @computed_field(  # type: ignore[prop-decorator]
+        description="The permit's phase in the applicant's words (Spanish), once it has one."
+    )
+    @property
+    def permit_progress(self) -> str | None:
+        return phase_message(self.permit_phase)
+
+    @computed_field(  # type: ignore[prop-decorator]
         description="While the permit waits: why, in the applicant's words (Spanish)."
     )
     @property
@@ -511,10 +518,27 @@ class AdminApplicationOut(ApplicationOut):
     anonymized_at: datetime | None = None
 
 
+class AdminPermitOut(BaseModel):
+    """One PermitRequest of the application and what it came to."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    retry: int = Field(description="0 the first, N an admin's N-th retry.")
+    request_name: str
+    phase: str | None
+    reason: str | None
+    message: str | None
+    attempts: int
+    folio: str | None
+    updated_at: datetime | None
+    created_at: datetime
+
+
 class AdminApplicationDetail(BaseModel):
     application: AdminApplicationOut
     payments: list[AdminPaymentOut] = Field(description="Newest first.")
     payment_events: list[PaymentEventSummary] = Field(description="Oldest first.")
+    permits: list[AdminPermitOut] = Field(description="The first, then one per retry.")
     permit_history: list[PermitHistoryOut] = Field(description="Oldest first.")
 
 

@@ -185,6 +185,8 @@ async def test_retry_a_failed_permit(
     assert count == [(len(kinds),)]
     detail = await admin.client.get(f"/v1/admin/applications/{app_id}", headers=admin.bearer())
     assert detail.json()["application"]["permit_retries"] == 1
+    listed = [(p["retry"], p["request_name"], p["phase"]) for p in detail.json()["permits"]]
+    assert listed == [(0, app_id, "Failed"), (1, f"{app_id}-r1", None)]
 
     # Failed again and refunded: no retry.
     _failed(pay, app_id)

@@ -659,7 +659,7 @@ def test_a_waiting_request_tells_the_applicant_why_and_where_it_is_in_line(engin
     snap = snapshot_of(body)
     assert snap is not None and record(engine, snap)
     shown = ApplicationOut.model_validate(application(engine, app_id)).model_dump(mode="json")
-    assert shown["permit_wait"].startswith("Su trámite es el número 12 en la fila. Inicio estimado")
+    assert shown["permit_wait"].startswith("Tu trámite es el número 12 en la fila. Inicio estimado")
     # Admitted: it no longer waits.
     body["status"] = {
         "phase": "Running",

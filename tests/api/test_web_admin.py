@@ -90,6 +90,10 @@ async def test_an_admin_finds_a_failed_permit_reads_its_story_and_retries_it(
             "Se pidió un nuevo intento del permiso."
         )
         assert await page.locator("#estado").inner_text() == "Pagado: tramitando tu permiso"
+        # Each PermitRequest has its own row: the failed one kept, the retry current.
+        permits = await page.get_by_role("region", name="Trámites del permiso").inner_text()
+        assert "Primero" in permits and "PortalRejected" in permits
+        assert "Reintento 1 (actual)" in permits and f"{app_id}-r1" in permits
         # Nothing left to retry or refund while the new attempt runs.
         assert await page.get_by_role("button", name="Reintentar el permiso").count() == 0
         await visit.check("reintentado", response)

@@ -69,9 +69,18 @@ async def test_an_applicant_pays_at_oxxo_with_the_voucher_the_page_shows(
 
         # The page follows the permit by itself: where it waits (the mirror writes it),
         # then, once issued, the documents.
-        set_permit(pay.api.settings, app_id, waiting_reason="PoolFull", queue_position=3)
+        set_permit(
+            pay.api.settings, app_id, phase="Queued", waiting_reason="PoolFull", queue_position=3
+        )
         waiting = page.locator("#espera", has_text="número 3 en la fila")
         await waiting.wait_for(timeout=25_000)
+        # Each phase in words, as the page follows it.
+        queued = "Tu trámite está en la fila para el portal del gobierno."
+        assert await page.locator("#fase").inner_text() == queued
+        set_permit(pay.api.settings, app_id, phase="Running", waiting_reason=None)
+        running = page.locator("#fase", has_text="Estamos tramitando tu permiso")
+        await running.wait_for(timeout=25_000)
+        assert not await page.locator("#espera").is_visible()
         set_permit(
             pay.api.settings, app_id, phase="Succeeded", waiting_reason=None, queue_position=None
         )

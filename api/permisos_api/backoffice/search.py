@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..auth import Principal
-from ..models import Application, Payment, PaymentEvent, PermitHistory, User
+from ..models import Application, Payment, PaymentEvent, Permit, PermitHistory, User
 from ..problems import ProblemError
 from . import audit
 
@@ -66,6 +66,7 @@ class Story:
     owner: User | None
     payments: Sequence[Payment]  # newest first
     payment_events: Sequence[PaymentEvent]  # oldest first
+    permits: Sequence[Permit]  # the first, then each retry
     permit_history: Sequence[PermitHistory]  # oldest first
 
 
@@ -83,10 +84,13 @@ def story(db: Session, admin: Principal, application_id: uuid.UUID) -> Story:
         .where(PaymentEvent.application_id == app.id)
         .order_by(PaymentEvent.stripe_created_at, PaymentEvent.received_at)
     ).all()
+    permits = db.scalars(
+        select(Permit).where(Permit.application_id == app.id).order_by(Permit.retry)
+    ).all()
     history = db.scalars(
         select(PermitHistory)
         .where(PermitHistory.application_id == app.id)
         .order_by(PermitHistory.transitioned_at, PermitHistory.id)
     ).all()
     audit.record(admin, "view_application", application=app.id)
-    return Story(app, db.get(User, app.owner_id), payments, events, history)
+    return Story(app, db.get(User, app.owner_id), payments, events, permits, history)

@@ -19,6 +19,7 @@ from ..schemas import (
     AdminApplicationDetail,
     AdminApplicationOut,
     AdminPaymentOut,
+    AdminPermitOut,
     AdminUserOut,
     ApplicationOut,
     ApplicationPage,
@@ -78,6 +79,7 @@ def get_application(application_id: uuid.UUID, admin: Admin, db: Db) -> AdminApp
         application=AdminApplicationOut.model_validate(story.application, from_attributes=True),
         payments=[AdminPaymentOut.model_validate(p) for p in story.payments],
         payment_events=[PaymentEventSummary.model_validate(e) for e in story.payment_events],
+        permits=[AdminPermitOut.model_validate(p) for p in story.permits],
         permit_history=[PermitHistoryOut.model_validate(h) for h in story.permit_history],
     )
 

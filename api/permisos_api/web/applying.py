@@ -176,4 +176,5 @@ def show_application(
         price=pesos(shown.amount_centavos),
         documents=DOCUMENTS if shown.status == "permit_ready" else (),
         refresh=CONFIRMING_SECONDS if taken else REFRESH_SECONDS if following else None,
+        following=following,
     )
