@@ -146,6 +146,13 @@ async def test_retry_a_failed_permit(
     )
     r = await user.client.post(url, headers=user.bearer())
     assert r.status_code == 403
+    # The lists show each application's current permit too (loaded for the page at once).
+    r = await admin.client.get(
+        "/v1/admin/applications", params={"status": "permit_failed"}, headers=admin.bearer()
+    )
+    assert {a["id"]: a["permit_phase"] for a in r.json()["items"]}[app_id] == "Failed"
+    r = await user.client.get("/v1/applications", headers=user.bearer())
+    assert {a["id"]: a["permit_reason"] for a in r.json()["items"]}[app_id] == "PortalRejected"
 
     caplog.set_level(logging.INFO, logger="permisos_api.admin")
     r = await admin.client.post(url, headers=admin.bearer())

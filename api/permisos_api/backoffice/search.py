@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from ..auth import Principal
 from ..models import Application, Payment, PaymentEvent, Permit, PermitHistory, User
@@ -51,6 +51,7 @@ def search(db: Session, admin: Principal, filters: Filters, limit: int, offset: 
     total = db.scalar(select(func.count()).select_from(Application).where(*conditions)) or 0
     rows = db.scalars(
         select(Application)
+        .options(selectinload(Application.permit))  # one query for the page's permits
         .where(*conditions)
         .order_by(Application.created_at.desc(), Application.id.desc())
         .limit(limit)

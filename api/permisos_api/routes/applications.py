@@ -10,7 +10,7 @@ import uuid
 
 from fastapi import APIRouter, status
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from .. import drafts
 from ..auth import Principal
@@ -89,6 +89,7 @@ def list_applications(
     total = db.scalar(select(func.count()).select_from(Application).where(own)) or 0
     rows = db.scalars(
         select(Application)
+        .options(selectinload(Application.permit))  # one query for the page's permits
         .where(own)
         .order_by(Application.created_at.desc(), Application.id)
         .limit(limit)
