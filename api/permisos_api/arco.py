@@ -146,10 +146,10 @@ def export_account(db: Session, user: User) -> AccountExport:
     """Everything kept about the account (ARCO: access)."""
     app_ids = list(db.scalars(select(Application.id).where(Application.owner_id == user.id)))
 
-    def rows(model: Any, column: Any, order: Any) -> list[Any]:
+    def rows(model: Any, column: Any, *order: Any) -> list[Any]:
         if not app_ids:
             return []
-        return list(db.scalars(select(model).where(column.in_(app_ids)).order_by(order)))
+        return list(db.scalars(select(model).where(column.in_(app_ids)).order_by(*order)))
 
     applications = db.scalars(
         select(Application).where(Application.owner_id == user.id).order_by(Application.created_at)
@@ -174,7 +174,8 @@ def export_account(db: Session, user: User) -> AccountExport:
             for e in rows(PaymentEvent, PaymentEvent.application_id, PaymentEvent.stripe_created_at)
         ],
         permits=[
-            _plain(p, PERMIT_FIELDS) for p in rows(Permit, Permit.application_id, Permit.retry)
+            _plain(p, PERMIT_FIELDS)
+            for p in rows(Permit, Permit.application_id, Permit.application_id, Permit.retry)
         ],
         permit_history=[
             _plain(h, HISTORY_FIELDS)

@@ -9,6 +9,7 @@ contacted until a call is made, so a cluster that is down only shows then.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -56,11 +57,14 @@ class ApiKube:
     def __init__(self, timeout_seconds: float) -> None:
         self.timeout_seconds = timeout_seconds
         self._client: Kube | None = None
+        # Calls at once (the admin console's pages) make one client, not one each.
+        self._connecting = asyncio.Lock()
 
     async def client(self) -> Kube:
-        if self._client is None:
-            self._client = await Kube.from_environment()
-        return self._client
+        async with self._connecting:
+            if self._client is None:
+                self._client = await Kube.from_environment()
+            return self._client
 
     async def reset(self) -> None:
         client, self._client = self._client, None

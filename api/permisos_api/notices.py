@@ -47,7 +47,9 @@ def _send_one(engine: Engine, settings: ApiSettings, mailer: Mailer) -> str | No
             )
             .order_by(Permit.updated_at, Application.id)
             .limit(1)
-            .with_for_update(skip_locked=True, of=Application)
+            # Both rows: the flag is on the permit, so a replica that waited for this one
+            # re-checks it after the lock instead of mailing again.
+            .with_for_update(skip_locked=True, of=(Application, Permit))
         ).first()
         if found is None:
             return None

@@ -17,7 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # (the card Element and the 3-D Secure challenge on hooks.stripe.com) and its API. Any other
 # script address is a stand-in that serves all three from its own origin (the simulator's).
 STRIPE_JS = "https://js.stripe.com"
-STRIPE_FRAMES = (STRIPE_JS, "https://hooks.stripe.com")
+# Elements load scripts and frames from subdomains of js.stripe.com too (Stripe's CSP guide).
+STRIPE_SCRIPTS = (STRIPE_JS, "https://*.js.stripe.com")
+STRIPE_FRAMES = (*STRIPE_SCRIPTS, "https://hooks.stripe.com")
 STRIPE_API = "https://api.stripe.com"
 
 
@@ -48,7 +50,7 @@ def stripe_js_policy(stripe_js_url: str) -> str:
     origin = f"{parts.scheme}://{parts.netloc}"
     if origin == STRIPE_JS:
         return content_security_policy(
-            scripts=(origin,), frames=STRIPE_FRAMES, connect=(STRIPE_API,)
+            scripts=STRIPE_SCRIPTS, frames=STRIPE_FRAMES, connect=(STRIPE_API,)
         )
     return content_security_policy(scripts=(origin,), frames=(origin,), connect=(origin,))
 

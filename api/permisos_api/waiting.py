@@ -41,7 +41,7 @@ PHASES = {
     "Pending": "Recibimos tu pago; estamos preparando tu trámite.",
     "Queued": "Tu trámite está en la fila para el portal del gobierno.",
     "Running": "Estamos tramitando tu permiso en el portal del gobierno.",
-    "Retrying": "El portal del gobierno no respondió a tiempo; lo intentaremos de nuevo.",
+    "Retrying": "El intento anterior no se completó; lo intentaremos de nuevo.",
     "Succeeded": "Tu permiso fue emitido.",
     "Failed": "No fue posible obtener tu permiso en el portal del gobierno.",
     "Cancelled": "El trámite de tu permiso se canceló.",

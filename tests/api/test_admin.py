@@ -94,6 +94,16 @@ async def test_card_refund_after_failed_permit(pay: Pay, make_user: Callable[...
     assert r.status_code == 409 and r.json()["type"].endswith("/invalid-state")
 
     _failed(pay, app_id)
+    # Money that came in later for the paid application (a stale card tab): flagged for a
+    # human, so the refund here is the payment that paid, not this newer one.
+    pay.sql(
+        "INSERT INTO payments (id, application_id, method, stripe_payment_intent_id, "
+        "idempotency_key, status, amount_centavos, currency, succeeded_at, "
+        "manual_refund_required, created_at, updated_at) SELECT gen_random_uuid(), id, 'card', "
+        "'pi_extra_' || id::text, 'extra:' || id::text, 'succeeded', amount_centavos, 'MXN', "
+        "now() + interval '1 minute', true, now(), now() FROM applications WHERE id = %s",
+        app_id,
+    )
     r = await admin.client.post(url, headers=admin.bearer())
     assert r.status_code == 200, r.text
     body = r.json()
@@ -113,7 +123,11 @@ async def test_card_refund_after_failed_permit(pay: Pay, make_user: Callable[...
 
     detail = await admin.client.get(f"/v1/admin/applications/{app_id}", headers=admin.bearer())
     d = detail.json()
-    assert d["payments"][0]["refund_id"] == body["refund_id"]
+    refunded = {p["id"]: p["refund_id"] for p in d["payments"]}
+    assert refunded[payment_id] == body["refund_id"]
+    # The extra payment stays a human's refund, still listed for one.
+    manual = await admin.client.get("/v1/admin/refunds/manual", headers=admin.bearer())
+    assert [p["application_id"] for p in manual.json()["items"]].count(app_id) == 1
     assert d["permit_history"][0]["phase"] == "Failed"
     assert any(e["type"] == "payment_intent.succeeded" for e in d["payment_events"])
     assert all("detail" not in e for e in d["payment_events"])

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import async_playwright
 
+from permisos_api.security import stripe_js_policy
 from tests.api.conftest import Api
 from tests.api.serving import serving
 
@@ -103,3 +104,17 @@ async def test_the_docs_work_offline_in_a_browser_under_the_policy(api: Api) -> 
             assert violations == []
         finally:
             await browser.close()
+
+
+def test_the_card_page_policy_for_stripes_own_script_lists_stripes_documented_origins() -> None:
+    """With Stripe.js from js.stripe.com, the card page allows what Stripe's CSP guide lists:
+    scripts from js.stripe.com and its subdomains, frames from those and hooks.stripe.com (3-D
+    Secure), requests to api.stripe.com; and nothing else from elsewhere."""
+    policy = stripe_js_policy("https://js.stripe.com/v3/")
+    directives = {name: value for name, _, value in (p.partition(" ") for p in policy.split("; "))}
+    assert directives["script-src"] == "'self' https://js.stripe.com https://*.js.stripe.com"
+    assert directives["frame-src"] == (
+        "https://js.stripe.com https://*.js.stripe.com https://hooks.stripe.com"
+    )
+    assert directives["connect-src"] == "'self' https://api.stripe.com"
+    assert directives["default-src"] == "'self'" and directives["frame-ancestors"] == "'none'"

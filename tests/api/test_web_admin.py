@@ -69,6 +69,7 @@ async def test_an_admin_finds_a_failed_permit_reads_its_story_and_retries_it(
         await page.get_by_label("Estado").select_option(label="No se pudo emitir el permiso")
         response = await visit.submit("Buscar")
         assert await page.get_by_role("heading", name="1 solicitud").is_visible()
+        assert plates.lower() not in page.url.lower()  # posted: not in any address or log
         await visit.check("encontrada", response)
 
         async with page.expect_navigation() as navigation:
@@ -133,6 +134,17 @@ async def test_only_admins_get_in(api: Api, make_user: Callable[..., Any]) -> No
     assert r.status_code == 200, "the account was not disabled"
     r = await admin.client.get(f"/admin/solicitudes/{uuid.uuid4()}")
     assert r.status_code == 404
+    # Searching by personal data is a posted form with its token; in an address it is ignored.
+    r = await admin.client.post(
+        "/admin", data={"csrf_token": "forged", "curp": APPLICATION["curp"]}
+    )
+    assert r.status_code == 403 and "caducó" in r.text
+    # (The application's own email, newest first: this one is on the first page.)
+    by_email = {"csrf_token": admin.csrf, "correo": APPLICATION["email"].upper()}
+    r = await admin.client.post("/admin", data=by_email)
+    assert r.status_code == 200 and f"/admin/solicitudes/{app_id}" in r.text
+    r = await admin.client.get("/admin", params={"correo": APPLICATION["email"], "estado": "draft"})
+    assert r.status_code == 200 and 'value=""' in r.text.split('id="correo"')[1][:80]
 
 
 async def test_refunds_and_accounts_from_the_console(

@@ -165,6 +165,12 @@ async def test_the_card_page_alone_lets_stripe_in(pay: Pay, make_user: Callable[
         assert sim not in detail.headers["content-security-policy"]
     r = await stranger.client.get(f"/solicitudes/{app_id}/tarjeta")
     assert r.status_code == 404
+    # Cancelled with the card payment still open: the card page no longer hands it out.
+    r = await owner.client.post(f"/v1/applications/{app_id}/cancel", headers=owner.bearer())
+    assert r.status_code == 200, r.text
+    r = await owner.client.get(f"/solicitudes/{app_id}/tarjeta")
+    assert r.status_code == 303 and r.headers["location"] == f"/solicitudes/{app_id}"
+    assert "client_secret" not in r.text and "_secret_" not in r.text
 
 
 async def test_back_from_stripe_before_its_webhook_the_page_says_it_confirms(

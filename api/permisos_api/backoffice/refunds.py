@@ -44,6 +44,9 @@ def refund_application(
             Payment.application_id == app.id,
             Payment.status == "succeeded",
             Payment.refunded_at.is_(None),
+            # An extra payment (money for an application already paid) is a human's refund,
+            # listed apart: this refunds the payment that paid the application.
+            Payment.manual_refund_required.is_(False),
         )
         .order_by(Payment.succeeded_at.desc())
         .with_for_update()

@@ -91,9 +91,10 @@ def get_application(application_id: uuid.UUID, admin: Admin, db: Db) -> AdminApp
     summary="Retry a failed permit",
     description="Only while `permit_failed` and with its payment neither refunded nor flagged for "
     "a manual refund (409 `invalid-state` otherwise). A failed PermitRequest stays failed, so "
-    "the retry is a new one, `<application-id>-r<N>`: the application goes back to `paid`, its "
-    "permit fields are cleared and the dispatcher creates the new PermitRequest (202). The "
-    "permit history keeps every attempt.",
+    "the retry is a new one, `<application-id>-r<N>`, with a permit of its own: the application "
+    "goes back to `paid`, the new permit becomes its current one (the failed one keeps its "
+    "outcome) and the dispatcher creates the new PermitRequest (202). The permit history keeps "
+    "every attempt.",
     responses=problem_responses(*AUTHZ, 404, 409, 422),
 )
 def retry_permit(application_id: uuid.UUID, admin: Admin, db: Db) -> RetryOut:

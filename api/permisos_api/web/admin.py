@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal
 from ..backoffice import cluster, refunds, search
@@ -21,7 +22,9 @@ from ..deps import Db, Svc
 from ..dispatcher import request_name as request_name_of
 from ..models import Application
 from ..problems import ProblemError
+from . import csrf, forms
 from .home import STATUS
+from .messages import EXPIRED_FORM
 from .render import page
 from .visitor import Visitor, to_login
 
@@ -64,29 +67,62 @@ def search_page(
     svc: Svc,
     visitor: Visitor,
     estado: Text = "",
-    correo: Text = "",
-    placas: Text = "",
-    curp: Text = "",
     pagina: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Response:
+    """Browsing by status, page by page (nothing personal in the address)."""
     if isinstance(admin := gate(request, svc, visitor), Response):
         return admin
+    return _results(request, db, svc, admin, {"estado": estado}, pagina)
+
+
+@router.post("/admin")
+async def search_form(request: Request, db: Db, svc: Svc, visitor: Visitor) -> Response:
+    """Searching by email, plates or CURP: a posted form, so the applicant's data stays out of
+    addresses (and so out of proxies' access logs and the browser's history)."""
+    if isinstance(admin := gate(request, svc, visitor), Response):
+        return admin
+    values = await forms.fields(request, ("estado", "correo", "placas", "curp"))
+    asked = {name: values[name][:254] for name in ("estado", "correo", "placas", "curp")}
+    if not csrf.valid(request, values["csrf_token"], admin):
+        return await run_in_threadpool(
+            _results, request, db, svc, admin, {}, 1, alert=EXPIRED_FORM, status=403
+        )
+    return await run_in_threadpool(_results, request, db, svc, admin, asked, 1)
+
+
+def _results(
+    request: Request,
+    db: Session,
+    svc: Services,
+    admin: Principal,
+    asked: dict[str, str],
+    pagina: int,
+    *,
+    alert: str | None = None,
+    status: int = 200,
+) -> Response:
+    estado = asked.get("estado", "")
     filters = search.Filters(
-        status=estado if estado in STATUS else None, email=correo, plates=placas, curp=curp
+        status=estado if estado in STATUS else None,
+        email=asked.get("correo"),
+        plates=asked.get("placas"),
+        curp=asked.get("curp"),
     )
     found = search.search(db, admin, filters, PAGE_SIZE, (pagina - 1) * PAGE_SIZE)
-    pages = max(1, -(-found.total // PAGE_SIZE))
     return page(
         request,
         svc,
         "admin-buscar.html",
         admin,
+        status=status,
+        alert=alert,
         statuses=STATUS,
-        asked={"estado": estado, "correo": correo, "placas": placas, "curp": curp},
+        asked={"estado": estado, **asked},
         rows=found.rows,
         total=found.total,
         pagina=pagina,
-        pages=pages,
+        # Pages are links, so only a search by status has them; a personal one shows its first.
+        pages=max(1, -(-found.total // PAGE_SIZE)) if filters.names() in ("none", "status") else 1,
     )
 
 

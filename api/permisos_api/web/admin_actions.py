@@ -72,7 +72,7 @@ async def _act(
         try:
             done = await run_in_threadpool(act, db, admin)
         except ProblemError as problem:
-            db.rollback()
+            await run_in_threadpool(db.rollback)
             alert = REFUSED.get((kind, problem.slug), "No se pudo hacer; vuelve a intentarlo.")
             status = problem.status
     if alert:
@@ -143,6 +143,20 @@ async def manual_refund_done(
     if isinstance(admin := gate(request, svc, visitor), Response):
         return admin
     values = await forms.fields(request, ("confirmo",))
+    # The database work in a worker thread, not the event loop.
+    return await run_in_threadpool(
+        _record_manual_refund, request, db, svc, admin, payment_id, values
+    )
+
+
+def _record_manual_refund(
+    request: Request,
+    db: Session,
+    svc: Services,
+    admin: Principal,
+    payment_id: uuid.UUID,
+    values: dict[str, str],
+) -> Response:
     if not csrf.valid(request, values["csrf_token"], admin):
         return show_manual_refunds(request, db, svc, admin, alert=EXPIRED_FORM, status=403)
     if values["confirmo"] != "si":

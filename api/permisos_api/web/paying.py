@@ -10,13 +10,15 @@ import uuid
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal
 from ..context import Services
 from ..deps import Db, Svc
 from ..es_mx import pesos
-from ..models import Application
+from ..models import Application, ApplicationStatus
 from ..payments.paying import pay_application
+from ..payments.service import PAYABLE
 from ..payments.stripe_client import StripeUnavailable
 from ..problems import ProblemError
 from ..security import stripe_js_policy
@@ -74,7 +76,10 @@ async def pay_at_oxxo(
     if visitor is None:
         return to_login()
     refused = await _form_refused(request, db, svc, visitor, application_id)
-    refused = refused or _pay(request, db, svc, visitor, application_id, "oxxo")
+    # Stripe and the database block: in a worker thread, not the event loop.
+    refused = refused or await run_in_threadpool(
+        _pay, request, db, svc, visitor, application_id, "oxxo"
+    )
     return refused or RedirectResponse(f"/solicitudes/{application_id}#ficha", status_code=303)
 
 
@@ -87,6 +92,13 @@ async def pay_by_card(
     refused = await _form_refused(request, db, svc, visitor, application_id)
     if refused is not None:
         return refused
+    # Stripe and the database block: in a worker thread, not the event loop.
+    return await run_in_threadpool(_start_card_payment, request, db, svc, visitor, application_id)
+
+
+def _start_card_payment(
+    request: Request, db: Session, svc: Services, visitor: Principal, application_id: uuid.UUID
+) -> Response:
     # Under the application's lock, so two clicks make one PaymentIntent.
     app = db.get(Application, application_id, with_for_update=True)
     if app is None or app.owner_id != visitor.user.id:
@@ -114,7 +126,10 @@ def card_page(
         return page(request, svc, "no-encontrada.html", visitor, status=404)
     payment = open_card_payment(db, app.id)
     settings = svc.settings
-    if payment is None or not settings.stripe_publishable_key:
+    # Only while the application can still be paid (open_card_payment is its newest attempt):
+    # a card left open before a cancellation or an expiry must not take money.
+    payable = app.status in PAYABLE or app.status == ApplicationStatus.payment_pending
+    if payment is None or not settings.stripe_publishable_key or not payable:
         return RedirectResponse(f"/solicitudes/{application_id}", status_code=303)
     try:
         intent = current_intent(svc, payment)
