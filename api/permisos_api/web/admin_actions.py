@@ -38,8 +38,9 @@ REFUSED = {
     "una cuenta eliminada no se puede activar.",
     ("user", "forbidden"): "Solo un superadministrador puede cambiar la cuenta de otro "
     "superadministrador.",
-    ("refund", "payment-provider-error"): "No pudimos comunicarnos con Stripe; no se hizo el "
-    "reembolso. Vuelve a intentarlo en unos minutos.",
+    # Stripe may have refunded before the answer was lost; the same key never refunds twice.
+    ("refund", "payment-provider-error"): "Stripe no confirmó el reembolso. Vuelve a "
+    "intentarlo en unos minutos: si ya se hizo, no se devolverá dos veces.",
 }
 
 Act = Callable[[Session, Principal], str]
