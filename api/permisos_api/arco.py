@@ -12,10 +12,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -35,6 +33,7 @@ from .models import (
 )
 from .privacy import erase_applications
 from .problems import ProblemError
+from .schemas import AccountExport
 
 # Not an Argon2 hash: verification always fails, so no password opens the account again.
 UNUSABLE_PASSWORD = "!deleted"  # noqa: S105
@@ -116,22 +115,6 @@ EVENT_FIELDS = [
 HISTORY_FIELDS = ["application_id", "phase", "reason", "message", "attempt", "transitioned_at"]
 DOWNLOAD_FIELDS = ["application_id", "kind", "downloaded_at", "client_address"]
 SESSION_FIELDS = ["id", "created_at", "expires_at", "revoked_at", "client_address", "user_agent"]
-
-
-class DeleteAccountIn(BaseModel):
-    password: str = Field(min_length=1, max_length=1024, description="The current password.")
-
-
-class AccountExport(BaseModel):
-    exported_at: datetime
-    account: dict[str, Any]
-    sessions: list[dict[str, Any]]
-    applications: list[dict[str, Any]]
-    payments: list[dict[str, Any]] = Field(description="No card data is ever stored.")
-    payment_events: list[dict[str, Any]] = Field(description="Summaries of Stripe's events.")
-    permits: list[dict[str, Any]] = Field(description="The first, then one per retry.")
-    permit_history: list[dict[str, Any]]
-    permit_downloads: list[dict[str, Any]]
 
 
 def _plain(row: object, names: list[str]) -> dict[str, Any]:

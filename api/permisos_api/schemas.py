@@ -470,6 +470,41 @@ class WebhookAck(BaseModel):
     )
 
 
+# --- permits and the account (ARCO) ------------------------------------------------------
+
+
+ArtifactKind = Literal["permit", "certificate", "placard"]
+
+
+class PermitArtifactOut(BaseModel):
+    kind: ArtifactKind
+    bytes: int = Field(description="Size of the PDF in bytes.")
+    sha256: str = Field(description="SHA-256 of the PDF, hex.")
+    url: str = Field(description="This API's download endpoint (redirects to the PDF).")
+
+
+class PermitsOut(BaseModel):
+    application_id: uuid.UUID
+    folio: str | None
+    items: list[PermitArtifactOut]
+
+
+class DeleteAccountIn(BaseModel):
+    password: str = Field(min_length=1, max_length=1024, description="The current password.")
+
+
+class AccountExport(BaseModel):
+    exported_at: datetime
+    account: dict[str, Any]
+    sessions: list[dict[str, Any]]
+    applications: list[dict[str, Any]]
+    payments: list[dict[str, Any]] = Field(description="No card data is ever stored.")
+    payment_events: list[dict[str, Any]] = Field(description="Summaries of Stripe's events.")
+    permits: list[dict[str, Any]] = Field(description="The first, then one per retry.")
+    permit_history: list[dict[str, Any]]
+    permit_downloads: list[dict[str, Any]]
+
+
 # --- admin -----------------------------------------------------------------------------------
 
 

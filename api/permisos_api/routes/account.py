@@ -9,10 +9,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from .. import arco
-from ..arco import AccountExport, DeleteAccountIn
 from ..auth import clear_session_cookies
 from ..deps import CurrentPrincipal, Db, Svc
 from ..problems import problem_responses
+from ..schemas import AccountExport, DeleteAccountIn
 
 router = APIRouter(prefix="/v1/me", tags=["account"])
 

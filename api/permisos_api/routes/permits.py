@@ -7,35 +7,20 @@ out is recorded in `permit_downloads`.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, Field
 
 from ..auth import client_address
 from ..db import utcnow
 from ..deps import CurrentPrincipal, Db, Svc
 from ..models import Application, ApplicationStatus, PermitDownload
 from ..problems import ProblemError, problem_responses
+from ..schemas import ArtifactKind, PermitArtifactOut, PermitsOut
 from .applications import _load
 
 router = APIRouter(prefix="/v1/applications", tags=["permits"])
-
-ArtifactKind = Literal["permit", "certificate", "placard"]
-
-
-class PermitArtifactOut(BaseModel):
-    kind: ArtifactKind
-    bytes: int = Field(description="Size of the PDF in bytes.")
-    sha256: str = Field(description="SHA-256 of the PDF, hex.")
-    url: str = Field(description="This API's download endpoint (redirects to the PDF).")
-
-
-class PermitsOut(BaseModel):
-    application_id: uuid.UUID
-    folio: str | None
-    items: list[PermitArtifactOut]
 
 
 def _ready(app: Application) -> list[dict[str, Any]]:
