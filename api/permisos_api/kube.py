@@ -44,6 +44,10 @@ def permit_requests(namespace: str, name: str = "") -> str:
     return f"{path}/{name}" if name else path
 
 
+def runner_pools(namespace: str) -> str:
+    return f"/apis/{API_VERSION}/namespaces/{namespace}/runnerpools"
+
+
 def secrets(namespace: str, name: str = "") -> str:
     path = f"/api/v1/namespaces/{namespace}/secrets"
     return f"{path}/{name}" if name else path

@@ -7,14 +7,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from permisos.kube import KubeError, parse_time
-from permisos.resources import API_VERSION
+from permisos.kube import JSON, KubeError, parse_time
 
 from ..kube import ApiKube, permit_requests
-
-JSON = dict[str, Any]
+from ..kube import runner_pools as runner_pools_path
 
 log = logging.getLogger("permisos_api.admin")
 
@@ -52,10 +49,6 @@ class PoolView:
     failures: int
     next_probe: datetime | None
     portal: Condition | None
-
-
-def runner_pools_path(namespace: str) -> str:
-    return f"/apis/{API_VERSION}/namespaces/{namespace}/runnerpools"
 
 
 def _conditions(status: JSON) -> list[Condition]:
