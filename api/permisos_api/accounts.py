@@ -13,7 +13,7 @@ from datetime import timedelta
 from urllib.parse import quote
 
 from fastapi import Request
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import tokens
@@ -24,6 +24,7 @@ from .models import AuthSession, Role, User
 from .passwords import policy_violation
 from .problems import FieldError, ProblemError, validation_problem
 from .ratelimit import account_key
+from .settings import ApiSettings
 
 VERIFY_PURPOSE = "verify-email"
 RESET_PURPOSE = "password-reset"
@@ -34,9 +35,6 @@ RESET_PAGE = "/restablecer"
 
 def find_user(db: Session, email: str) -> User | None:
     normalized = email.strip().lower()
-    if "\x00" in normalized:
-        # PostgreSQL text cannot hold NUL: the query raised DataError (500); no account has one.
-        return None
     return db.scalars(select(User).where(func.lower(User.email) == normalized)).first()
 
 
@@ -113,34 +111,66 @@ def log_in(db: Session, svc: Services, request: Request, email: str, password: s
     svc.limiter.hit(f"login:address:{client_address(request)}", s.login_limit_per_address)
     svc.limiter.hit(f"login:account:{account_key(email)}", s.login_limit_per_account)
     user = find_user(db, email)
-    now = utcnow()
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        retry = max(1, int((user.locked_until - now).total_seconds()) + 1)
-        raise ProblemError(
-            "account-locked",
-            f"Try again in {retry} seconds or reset the password.",
-            headers={"Retry-After": str(retry)},
-        )
+    if user is not None:
+        _begin_attempt(db, user.id, s)
     if not svc.hasher.verify(user.password_hash if user else None, password):
         if user is not None:
-            user.failed_logins += 1
-            if user.failed_logins >= s.lockout_threshold:
-                user.locked_until = now + timedelta(minutes=s.lockout_minutes)
-                user.failed_logins = 0
-            db.commit()
+            _end_attempt(db, user.id, s, failed=True)
         raise ProblemError("invalid-credentials")
     assert user is not None
+    _end_attempt(db, user.id, s, failed=False)
     if user.disabled_at is not None:
         raise ProblemError("account-disabled")
     if user.email_verified_at is None:
         raise ProblemError("email-not-verified", "Open the link we mailed you first.")
-    user.failed_logins = 0
-    user.locked_until = None
     if svc.hasher.needs_rehash(user.password_hash):
         user.password_hash = svc.hasher.hash(password)
     session, token = open_session(db, user, request, s)
     db.commit()
     return LoggedIn(user, session, token)
+
+
+def _begin_attempt(db: Session, user_id: uuid.UUID, s: ApiSettings) -> None:
+    """Counts the attempt before its password is checked, in one UPDATE that PostgreSQL applies
+    to the row one at a time: of parallel attempts only `lockout_threshold` get to guess (counted
+    after the check, all of them read the count before any was written, and all guessed)."""
+    now = utcnow()
+    count = db.execute(
+        update(User)
+        .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now))
+        .values(failed_logins=User.failed_logins + 1)
+        .returning(User.failed_logins)
+    ).scalar_one_or_none()
+    until = (
+        None
+        if count is not None
+        else db.scalar(select(User.locked_until).where(User.id == user_id))
+    )
+    db.commit()
+    if count is not None and count <= s.lockout_threshold:
+        return
+    if count is not None or until is None:  # the last allowed guesses are still being checked
+        until = now + timedelta(minutes=s.lockout_minutes)
+    retry = max(1, int((until - now).total_seconds()) + 1)
+    raise ProblemError(
+        "account-locked",
+        f"Try again in {retry} seconds or reset the password.",
+        headers={"Retry-After": str(retry)},
+    )
+
+
+def _end_attempt(db: Session, user_id: uuid.UUID, s: ApiSettings, *, failed: bool) -> None:
+    """A right password clears the count; a wrong one locks once the count reached the
+    threshold (in the same statement, so a concurrent success or lock is not undone)."""
+    stmt = update(User).where(User.id == user_id)
+    if failed:
+        stmt = stmt.where(User.failed_logins >= s.lockout_threshold).values(
+            locked_until=utcnow() + timedelta(minutes=s.lockout_minutes), failed_logins=0
+        )
+    else:
+        stmt = stmt.values(failed_logins=0, locked_until=None)
+    db.execute(stmt)
+    db.commit()
 
 
 def log_out(db: Session, session_id: uuid.UUID) -> None:

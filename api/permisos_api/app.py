@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from .context import Services
+from .controls import ControlCharactersMiddleware
 from .db import make_engine, make_sessionmaker
 from .dispatcher import Dispatcher, DispatcherMetrics
 from .docs import install_docs
@@ -120,6 +121,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(ops.router)
+    # Innermost: its refusals carry the security headers and are counted like any answer.
+    app.add_middleware(ControlCharactersMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     install_openapi(app)
