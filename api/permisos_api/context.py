@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import anyio
 import stripe
 from fastapi import Request
 from sqlalchemy import Engine
@@ -56,9 +57,20 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
         yield session
     finally:
         if session.in_transaction():
-            await run_in_threadpool(session.close)  # a rollback: a round trip
+            # A rollback, a round trip: in threads of their own, since when every shared worker
+            # waits for a connection, the one that frees a connection must not queue behind
+            # them (they all waited out the pool's timeout: 503s).
+            await anyio.to_thread.run_sync(session.close, limiter=_releases(request))
         else:
             session.close()
+
+
+def _releases(request: Request) -> anyio.CapacityLimiter:
+    limiter = getattr(request.app.state, "releases", None)
+    if limiter is None:  # made in the loop that uses it
+        limiter = request.app.state.releases = anyio.CapacityLimiter(8)
+    assert isinstance(limiter, anyio.CapacityLimiter)
+    return limiter
 
 
 async def in_worker(db: Session, work: Callable[[], T]) -> T:
