@@ -13,7 +13,7 @@ from datetime import timedelta
 from urllib.parse import quote
 
 from fastapi import Request
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import tokens
@@ -132,25 +132,27 @@ def log_in(db: Session, svc: Services, request: Request, email: str, password: s
 
 def _begin_attempt(db: Session, user_id: uuid.UUID, s: ApiSettings) -> None:
     """Counts the attempt before its password is checked, in one UPDATE that PostgreSQL applies
-    to the row one at a time: of parallel attempts only `lockout_threshold` get to guess (counted
-    after the check, all of them read the count before any was written, and all guessed)."""
+    to the row one at a time: of parallel attempts only `lockout_threshold` get to guess, and
+    the next one locks the account (counted after the check, all of them read the count before
+    any was written, and all guessed)."""
     now = utcnow()
-    count = db.execute(
+    over = User.failed_logins + 1 > s.lockout_threshold
+    lock = now + timedelta(minutes=s.lockout_minutes)
+    row = db.execute(
         update(User)
         .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now))
-        .values(failed_logins=User.failed_logins + 1)
-        .returning(User.failed_logins)
-    ).scalar_one_or_none()
+        .values(
+            failed_logins=case((over, 0), else_=User.failed_logins + 1),
+            locked_until=case((over, lock), else_=User.locked_until),
+        )
+        .returning(User.locked_until)
+    ).first()
     until = (
-        None
-        if count is not None
-        else db.scalar(select(User.locked_until).where(User.id == user_id))
+        db.scalar(select(User.locked_until).where(User.id == user_id)) if row is None else row[0]
     )
     db.commit()
-    if count is not None and count <= s.lockout_threshold:
+    if until is None or until <= now:
         return
-    if count is not None or until is None:  # the last allowed guesses are still being checked
-        until = now + timedelta(minutes=s.lockout_minutes)
     retry = max(1, int((until - now).total_seconds()) + 1)
     raise ProblemError(
         "account-locked",
@@ -161,14 +163,14 @@ def _begin_attempt(db: Session, user_id: uuid.UUID, s: ApiSettings) -> None:
 
 def _end_attempt(db: Session, user_id: uuid.UUID, s: ApiSettings, *, failed: bool) -> None:
     """A right password clears the count; a wrong one locks once the count reached the
-    threshold (in the same statement, so a concurrent success or lock is not undone)."""
+    threshold. Each one statement, so a concurrent lock is not undone."""
     stmt = update(User).where(User.id == user_id)
     if failed:
         stmt = stmt.where(User.failed_logins >= s.lockout_threshold).values(
             locked_until=utcnow() + timedelta(minutes=s.lockout_minutes), failed_logins=0
         )
     else:
-        stmt = stmt.values(failed_logins=0, locked_until=None)
+        stmt = stmt.values(failed_logins=0)
     db.execute(stmt)
     db.commit()
 
