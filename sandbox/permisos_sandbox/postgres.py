@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -87,6 +88,24 @@ class PostgresServer:
         return account.pw_uid, account.pw_gid
 
     def start(self, timeout: float = 60.0) -> PostgresServer:
+        """initdb and start; after `halt()`, starts again on the same port and data."""
+        if self.running:
+            return self
+        fresh = self._directory is None
+        if fresh:
+            self._initdb()
+        try:
+            self._launch(timeout)
+        except BaseException:
+            # A restart that fails keeps the data, so it can be tried again or looked at.
+            if fresh:
+                self.stop()
+            else:
+                self.halt()
+            raise
+        return self
+
+    def _initdb(self) -> None:
         bin_dir = binaries()
         uid, gid = self._account()
         # Under the system's temporary directory, which the service account can reach (a
@@ -118,6 +137,10 @@ class PostgresServer:
         if initdb.returncode != 0:
             self.stop()
             raise RuntimeError(f"initdb failed: {initdb.stderr.strip() or initdb.stdout.strip()}")
+
+    def _launch(self, timeout: float) -> None:
+        assert self._directory is not None
+        uid, gid = self._account()
         settings = {
             "listen_addresses": self.host,
             "port": str(self.port),
@@ -127,7 +150,7 @@ class PostgresServer:
             "synchronous_commit": "on" if self.durable else "off",
             "full_page_writes": "on" if self.durable else "off",
         }
-        command = [str(bin_dir / "postgres"), "-D", str(data)]
+        command = [str(binaries() / "postgres"), "-D", str(self._directory / "data")]
         for key, value in settings.items():
             command += ["-c", f"{key}={value}"]
         log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
@@ -144,7 +167,6 @@ class PostgresServer:
             if self.log_path and not isinstance(log, int):
                 log.close()
         self._wait_ready(timeout)
-        return self
 
     def _wait_ready(self, timeout: float) -> None:
         assert self._process is not None
@@ -152,26 +174,33 @@ class PostgresServer:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 code = self._process.returncode
-                self.stop()
                 raise RuntimeError(f"postgres exited with {code} while starting")
             try:
                 with psycopg.connect(self.admin_dsn, connect_timeout=2):
                     return
             except psycopg.OperationalError:
                 time.sleep(0.1)  # polling a server coming up; there is no event to wait on
-        self.stop()
         raise TimeoutError(f"postgres did not accept connections on {self.host}:{self.port}")
 
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT: roll back sessions, exit), then remove the data directory."""
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def halt(self) -> None:
+        """Fast shutdown (SIGINT: roll back sessions, close connections, exit), keeping the data
+        directory and the port for `start()`: the database down, as in an outage."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
-            process.send_signal(2)
+            process.send_signal(signal.SIGINT)
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    def stop(self) -> None:
+        """`halt()`, then remove the data directory."""
+        self.halt()
         directory, self._directory = self._directory, None
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)

@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from permisos_sandbox.postgres import PostgresServer
 
@@ -28,3 +29,24 @@ def test_server_serves_sql_on_loopback_and_leaves_nothing_behind(tmp_path: Path)
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", server.port)) != 0, "the server is gone"
     assert "database system is ready to accept connections" in log.read_text()
+
+
+def test_a_halted_server_starts_again_on_its_port_with_its_data() -> None:
+    """The chaos run's database outage: down, refusing connections, then back as it was."""
+    with PostgresServer(durable=False) as server:
+        with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE paid (id text PRIMARY KEY)")
+            conn.execute("INSERT INTO paid VALUES ('pi_1')")
+        port, data = server.port, server.data_directory
+
+        server.halt()
+        assert not server.running
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(server.admin_dsn, connect_timeout=2)
+        assert data is not None and (data / "PG_VERSION").is_file(), "the data stays"
+
+        server.start()
+        assert server.running and server.port == port and server.data_directory == data
+        with psycopg.connect(server.admin_dsn) as conn:
+            assert conn.execute("SELECT id FROM paid").fetchall() == [("pi_1",)]
+    assert not data.exists()

@@ -75,14 +75,28 @@ class NodeCredentials:
 class _Component:
     def __init__(self, name: str, command: list[str], log_path: Path) -> None:
         self.name = name
+        self.command = command  # kept, so the part can start again as it was (`restart`)
         self.log_path = log_path
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
+        self.process = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(
+                self.command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us; we stop the parts in order
             )
+
+    def respawn(self) -> None:
+        if self.process.poll() is None:
+            raise ControlPlaneError(f"{self.name} is still running")
+        self.process = self._spawn()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
@@ -164,6 +178,39 @@ class ControlPlane:
         """The process id of each running part, by name (for CPU and memory figures)."""
         return {c.name: c.process.pid for c in self._components if c.process.poll() is None}
 
+    def kill_component(self, name: str) -> None:
+        """SIGKILL one part, as a crash or an OOM kill would end it; its flags, ports, data and
+        certificates stay for `start_component`."""
+        self._component(name).kill()
+
+    def stop_component(self, name: str, grace: float = 15.0) -> None:
+        """SIGTERM one part (SIGKILL after `grace`), as an operator stops a static pod."""
+        self._component(name).stop(grace)
+
+    def start_component(self, name: str, timeout: float = 60.0) -> float:
+        """Starts a stopped part again with the same command, so the same ports and data
+        directory (etcd keeps every object), and waits until it serves; the seconds taken."""
+        component = self._component(name)
+        if component.process.poll() is not None:
+            component.respawn()
+        ready = {
+            "etcd": self._etcd_healthy,
+            "kube-apiserver": self.serving,
+        }.get(name, lambda: True)
+        began = time.monotonic()
+        self._wait(f"{name} (again)", [component], ready, timeout)
+        return time.monotonic() - began
+
+    def serving(self) -> bool:
+        """Whether kube-apiserver answers ready (which includes reaching etcd)."""
+        return self._get("/readyz") == "ok"
+
+    def _component(self, name: str) -> _Component:
+        for component in self._components:
+            if component.name == name:
+                return component
+        raise ControlPlaneError(f"no control plane part named {name!r}")
+
     def audit_events(self) -> list[dict[str, Any]]:
         """The audit log so far, one dict per event."""
         if not self.audit_log.exists():
@@ -231,15 +278,15 @@ class ControlPlane:
             ],
         )
 
-        def healthy() -> bool:
-            try:
-                url = f"http://{HOST}:{self.etcd_port}/health"
-                with urllib.request.urlopen(url, timeout=2) as answer:
-                    return bool(json.load(answer).get("health") == "true")
-            except (OSError, ValueError):
-                return False
+        self._wait("etcd", [etcd], self._etcd_healthy, timeout)
 
-        self._wait("etcd", [etcd], healthy, timeout)
+    def _etcd_healthy(self) -> bool:
+        try:
+            url = f"http://{HOST}:{self.etcd_port}/health"
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return bool(json.load(answer).get("health") == "true")
+        except (OSError, ValueError):
+            return False
 
     def _start_apiserver(self, binaries: Path, timeout: float) -> None:
         self.api_port = free_port(HOST)

@@ -34,6 +34,23 @@ class PaymentsConfig(BaseModel):
     public_url: str | None = None
 
 
+class DeliveryFaults(BaseModel):
+    """How new events' webhooks misbehave, as Stripe's do at times (GET/PUT
+    `/__control/webhooks/faults`): late, more than once, out of order, or never."""
+
+    model_config = ConfigDict(validate_assignment=True, extra="forbid")
+
+    # Each new event's first attempt waits this long (the order of events is kept).
+    delay_seconds: float = Field(default=0.0, ge=0, le=3600)
+    # Each new event is delivered this many times, the same event id each time.
+    copies: int = Field(default=1, ge=1, le=10)
+    # New events are held this long from the first one held, then delivered newest first.
+    reorder_seconds: float = Field(default=0.0, ge=0, le=600)
+    # The next this many new events (of `lose_types`; empty: of any type) are never delivered.
+    lose_next: int = Field(default=0, ge=0, le=1000)
+    lose_types: list[str] = Field(default_factory=list)
+
+
 class PaymentsSettings(BaseSettings):
     """Environment settings, prefix `PERMISOS_PAYMENTS_`."""
 

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
+from .config import DeliveryFaults
 from .errors import ControlError, StripeError
 from .intents import Payments
 from .store import Json, Store, public
@@ -41,6 +43,8 @@ class Control:
         app.router.add_get("/__control/deliveries", self.deliveries)
         app.router.add_get("/__control/webhooks", self.get_webhooks)
         app.router.add_post("/__control/webhooks", self.set_webhooks)
+        app.router.add_get("/__control/webhooks/faults", self.get_faults)
+        app.router.add_put("/__control/webhooks/faults", self.set_faults)
         app.router.add_post("/__control/events/{id}/resend", self.resend)
         app.router.add_post("/__control/reset", self.do_reset)
         app.router.add_get("/__control/health", self.health)
@@ -79,6 +83,25 @@ class Control:
             return web.json_response({"error": {"message": "secret must be whsec_…"}}, status=400)
         self.webhooks.configure(url, secret or "")
         return await self.get_webhooks(request)
+
+    async def get_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(self.webhooks.faults.model_dump(mode="json"))
+
+    async def set_faults(self, request: web.Request) -> web.Response:
+        """Merges the body's fields into the delivery faults; `{}` shows them unchanged."""
+        try:
+            changes = json.loads(await request.text() or "{}")
+            if not isinstance(changes, dict):
+                raise ValueError("body must be a JSON object")
+            merged = DeliveryFaults.model_validate(self.webhooks.faults.model_dump() | changes)
+        except ValidationError as exc:
+            errors = json.loads(exc.json(include_url=False, include_input=False))
+            body = {"error": {"message": "invalid delivery faults", "detail": errors}}
+            return web.json_response(body, status=400)
+        except ValueError as exc:  # JSONDecodeError included
+            return web.json_response({"error": {"message": str(exc)}}, status=400)
+        self.webhooks.faults = merged
+        return await self.get_faults(request)
 
     async def resend(self, request: web.Request) -> web.Response:
         event = self.store.events.get(request.match_info["id"])

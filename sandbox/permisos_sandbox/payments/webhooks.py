@@ -14,12 +14,13 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import aiohttp
 
+from .config import DeliveryFaults
 from .store import Json, new_id, public
 
 log = logging.getLogger("permisos_sandbox.payments.webhooks")
@@ -48,7 +49,7 @@ class Attempt:
     endpoint: str
     url: str
     attempt: int
-    outcome: str  # succeeded | retrying | failed
+    outcome: str  # succeeded | retrying | failed | lost (an injected fault)
     status: int | None
     error: str | None
     at: float
@@ -67,6 +68,8 @@ class WebhookDispatcher:
     ) -> None:
         self.endpoints: list[Endpoint] = []
         self.attempts: list[Attempt] = []
+        self.faults = DeliveryFaults()
+        self._held: list[Json] = []  # events kept back to be delivered out of order
         self._retry_base = retry_base
         self._max_attempts = max_attempts
         self._timeout = timeout
@@ -92,20 +95,52 @@ class WebhookDispatcher:
             self._session = None
 
     def publish(self, event: Json) -> None:
-        """Deliver a new event to every endpoint, in the background."""
+        """Deliver a new event to every endpoint, in the background, as `faults` say."""
+        faults = self.faults
+        if faults.lose_next and (not faults.lose_types or event["type"] in faults.lose_types):
+            faults.lose_next -= 1
+            self._lose(event)
+        elif faults.reorder_seconds > 0:
+            if not self._held:
+                self._track(self._release_held(faults.reorder_seconds))
+            self._held.append(event)
+        else:
+            self._send(event)
+
+    def _send(self, event: Json) -> None:
+        copies, delay = self.faults.copies, self.faults.delay_seconds
         for endpoint in self.endpoints:
-            self._spawn(endpoint, event)
+            for copy in range(copies):
+                self._spawn(endpoint, event, settle=copy == 0, delay=delay)
+
+    async def _release_held(self, after: float) -> None:
+        await asyncio.sleep(after)
+        held, self._held = self._held, []
+        for event in reversed(held):
+            self._send(event)
+
+    def _lose(self, event: Json) -> None:
+        """Recorded as an attempt that never left (outcome `lost`), and no longer pending."""
+        for endpoint in self.endpoints:
+            self._record(endpoint, event, 0, "lost", None, "lost (injected)", 0.0, None)
+            self._on_settled(event["id"])
+        log.info("webhook %s: lost (injected)", event["type"])
 
     def resend(self, event: Json) -> int:
         for endpoint in self.endpoints:
             self._spawn(endpoint, event, settle=False)
         return len(self.endpoints)
 
-    def _spawn(self, endpoint: Endpoint, event: Json, settle: bool = True) -> None:
+    def _spawn(
+        self, endpoint: Endpoint, event: Json, settle: bool = True, delay: float = 0.0
+    ) -> None:
         if self._session is None:
             log.warning("webhook dispatcher not started; event %s not delivered", event["id"])
             return
-        task = asyncio.get_running_loop().create_task(self._deliver(endpoint, event, settle))
+        self._track(self._deliver(endpoint, event, settle, delay))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -118,11 +153,12 @@ class WebhookDispatcher:
                 raise TimeoutError("webhook deliveries still outstanding")
             await asyncio.wait(set(self._tasks), timeout=remaining)
 
-    async def _deliver(self, endpoint: Endpoint, event: Json, settle: bool) -> None:
+    async def _deliver(self, endpoint: Endpoint, event: Json, settle: bool, delay: float) -> None:
         # One payload for every attempt, as Stripe sends the same event body on retries.
         payload = json.dumps(public(event), indent=2)
         attempts = self._max_attempts()
         try:
+            await asyncio.sleep(delay)
             for number in range(1, attempts + 1):
                 ok = await self._attempt(endpoint, event, payload, number, attempts)
                 if ok:
@@ -160,6 +196,28 @@ class WebhookDispatcher:
         ok = status is not None and 200 <= status < 300
         retry_in = None if ok or number >= attempts else self._retry_base() * 2 ** (number - 1)
         outcome = "succeeded" if ok else ("retrying" if retry_in is not None else "failed")
+        took = round((time.monotonic() - started) * 1000, 1)
+        self._record(endpoint, event, number, outcome, status, error, took, retry_in)
+        log.info(
+            "webhook %s attempt %d: %s (%s)",
+            event["type"],
+            number,
+            outcome,
+            status if status is not None else error,
+        )
+        return ok
+
+    def _record(
+        self,
+        endpoint: Endpoint,
+        event: Json,
+        number: int,
+        outcome: str,
+        status: int | None,
+        error: str | None,
+        duration_ms: float,
+        retry_in: float | None,
+    ) -> None:
         self.attempts.append(
             Attempt(
                 event_id=event["id"],
@@ -171,24 +229,18 @@ class WebhookDispatcher:
                 status=status,
                 error=error,
                 at=time.time(),
-                duration_ms=round((time.monotonic() - started) * 1000, 1),
+                duration_ms=duration_ms,
                 next_retry_in=retry_in,
             )
         )
-        log.info(
-            "webhook %s attempt %d: %s (%s)",
-            event["type"],
-            number,
-            outcome,
-            status if status is not None else error,
-        )
-        return ok
 
     def deliveries(self, event_id: str | None = None) -> list[dict[str, Any]]:
         return [asdict(a) for a in self.attempts if event_id is None or a.event_id == event_id]
 
     def clear(self) -> None:
         self.attempts.clear()
+        self.faults = DeliveryFaults()
+        self._held.clear()
         with contextlib.suppress(RuntimeError):
             for task in list(self._tasks):
                 task.cancel()

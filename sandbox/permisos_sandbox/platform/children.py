@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -70,6 +71,15 @@ class Child:
                 if time.monotonic() > deadline:
                     raise self.failure(f"did not answer {url} within {within:.0f}s")
                 await asyncio.sleep(0.2)
+
+    def kill(self) -> None:
+        """SIGKILL to the process alone, as a crash ends it: what it started is left to its own
+        means (the node agent's containers die with it through their parent-death signal)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        self.proc.wait(10)
 
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM to the process group, SIGKILL after `grace` seconds."""

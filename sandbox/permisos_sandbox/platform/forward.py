@@ -29,6 +29,7 @@ class ServiceForward:
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
+        self._last: list[tuple[str, int]] = []
 
     async def start(self) -> ServiceForward:
         self._server = await asyncio.start_server(self._connect, self.host, self.port)
@@ -57,11 +58,23 @@ class ServiceForward:
                     ready += [(address, ports[0]) for address in endpoint["addresses"]]
         return ready
 
+    async def _current(self) -> list[tuple[str, int]]:
+        """The ready endpoints; while the apiserver does not answer, the last ones it gave, as
+        kube-proxy's rules and a load balancer's targets outlive a control plane outage."""
+        try:
+            # Briefly: an apiserver without its etcd holds requests until its own timeout.
+            self._last = await asyncio.wait_for(self.endpoints(), 2.0)
+        except Exception as error:  # the apiserver down or restarting: keep serving
+            log.info(
+                "service %s: endpoints not read (%s); using the last known", self.service, error
+            )
+        return self._last
+
     async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # A moment without a ready endpoint (a pod starting, a roll) is waited out briefly, as a
         # load balancer's connection draining would.
         for _ in range(100):
-            endpoints = await self.endpoints()
+            endpoints = await self._current()
             if endpoints:
                 await relay(reader, writer, random.choice(endpoints))  # noqa: S311 (balancing)
                 return

@@ -103,17 +103,24 @@ async def prepare_namespace(kube: Kube, namespace: str) -> None:
         await kube.request("POST", "/api/v1/namespaces", body=body)
 
 
-async def wait_node_ready(kube: Kube, node: str, child: Child, within: float = 60.0) -> None:
-    """Until the Node is Ready and untainted, so the scheduler binds pods to it."""
+def _ready_condition(node: JSON) -> JSON:
+    found = [c for c in (node.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"]
+    return found[0] if found else {}
+
+
+async def wait_node_ready(
+    kube: Kube, node: str, child: Child, within: float = 60.0, *, old_heartbeat: str = ""
+) -> None:
+    """Until the Node is Ready and untainted, so the scheduler binds pods to it; with
+    `old_heartbeat`, also until a heartbeat newer than that one (an agent started again)."""
     deadline = time.monotonic() + within
     while True:
         if not child.alive():
             raise child.failure("exited while starting")
         found: JSON = await kube.get(f"/api/v1/nodes/{node}") or {}
-        conditions = {
-            c["type"]: c["status"] for c in (found.get("status") or {}).get("conditions") or []
-        }
-        if conditions.get("Ready") == "True" and not (found.get("spec") or {}).get("taints"):
+        ready = _ready_condition(found)
+        fresh = not old_heartbeat or ready.get("lastHeartbeatTime") != old_heartbeat
+        if ready.get("status") == "True" and fresh and not (found.get("spec") or {}).get("taints"):
             return
         if time.monotonic() > deadline:
             raise child.failure(f"did not make node {node} Ready within {within:.0f}s")
@@ -177,6 +184,19 @@ class LocalKubernetes:
         ).start()
         await wait_node_ready(self.kube, NODE_NAME, self.node)
         return self.kube
+
+    async def restart_node(self) -> float:
+        """The node agent crashes (SIGKILL; its containers die with it) and starts again on the
+        same state directory, as systemd restarts a kubelet: it takes back the pods bound to the
+        node (`node/agent.py`). Returns the seconds until the Node was Ready again."""
+        assert self.node is not None and self.kube is not None
+        before = _ready_condition(await self.kube.get(f"/api/v1/nodes/{NODE_NAME}") or {})
+        began = time.monotonic()
+        await asyncio.to_thread(self.node.kill)
+        self.node.start()
+        heartbeat = str(before.get("lastHeartbeatTime") or "")
+        await wait_node_ready(self.kube, NODE_NAME, self.node, old_heartbeat=heartbeat)
+        return time.monotonic() - began
 
     async def stop(self) -> None:
         if self.node is not None:

@@ -1,0 +1,144 @@
+"""What every fault of the chaos run leans on: undoing to the end despite cancellation, waiting
+for a part to come back, and telling whether the platform is whole."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+
+from permisos.kube import JSON
+from permisos_sandbox.cluster import ControlPlane
+from permisos_sandbox.platform import Platform, release
+from permisos_sandbox.platform.children import PartFailed
+from permisos_sandbox.platform.stack import OPERATOR_METRICS_PORT
+
+T = TypeVar("T")
+Log = Callable[[str], None]
+LEADER = re.compile(r"^permisos_operator_leader 1(\.0)?$", re.MULTILINE)
+
+
+class Skipped(Exception):
+    """The fault found nothing to hit (no runner pod running, the API unreachable): not
+    injected this time."""
+
+
+class NotWhole(RuntimeError):
+    """The platform did not come back whole after the faults; `injections` are what the run
+    did before (set by `run_faults`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.injections: list[Any] = []
+
+
+async def undo(work: Awaitable[T]) -> T:
+    """Runs an undo to its end even when the caller is cancelled meanwhile (then re-raises the
+    cancellation): a fault must never be left in place."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[T | None]], within: float, every: float = 0.5
+) -> T | None:
+    """Polls `probe` until it returns something; None after `within` seconds. A probe that
+    raises (the apiserver down, a pod gone) counts as not yet."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            found = await probe()
+        except Exception:  # any failure of a part still coming back
+            found = None
+        if found is not None or time.monotonic() >= deadline:
+            return found
+        await asyncio.sleep(every)  # parts coming back have no event to wait on
+
+
+async def pods(platform: Platform, selector: str) -> list[JSON]:
+    found = await platform.kube.get(
+        f"/api/v1/namespaces/{platform.config.namespace}/pods", labelSelector=selector
+    )
+    return list((found or {}).get("items") or [])
+
+
+def component(name: str) -> str:
+    return f"app.kubernetes.io/instance={release.RELEASE},app.kubernetes.io/component={name}"
+
+
+async def operator_leader(platform: Platform) -> JSON | None:
+    """The operator pod whose replica says it is active (its /metrics), if any."""
+    running = [
+        p
+        for p in await pods(platform, component("operator"))
+        if p["status"].get("phase") == "Running" and p["status"].get("podIP")
+    ]
+    async with httpx.AsyncClient(timeout=2.0, trust_env=False) as http:
+        for pod in running:
+            url = f"http://{pod['status']['podIP']}:{OPERATOR_METRICS_PORT}/metrics"
+            try:
+                text = (await http.get(url)).text
+            except httpx.HTTPError:
+                continue
+            if LEADER.search(text):
+                return pod
+    return None
+
+
+async def whole(platform: Platform, within: float = 240.0) -> str:
+    """Until every part runs again, the apiserver serves, the release's Deployments are ready
+    and an operator replica leads; what it found, or NotWhole saying what is missing."""
+    began = time.monotonic()
+    platform.check_alive()  # the simulators and the node agent (PartFailed names the part)
+    kubernetes = platform.kubernetes
+    assert kubernetes is not None and kubernetes.control_plane is not None
+    cp = kubernetes.control_plane
+    if cp.pids().keys() != {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}:
+        raise NotWhole(f"control plane parts running: {sorted(cp.pids())}")
+    if platform.postgres is not None and not platform.postgres.running:
+        raise NotWhole("PostgreSQL is not running")
+    if not await wait_for(lambda: serving(cp), within):
+        raise NotWhole(f"kube-apiserver not ready within {within:.0f} s")
+    left = max(10.0, within - (time.monotonic() - began))
+    try:
+        await release_ready(platform, left)
+    except Exception as error:
+        raise NotWhole(str(error)) from error
+    leader = await wait_for(lambda: operator_leader(platform), max(10.0, left))
+    if leader is None:
+        raise NotWhole("no operator replica is active")
+    return f"whole after {time.monotonic() - began:.1f} s ({leader['metadata']['name']} active)"
+
+
+async def release_ready(platform: Platform, within: float) -> None:
+    """`release.wait_ready`, through the moments after a restart when the client's pooled
+    connections to the apiserver fail once (they are not API answers, so it lets them out)."""
+    deadline = time.monotonic() + within
+    while True:
+        left = max(1.0, deadline - time.monotonic())
+        try:
+            await release.wait_ready(platform.kube, platform.config.namespace, within=left)
+            return
+        except PartFailed:
+            raise
+        except Exception:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(1.0)
+
+
+async def serving(cp: ControlPlane) -> bool | None:
+    """True once kube-apiserver answers ready (off the event loop: it blocks)."""
+    return True if await asyncio.to_thread(cp.serving) else None
