@@ -17,6 +17,8 @@ PAYMENT_EVENT_TYPES = (
 )
 # Outcomes that page: their series exist from the start at 0, so the first one is an increase.
 ALERTING_WEBHOOK_OUTCOMES = ("rejected_unconfirmed", "rejected_mismatch")
+# Why a webhook request was refused before it was read (the bounded `reason` values).
+SIGNATURE_FAILURE_REASONS = ("missing", "unconfigured", "mismatch", "stale", "malformed")
 
 
 class Metrics:
@@ -67,6 +69,12 @@ class Metrics:
         )
         self.webhook_signature_failures = Counter(
             "permisos_webhook_signature_failures",
-            "Stripe webhook requests refused for a bad signature or a stale timestamp.",
+            "Stripe webhook requests refused, by reason (missing: no Stripe-Signature, "
+            "unconfigured: no webhook secret set, mismatch: not signed with our secret, stale: "
+            "signed longer ago than the tolerance, malformed: signed but not an event).",
+            ["reason"],
             registry=self.registry,
         )
+        # From 0, so the first refusal of each kind is an increase for the alert.
+        for reason in SIGNATURE_FAILURE_REASONS:
+            self.webhook_signature_failures.labels(reason)

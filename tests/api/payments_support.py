@@ -85,15 +85,26 @@ class Pay:
         self, event: dict[str, Any], *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None
     ) -> httpx.Response:
         payload = json.dumps(event)
+        return await self.deliver(payload, sign(payload, secret, timestamp))
+
+    async def deliver(self, payload: str | bytes, signature: str | None) -> httpx.Response:
+        """A POST to the webhook endpoint with this body and Stripe-Signature (None: none)."""
+        headers = {"Content-Type": "application/json"}
+        if signature is not None:
+            headers["Stripe-Signature"] = signature
         async with httpx.AsyncClient() as http:
-            return await http.post(
-                self.webhook_url,
-                content=payload,
-                headers={
-                    "Stripe-Signature": sign(payload, secret, timestamp),
-                    "Content-Type": "application/json",
-                },
-            )
+            return await http.post(self.webhook_url, content=payload, headers=headers)
+
+    async def paid_voucher(self, user: User) -> tuple[str, dict[str, Any]]:
+        """An application whose OXXO voucher was paid at the store, with webhooks off: its id and
+        Stripe's `payment_intent.succeeded` event, for the test to deliver."""
+        self.sim.configure_webhook(UNREACHABLE, WEBHOOK_SECRET)
+        app_id = await self.new_application(user)
+        r = await self.pay(user, app_id, method="oxxo")
+        intent_id = r.json()["intent_id"]
+        self.sim.pay_oxxo(intent_id)
+        succeeded = next(e for e in self.events_for(intent_id) if e["type"].endswith(".succeeded"))
+        return app_id, succeeded
 
     async def sim_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A synchronous SDK call, off the event loop the simulator runs on."""

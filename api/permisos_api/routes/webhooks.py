@@ -56,8 +56,8 @@ async def stripe_webhook(request: Request, svc: Svc, background: BackgroundTasks
             settings.stripe_webhook_tolerance_seconds,
         )
     except SignatureError as exc:
-        svc.metrics.webhook_signature_failures.inc()
-        log.warning("webhook refused: %s", exc)
+        svc.metrics.webhook_signature_failures.labels(exc.reason).inc()
+        log.warning("webhook refused: %s", exc.reason)
         raise ProblemError("invalid-signature") from None
     try:
         processed = await run_in_threadpool(
