@@ -31,10 +31,7 @@ def table_counts(settings: ApiSettings) -> dict[str, int]:
         settings,
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
     )
-    return {
-        name: sql(settings, f'SELECT count(*) FROM "{name}"')[0][0]
-        for (name,) in tables
-    }
+    return {name: sql(settings, f'SELECT count(*) FROM "{name}"')[0][0] for (name,) in tables}
 
 
 def _resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
