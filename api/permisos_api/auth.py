@@ -163,20 +163,43 @@ def csrf_matches(sent: str, expected: str) -> bool:
     return bool(sent) and hmac.compare_digest(sent.encode(), expected.encode())
 
 
-def current_principal(
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presented, not yet looked up: a route that runs its database work in one
+    worker hop (`context.in_worker`) checks them there, saving the hop a sync dependency costs."""
+
+    token: str
+    via: Literal["cookie", "bearer"]
+    unsafe: bool  # the method changes state, so a cookie needs the CSRF token too
+    csrf_sent: str
+
+    def principal(self, db: Session) -> Principal:
+        principal = principal_for(db, self.token, self.via)
+        checks_csrf = self.via == "cookie" and self.unsafe
+        if checks_csrf and not csrf_matches(self.csrf_sent, principal.session.csrf_token):
+            raise ProblemError("csrf-failed", f"Send the session's CSRF token in {CSRF_HEADER}.")
+        return principal
+
+
+async def presented_credentials(
     request: Request,
-    db: Annotated[Session, Depends(get_db)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_token)],
-) -> Principal:
+) -> Credentials:
     presented = _presented_token(request, bearer)
     if presented is None:
         raise _unauthenticated("Log in first.")
-    principal = principal_for(db, *presented)
-    if principal.via == "cookie" and request.method not in SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not csrf_matches(sent, principal.session.csrf_token):
-            raise ProblemError("csrf-failed", f"Send the session's CSRF token in {CSRF_HEADER}.")
-    return principal
+    return Credentials(
+        *presented,
+        unsafe=request.method not in SAFE_METHODS,
+        csrf_sent=request.headers.get(CSRF_HEADER, ""),
+    )
+
+
+def current_principal(
+    credentials: Annotated[Credentials, Depends(presented_credentials)],
+    db: Annotated[Session, Depends(get_db)],
+) -> Principal:
+    return credentials.principal(db)
 
 
 def require_role(*roles: Role) -> Callable[[Principal], Principal]:

@@ -73,17 +73,24 @@ def _releases(request: Request) -> anyio.CapacityLimiter:
     return limiter
 
 
-async def in_worker(db: Session, work: Callable[[], T]) -> T:
+async def in_worker(db: Session, work: Callable[[], T], *, autocommit: bool = False) -> T:
     """A route's database work in one worker thread, the connection handed back there too.
 
     A sync route costs a thread hop for its body, another for validating its response model
     and one more for get_db's cleanup; an async route that awaits this pays one. What the work
     did not commit is rolled back, as the cleanup would; what it returns stays readable
     (detached, attributes loaded), so it must not rely on lazy loads.
+
+    `autocommit`: each statement is its own transaction, for work whose statements need no
+    atomicity together (reads, or a single write). Under PostgreSQL's READ COMMITTED each
+    statement sees its own snapshot anyway, so nothing changes but the BEGIN and the
+    COMMIT/ROLLBACK round trips, which are gone.
     """
 
     def work_then_release() -> T:
         try:
+            if autocommit:
+                db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             return work()
         finally:
             db.close()

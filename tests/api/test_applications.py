@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.api.conftest import APPLICATION, BAD_CURP, User
+from tests.api.conftest import APPLICATION, BAD_CURP, PASSWORD, Api, User, register_and_verify
 
 Make = Callable[..., Any]
 
@@ -148,3 +149,27 @@ async def test_unknown_and_malformed_ids(make_user: Make) -> None:
     assert r.status_code == 404 and r.json()["type"].endswith("/not-found")
     r = await user.client.get("/v1/applications/not-a-uuid")
     assert errors_of(r) == {"application_id": "uuid_parsing"}
+
+
+async def test_autocommit_routes_hand_back_transactional_connections(
+    api: Api, outbox: Path
+) -> None:
+    """Creating and reading an application run each statement as its own transaction; the
+    connection they used must go back to the pool transactional again, or the next request's
+    multi-statement work (a payment, a retry) would lose its atomicity."""
+    app = api.app(database_pool_size=1)
+    client = api.client(app)
+    address = await register_and_verify(client, outbox)
+    r = await client.post(
+        "/v1/auth/login",
+        json={"email": address, "password": PASSWORD, "issue_bearer": True},
+    )
+    bearer = {"Authorization": f"Bearer {r.json()['token']}"}
+    created = await client.post("/v1/applications", json=APPLICATION, headers=bearer)
+    assert created.status_code == 201, created.text
+    read = await client.get(f"/v1/applications/{created.json()['id']}", headers=bearer)
+    assert read.status_code == 200 and read.json()["plates"] == "JKL4821"
+    engine = app.state.services.engine
+    assert engine.pool.checkedin() == engine.pool.size() == 1  # the one the routes used
+    with engine.connect() as connection:
+        assert connection.connection.driver_connection.autocommit is False

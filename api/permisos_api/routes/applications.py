@@ -16,7 +16,7 @@ from .. import drafts
 from ..auth import Principal
 from ..context import in_worker
 from ..db import utcnow
-from ..deps import CurrentPrincipal, Db, Svc
+from ..deps import CurrentPrincipal, Db, Presented, Svc
 from ..models import (
     CANCELLABLE_STATUSES,
     EDITABLE_STATUSES,
@@ -67,9 +67,14 @@ def _load_own(db: Session, application_id: uuid.UUID, principal: Principal) -> A
     responses=problem_responses(401, 403, 422),
 )
 async def create_application(
-    body: ApplicationIn, principal: CurrentPrincipal, db: Db, svc: Svc
+    body: ApplicationIn, credentials: Presented, db: Db, svc: Svc
 ) -> Application:
-    return await in_worker(db, lambda: drafts.file_application(db, svc, principal.user.id, body))
+    def create() -> Application:
+        owner = credentials.principal(db).user.id
+        return drafts.file_application(db, svc, owner, body)
+
+    # One INSERT: a transaction of its own.
+    return await in_worker(db, create, autocommit=True)
 
 
 @router.get(
@@ -110,10 +115,10 @@ def list_applications(
     description="The owner or an admin; anyone else gets 404.",
     responses=problem_responses(401, 403, 404, 422),
 )
-async def get_application(
-    application_id: uuid.UUID, principal: CurrentPrincipal, db: Db
-) -> Application:
-    return await in_worker(db, lambda: _load(db, application_id, principal))
+async def get_application(application_id: uuid.UUID, credentials: Presented, db: Db) -> Application:
+    return await in_worker(
+        db, lambda: _load(db, application_id, credentials.principal(db)), autocommit=True
+    )
 
 
 @router.get(
