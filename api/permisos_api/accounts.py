@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote
 
-from fastapi import Request
+from fastapi import BackgroundTasks, Request
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -111,14 +111,13 @@ def log_in(db: Session, svc: Services, request: Request, email: str, password: s
     svc.limiter.hit(f"login:address:{client_address(request)}", s.login_limit_per_address)
     svc.limiter.hit(f"login:account:{account_key(email)}", s.login_limit_per_account)
     user = find_user(db, email)
-    if user is not None:
-        _begin_attempt(db, user.id, s)
+    attempt = _begin_attempt(db, user.id, s) if user is not None else 0
     if not svc.hasher.verify(user.password_hash if user else None, password):
-        if user is not None:
-            _end_attempt(db, user.id, s, failed=True)
+        if user is not None and attempt >= s.lockout_threshold:
+            _set_lock(db, user.id, s, locked=True)
         raise ProblemError("invalid-credentials")
     assert user is not None
-    _end_attempt(db, user.id, s, failed=False)
+    _set_lock(db, user.id, s, locked=False)
     if user.disabled_at is not None:
         raise ProblemError("account-disabled")
     if user.email_verified_at is None:
@@ -130,11 +129,11 @@ def log_in(db: Session, svc: Services, request: Request, email: str, password: s
     return LoggedIn(user, session, token)
 
 
-def _begin_attempt(db: Session, user_id: uuid.UUID, s: ApiSettings) -> None:
+def _begin_attempt(db: Session, user_id: uuid.UUID, s: ApiSettings) -> int:
     """Counts the attempt before its password is checked, in one UPDATE that PostgreSQL applies
     to the row one at a time: of parallel attempts only `lockout_threshold` get to guess, and
     the next one locks the account (counted after the check, all of them read the count before
-    any was written, and all guessed)."""
+    any was written, and all guessed). Returns the attempt's number since the last success."""
     now = utcnow()
     over = User.failed_logins + 1 > s.lockout_threshold
     lock = now + timedelta(minutes=s.lockout_minutes)
@@ -145,15 +144,16 @@ def _begin_attempt(db: Session, user_id: uuid.UUID, s: ApiSettings) -> None:
             failed_logins=case((over, 0), else_=User.failed_logins + 1),
             locked_until=case((over, lock), else_=User.locked_until),
         )
-        .returning(User.locked_until)
+        .returning(User.failed_logins, User.locked_until)
     ).first()
-    until = (
-        db.scalar(select(User.locked_until).where(User.id == user_id)) if row is None else row[0]
-    )
+    if row is None:
+        until = db.scalar(select(User.locked_until).where(User.id == user_id))
+    else:
+        attempt, until = row
     db.commit()
-    if until is None or until <= now:
-        return
-    retry = max(1, int((until - now).total_seconds()) + 1)
+    if row is not None and (until is None or until <= now):
+        return int(attempt)
+    retry = max(1, int(((until or lock) - now).total_seconds()) + 1)
     raise ProblemError(
         "account-locked",
         f"Try again in {retry} seconds or reset the password.",
@@ -161,17 +161,15 @@ def _begin_attempt(db: Session, user_id: uuid.UUID, s: ApiSettings) -> None:
     )
 
 
-def _end_attempt(db: Session, user_id: uuid.UUID, s: ApiSettings, *, failed: bool) -> None:
-    """A right password clears the count; a wrong one locks once the count reached the
-    threshold. Each one statement, so a concurrent lock is not undone."""
-    stmt = update(User).where(User.id == user_id)
-    if failed:
-        stmt = stmt.where(User.failed_logins >= s.lockout_threshold).values(
-            locked_until=utcnow() + timedelta(minutes=s.lockout_minutes), failed_logins=0
-        )
+def _set_lock(db: Session, user_id: uuid.UUID, s: ApiSettings, *, locked: bool) -> None:
+    """The last allowed wrong password locks; a right one clears the count (never a lock a
+    parallel attempt set). One statement each, like the count."""
+    if locked:
+        until = utcnow() + timedelta(minutes=s.lockout_minutes)
+        values: dict[str, object] = {"locked_until": until, "failed_logins": 0}
     else:
-        stmt = stmt.values(failed_logins=0)
-    db.execute(stmt)
+        values = {"failed_logins": 0}
+    db.execute(update(User).where(User.id == user_id).values(**values))
     db.commit()
 
 
@@ -182,9 +180,11 @@ def log_out(db: Session, session_id: uuid.UUID) -> None:
         db.commit()
 
 
-def request_reset(db: Session, svc: Services, request: Request, email: str) -> None:
+def request_reset(
+    db: Session, svc: Services, request: Request, email: str, later: BackgroundTasks
+) -> None:
     """Mails a single-use reset link when the address has an enabled account; the same outcome
-    otherwise (no enumeration)."""
+    otherwise (no enumeration), in the same time: the mail goes out after the answer."""
     s = svc.settings
     svc.limiter.hit(f"reset:address:{client_address(request)}", s.password_reset_limit_per_address)
     svc.limiter.hit(f"reset:account:{account_key(email)}", s.password_reset_limit_per_account)
@@ -202,7 +202,7 @@ def request_reset(db: Session, svc: Services, request: Request, email: str) -> N
     )
     link = _link(svc, RESET_PAGE, token)
     minutes = s.password_reset_ttl_seconds // 60
-    svc.mailer.send(user.email, "password-reset", link=link, minutes=minutes)
+    later.add_task(svc.mailer.send_or_log, user.email, "password-reset", link=link, minutes=minutes)
 
 
 def confirm_reset(db: Session, svc: Services, token: str, password: str) -> None:

@@ -59,3 +59,11 @@ class Mailer:
             tmp.write_bytes(msg.as_bytes())
             os.replace(tmp, final)
         log.info("mail sent: %s", letter.kind)
+
+    def send_or_log(self, to: str, kind: str, **context: Any) -> None:
+        """`send` where nobody waits for the answer (after a response, after a payment): an
+        outage is logged, never raised."""
+        try:
+            self.send(to, kind, **context)
+        except Exception as exc:
+            log.warning("mail not sent: %s (%s)", kind, type(exc).__name__)

@@ -10,6 +10,7 @@ so the applicant's inbox on this machine is one folder whichever way the mail ca
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from datetime import UTC, datetime
@@ -24,10 +25,12 @@ from permisos_sandbox.ports import free_port
 
 
 class _Keep:
-    def __init__(self, outbox: Path) -> None:
+    def __init__(self, outbox: Path, delay: float) -> None:
         self.outbox = outbox
+        self.delay = delay
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.delay)
         content = envelope.original_content or b""
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         final = self.outbox / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
@@ -39,15 +42,21 @@ class _Keep:
 
 
 class MailCatcher:
-    def __init__(self, outbox: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, outbox: Path, host: str = "127.0.0.1", port: int = 0, delay: float = 0
+    ) -> None:
+        """`delay`: seconds before each message is accepted, as a relay across a network takes."""
         self.outbox = outbox
         self.host = host
         self.port = port or free_port(host)
+        self.delay = delay
         self._controller: Controller | None = None
 
     def start(self) -> MailCatcher:
         self.outbox.mkdir(parents=True, exist_ok=True)
-        self._controller = Controller(_Keep(self.outbox), hostname=self.host, port=self.port)
+        self._controller = Controller(
+            _Keep(self.outbox, self.delay), hostname=self.host, port=self.port
+        )
         self._controller.start()  # returns once the server answers
         return self
 

@@ -69,7 +69,7 @@ async def test_an_applicant_creates_an_account_logs_in_and_resets_the_password(
             await visit.submit("Entrar")
             assert "confirma tu correo" in await page.get_by_role("alert").inner_text()
 
-            response = await page.goto(base + mailed_link(outbox, address, "/verificar"))
+            response = await page.goto(base + await mailed_link(outbox, address, "/verificar"))
             assert await page.get_by_role("heading", level=1).inner_text() == "Correo confirmado"
             await visit.check("correo-confirmado", response)
 
@@ -102,7 +102,7 @@ async def test_an_applicant_creates_an_account_logs_in_and_resets_the_password(
             await page.get_by_label("Correo electrónico").fill(address)
             await visit.submit("Enviar enlace")
             assert await page.get_by_role("heading", level=1).inner_text() == "Revisa tu correo"
-            link = mailed_link(outbox, address, "/restablecer")
+            link = await mailed_link(outbox, address, "/restablecer")
             await page.goto(base + link)
             await page.get_by_label("Contraseña nueva").fill("Otra-Clave-Segura-77")
             await page.get_by_label("Repite la contraseña").fill("Otra-Clave-Segura-78")

@@ -4,8 +4,10 @@ and weight printed)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +25,17 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots" / "web
 SIZES = {"telefono": {"width": 375, "height": 812}, "escritorio": {"width": 1280, "height": 800}}
 
 
-def mailed_link(outbox: Path, address: str, path: str) -> str:
-    """The path and query of the newest mailed link to `path`."""
-    body = mail_text(read_mail(outbox, address)[-1])
-    found = re.search(re.escape(path) + r"\?token=(\S+)", body)
-    assert found, body
-    return f"{path}?token={unquote(found.group(1))}"
+async def mailed_link(outbox: Path, address: str, path: str, timeout: float = 10) -> str:
+    """The path and query of the link to `path` in the newest mail that has one. Awaited: some
+    mails go out after the page's answer, as a person finds them a moment later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for message in reversed(read_mail(outbox, address)):
+            found = re.search(re.escape(path) + r"\?token=(\S+)", mail_text(message))
+            if found:
+                return f"{path}?token={unquote(found.group(1))}"
+        assert time.monotonic() < deadline, f"no mail to {path}"
+        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager

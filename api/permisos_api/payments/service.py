@@ -80,10 +80,7 @@ def deliver(transition: Transition, mailer: Mailer | None, metrics: Metrics | No
         metrics.manual_refunds_flagged.inc()
     if mailer is not None and transition.mail is not None:
         m = transition.mail
-        try:
-            mailer.send(m.to, m.kind, **m.context)
-        except Exception as exc:  # a mail outage must not undo a payment
-            log.warning("mail not sent: %s (%s)", m.kind, type(exc).__name__)
+        mailer.send_or_log(m.to, m.kind, **m.context)  # a mail outage must not undo a payment
 
 
 def _is_failed(status: str, error_code: str | None) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Request, Response, status
 from sqlalchemy import select
 
 from .. import accounts
@@ -141,8 +141,10 @@ def logout(principal: CurrentPrincipal, response: Response, db: Db, svc: Svc) ->
     description="Always 202, whether or not the address has an account (no enumeration).",
     responses=problem_responses(422, 429),
 )
-def password_reset_request(body: ResetRequestIn, request: Request, db: Db, svc: Svc) -> Accepted:
-    accounts.request_reset(db, svc, request, body.email)
+def password_reset_request(
+    body: ResetRequestIn, request: Request, db: Db, svc: Svc, background: BackgroundTasks
+) -> Accepted:
+    accounts.request_reset(db, svc, request, body.email, background)
     return Accepted(detail="If the address has an account, a reset link is on its way.")
 
 

@@ -4,7 +4,7 @@ with the message next to its field and what was typed kept (never the password).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from .. import accounts
@@ -133,7 +133,9 @@ def reset_request_form(request: Request, svc: Svc) -> Response:
 
 
 @router.post("/recuperar")
-async def reset_request(request: Request, db: Db, svc: Svc) -> Response:
+async def reset_request(
+    request: Request, db: Db, svc: Svc, background: BackgroundTasks
+) -> Response:
     values = await forms.fields(request, ("email",))
     kept = {"email": values["email"]}
     if not csrf.valid(request, values["csrf_token"], None):
@@ -143,7 +145,7 @@ async def reset_request(request: Request, db: Db, svc: Svc) -> Response:
         errors = field_messages(parsed)
         return page(request, svc, "recuperar.html", None, status=422, values=kept, errors=errors)
     try:
-        accounts.request_reset(db, svc, request, parsed.email)
+        accounts.request_reset(db, svc, request, parsed.email, background)
     except ProblemError as problem:
         return page(
             request,
