@@ -382,6 +382,15 @@ def leaked(r: httpx.Response, markers: list[str]) -> list[str]:
     return [m for m in markers if m.lower() in text.lower()]
 
 
+def problem_slug(caller: str, status: int, secured: bool) -> str | None:
+    """The problem a refusal must be: a login that no longer holds, or a role refused."""
+    if caller in LOGGED_OUT and secured:
+        return "account-disabled" if caller == "disabled" else "authentication-required"
+    if caller not in LOGGED_OUT and status == 403:
+        return "forbidden"
+    return None
+
+
 def judge(
     r: httpx.Response,
     row: Expect,
@@ -396,12 +405,11 @@ def judge(
         return [f"{r.status_code}, expected {want}: {r.text[:200]}"]
     wrong = []
     if secured is not None and r.status_code >= 400:
+        slug = problem_slug(caller, r.status_code, secured)
         if r.headers["content-type"] != "application/problem+json":
             wrong.append("not a problem document")
-        elif caller in LOGGED_OUT and secured:
-            slug = "account-disabled" if caller == "disabled" else "authentication-required"
-            if not r.json()["type"].endswith("/" + slug):
-                wrong.append(f"{r.json()['type']}, expected {slug}")
+        elif slug and not r.json()["type"].endswith("/" + slug):
+            wrong.append(f"{r.json()['type']}, expected {slug}")
     walled = secured is None and row.anonymous is None and caller in ("anonymous", *LOGGED_OUT)
     if walled and r.headers.get("location") != "/entrar":
         wrong.append(f"sent to {r.headers.get('location')}, not /entrar")
