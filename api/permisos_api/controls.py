@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl
@@ -36,18 +37,21 @@ FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 TEMPLATE = "caracteres.html"
 
 
-def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
-    """Each string of a decoded JSON document (keys too), with its dotted field path."""
-    if isinstance(value, str):
-        yield where or "body", value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"{where}.{key}" if where else str(key)
-            yield inner, str(key)
-            yield from _strings(item, inner)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{where}.{index}" if where else str(index))
+def _strings(document: Any) -> Iterator[tuple[str, str]]:
+    """Each string of a decoded JSON document (keys too), with its dotted field path; walked
+    with a queue of its own, so a deeply nested body cannot exhaust Python's."""
+    queue: deque[tuple[str, Any]] = deque([("", document)])
+    while queue:
+        where, value = queue.popleft()
+        if isinstance(value, str):
+            yield where or "body", value
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                inner = f"{where}.{key}" if where else str(key)
+                yield inner, str(key)
+                queue.append((inner, item))
+        elif isinstance(value, list):
+            queue += [(f"{where}.{i}" if where else str(i), item) for i, item in enumerate(value)]
 
 
 def _media_type(scope: Scope) -> str:
@@ -71,16 +75,18 @@ async def _form_strings(scope: Scope, body: bytes) -> list[tuple[str, str]]:
         await form.close()
 
 
+def _reads_text(media: str) -> bool:
+    return media in ("application/json", *FORMS) or media.endswith("+json")
+
+
 async def _body_strings(scope: Scope, body: bytes) -> list[tuple[str, str]]:
-    media = _media_type(scope)
-    if media == "application/json" or media.endswith("+json"):
-        try:
-            return list(_strings(json.loads(body), ""))
-        except ValueError:
-            return []  # not JSON: FastAPI answers that itself
-    if media in FORMS:
+    if _media_type(scope) in FORMS:
         return await _form_strings(scope, body)
-    return []
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return []  # not JSON (or nested past reading): FastAPI answers that itself
+    return list(_strings(document))
 
 
 def _replay(body: bytes, receive: Receive | None) -> Receive:
@@ -131,7 +137,9 @@ class ControlCharactersMiddleware:
             await self.app(scope, receive, send)
             return
         body_strings: list[tuple[str, str]] = []
-        if scope["path"] not in EXEMPT_BODIES and scope["method"] not in ("GET", "HEAD"):
+        # Only a body the app reads as text is read here (a GET's is not read at all).
+        reads = scope["method"] not in ("GET", "HEAD") and _reads_text(_media_type(scope))
+        if reads and scope["path"] not in EXEMPT_BODIES:
             body, left = await _read_body(receive)
             if left is not None:
                 return  # the client left before sending it all: no one to answer

@@ -141,6 +141,21 @@ async def test_every_text_input_of_the_api_refuses_control_characters(
         "/v1/applications", json={**APPLICATION, "x\x00": 1}, headers=owner.bearer()
     )
     assert_refused(r, "x\ufffd")  # the key, named without what was refused
+    # Deep in a body; and a body nested past what can be read is refused, never a 5xx.
+    deep: Any = ["\x00"]
+    for _ in range(500):
+        deep = [deep]
+    r = await owner.client.post(
+        "/v1/applications", json={**APPLICATION, "vin": deep}, headers=owner.bearer()
+    )
+    assert_refused(r, "vin" + ".0" * 501)
+    r = await owner.client.post(
+        "/v1/applications",
+        content="[" * 100_000,
+        headers={**owner.bearer(), "Content-Type": "application/json"},
+    )
+    assert 400 <= r.status_code < 500, r.text
+    tried += 2
     assert table_counts(api.settings) == before, "a refused request stored something"
     print(f"\n{tried} requests with control characters, {len(inputs)} text inputs, all 422")
 
@@ -234,6 +249,19 @@ async def test_every_field_of_every_form_refuses_control_characters(
             assert r.headers["content-type"].startswith("text/html")
             assert PAGE_SAYS in r.text and 'lang="es-MX"' in r.text
             tried += 1
+    # A form sent as multipart, as a browser may: the same reading, the same refusal.
+    r = await api.client().post(
+        "/entrar", files={"email": (None, NUL), "password": (None, "x"), "csrf_token": (None, "t")}
+    )
+    assert r.status_code == 422 and PAGE_SAYS in r.text
+    tried += 1
+    # Stripe's webhook body is Stripe's (signed byte for byte): its signature decides, not this.
+    r = await api.client().post(
+        "/v1/webhooks/stripe",
+        content=json.dumps({"type": "charge.succeeded", "description": "dos\nlíneas"}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 400 and r.json()["type"].endswith("/invalid-signature")
     # The query strings of pages too (a mailed link's token, the console's filter).
     anonymous = api.client()
     for page, params in (("/verificar", {"token": NUL}), ("/restablecer", {"token": NUL})):
