@@ -13,7 +13,11 @@ DEV_SIGNING_SECRET = "dev-only-insecure-signing-secret"  # noqa: S105
 
 
 class ApiSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PERMISOS_API_", extra="ignore")
+    # A value refused is named, never shown: a Stripe secret key put in the publishable key's
+    # variable would otherwise be printed in the crash log.
+    model_config = SettingsConfigDict(
+        env_prefix="PERMISOS_API_", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "production"] = "development"
     host: str = "127.0.0.1"

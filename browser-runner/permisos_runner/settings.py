@@ -19,7 +19,10 @@ DEFAULT_CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
 
 
 class RunnerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PERMISOS_RUNNER_", extra="ignore")
+    # A value refused is named, never shown: it may be the portal's password or a CURP.
+    model_config = SettingsConfigDict(
+        env_prefix="PERMISOS_RUNNER_", extra="ignore", hide_input_in_errors=True
+    )
 
     # An attempt at a permit, or a probe of the portal's health (the pool's circuit breaker:
     # it signs in and searches the consulta page, with no applicant and no submission).

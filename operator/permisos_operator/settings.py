@@ -10,7 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class OperatorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PERMISOS_OPERATOR_")
+    # A value refused is named, never shown (it may be a credential).
+    model_config = SettingsConfigDict(env_prefix="PERMISOS_OPERATOR_", hide_input_in_errors=True)
 
     # Namespaces to watch, by name (no Kopf globs: see `exact_namespaces`); empty means the whole
     # cluster.
