@@ -1,6 +1,6 @@
 """No credential in an answer, a log line or /metrics of the API, also when things go wrong: the
-Stripe secret key, the webhook secret, the signing secret, the database and SMTP passwords,
-session and reset tokens, passwords. The API runs with its logs at DEBUG (an engineer may turn
+Stripe secret key, the webhook secret, the signing secret, the database password, session and
+reset tokens, passwords. The API runs with its logs at DEBUG (an engineer may turn
 that on in production) while the test drives it through the happy path and through errors:
 validation, forged webhooks, Stripe refusing the key or unreachable, a declined card, the
 database unreachable, revoked sessions, and the maintenance commands' settings errors."""
@@ -46,7 +46,6 @@ class Leaks:
             "webhook secret": WEBHOOK_SECRET,
             "database password": str(password),
             "signing secret": "test-signing-secret",
-            "SMTP password": f"smtp-{secrets.token_hex(8)}",
             "password": PASSWORD,
         }
 
