@@ -3,8 +3,9 @@ as an admin and anonymously: no 5xx, every answer as the document says.
 
 Two runs over the same app (served with the payments simulator, so paying and refunding reach
 Stripe's stand-in):
-- each operation alone: cases drawn synchronously from Schemathesis' Hypothesis strategies and
-  sent through the in-process client, once per caller;
+- each operation alone: cases drawn synchronously from Schemathesis' Hypothesis strategies,
+  valid ones and ones the document rules out (which must be refused with a 4xx), and sent
+  through the in-process client, once per caller;
 - stateful: Schemathesis' state machine follows the document's links (create an application,
   then read, edit, pay, cancel it; an admin reads, retries, refunds it, and disables its owner),
   over HTTP, as the applicant and as the admin.
@@ -24,9 +25,12 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -42,7 +46,9 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
-MAX_EXAMPLES = 20  # cases per operation and caller
+MAX_EXAMPLES = 20  # cases per operation, mode and caller
+# Valid data, and data the document rules out, which must then be refused with a 4xx.
+MODES = {GenerationMode.POSITIVE: [], GenerationMode.NEGATIVE: [negative_data_rejection]}
 SCENARIOS = 30  # state machine runs per caller
 STEPS = 10  # operations per scenario at most
 BOUNDED = settings(
@@ -73,15 +79,19 @@ async def served(api: Api) -> AsyncIterator[Pay]:
         await payments_support.stop(pay)
 
 
-def draw_cases(operation: Any) -> list[Any]:
+def draw_cases(operation: Any, mode: GenerationMode) -> list[Any]:
     cases: list[Any] = []
 
-    @given(case=operation.as_strategy())
+    @given(case=operation.as_strategy(generation_mode=mode))
     @settings(BOUNDED, max_examples=MAX_EXAMPLES)
     def collect(case: Any) -> None:
         cases.append(case)
 
-    collect()
+    try:
+        collect()
+    except Unsatisfiable:
+        assert mode is GenerationMode.NEGATIVE, operation.label
+        return []  # no input the document could rule out (no parameters, no body)
     return cases
 
 
@@ -114,7 +124,7 @@ async def test_every_operation_as_each_caller(served: Pay, make_user: Make) -> N
     sent = 0
     for operation in operations:
         key = (operation.method.upper(), operation.path)
-        for case in draw_cases(operation):
+        for mode, case in [(m, c) for m in MODES for c in draw_cases(operation, m)]:
             for name, user in callers.items():
                 headers = {} if user is None else user.bearer()
                 if user is not None and key in THROWAWAY_SESSION:
@@ -122,7 +132,7 @@ async def test_every_operation_as_each_caller(served: Pay, make_user: Make) -> N
                 response = await send(clients[name], case, headers)
                 sent += 1
                 try:
-                    case.validate_response(response, checks=CHECKS)
+                    case.validate_response(response, checks=CHECKS + MODES[mode])
                 except Exception as exc:  # collected so one run reports every operation
                     failures.append(f"{key[0]} {key[1]} as {name}: {exc}")
     print(f"\n{len(operations)} operations, {sent} requests")
