@@ -243,6 +243,13 @@ def test_the_matrix_covers_every_route_the_app_serves(api: Api) -> None:
     assert set(API) - operations == set(), "rows for operations the app no longer has"
     assert others - set(WEB) == set(), "routes the matrix does not cover"
     assert set(WEB) - others == set(), "rows for routes the app no longer serves"
+    # What the day a route is added looks like: an operation and a page, both uncovered.
+    app = api.app()
+    app.add_api_route("/v1/nueva", lambda: {}, methods=["POST"])
+    app.add_api_route("/nueva-pagina", lambda: {}, include_in_schema=False)
+    operations, others = served(app)
+    assert operations - set(API) == {("POST", "/v1/nueva")}
+    assert others - set(WEB) == {("GET", "/nueva-pagina")}
 
 
 @dataclass
