@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import statistics
 import time
 from collections import Counter
@@ -402,3 +403,47 @@ async def test_no_account_enumeration_through_timing(api: Api, outbox: Path) -> 
     # mail after the answer, an existing one a whole mail later.
     assert abs(login_gap) < hashing / 4
     assert abs(reset_gap) < mailing / 2
+
+
+async def test_a_login_on_the_web_page_never_holds_up_other_requests(
+    api: Api, outbox: Path
+) -> None:
+    """The hash of a login (or a registration, or a new password) is work for a worker thread:
+    on the event loop it would stop every other request while it runs, a denial of service
+    anyone can send from the login page."""
+    app = api.app(**PRODUCTION_ARGON2, **UNLIMITED)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as http:
+        address = await register_and_verify(http, outbox)
+        csrf = secrets.token_urlsafe(24)  # the double-submit cookie and its form field
+        form = {"email": address, "password": WRONG, "csrf_token": csrf}
+        cookie = {"Cookie": f"permisos_csrf={csrf}"}
+        logins = [
+            asyncio.create_task(http.post("/entrar", data=form, headers=cookie)) for _ in range(2)
+        ]
+        waits: list[float] = []
+        while not all(task.done() for task in logins):
+            started = time.perf_counter()
+            assert (await http.get("/healthz")).status_code == 200
+            waits.append(time.perf_counter() - started)
+            await asyncio.sleep(0.01)
+        assert [r.status_code for r in await asyncio.gather(*logins)] == [401] * 2
+        services = app.state.services
+        hashing = await asyncio.to_thread(timed_hash, services.hasher)
+    print(
+        f"\n/healthz during 2 web logins: {len(waits)} answers, slowest {ms(max(waits))}, "
+        f"median {ms(statistics.median(waits))}; one Argon2id verification {ms(hashing)}"
+    )
+    # Both hashes share this machine's cores with the probe, which may wait for one now and
+    # then; on the event loop they would stop it for their whole time, a hash or more at once.
+    assert len(waits) >= 5 and statistics.median(waits) < hashing / 2
+
+
+def timed_hash(hasher: Any) -> float:
+    """Seconds of one verification of a wrong password at the hasher's cost (median of 5)."""
+    stored = hasher.hash(PASSWORD)
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        assert not hasher.verify(stored, WRONG)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)

@@ -1,11 +1,14 @@
 """Getting in: create an account, confirm the email (the mailed link lands here), log in and
 out, and reset a forgotten password. Each form posts to its own page; a mistake comes back
-with the message next to its field and what was typed kept (never the password)."""
+with the message next to its field and what was typed kept (never the password). The accounts'
+work (Argon2id hashing, the database, mail) runs in worker threads: on the event loop, one
+login would hold up every other request for as long as its hash takes."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from .. import accounts
 from ..auth import clear_session_cookies, set_session_cookies
@@ -45,7 +48,7 @@ async def register(request: Request, db: Db, svc: Svc) -> Response:
         errors = field_messages([*parsed, *policy])
         return page(request, svc, "registro.html", None, status=422, values=kept, errors=errors)
     try:
-        accounts.register(db, svc, request, parsed.email, parsed.password)
+        await run_in_threadpool(accounts.register, db, svc, request, parsed.email, parsed.password)
     except ProblemError as problem:
         if problem.errors:
             errors = field_messages(problem.errors)
@@ -94,7 +97,9 @@ async def login(request: Request, db: Db, svc: Svc) -> Response:
         errors = field_messages(parsed)
         return page(request, svc, "entrar.html", None, status=422, values=kept, errors=errors)
     try:
-        done = accounts.log_in(db, svc, request, parsed.email, parsed.password)
+        done = await run_in_threadpool(
+            accounts.log_in, db, svc, request, parsed.email, parsed.password
+        )
     except ProblemError as problem:
         return page(
             request,
@@ -121,7 +126,7 @@ async def logout(request: Request, db: Db, svc: Svc, visitor: Visitor) -> Respon
     values = await forms.fields(request, ())
     if not csrf.valid(request, values["csrf_token"], visitor):
         return show_home(request, db, svc, visitor, alert=EXPIRED_FORM, status=403)
-    accounts.log_out(db, visitor.session.id)
+    await run_in_threadpool(accounts.log_out, db, visitor.session.id)
     response = RedirectResponse("/entrar", status_code=303)
     clear_session_cookies(response, svc.settings)
     return response
@@ -145,7 +150,7 @@ async def reset_request(
         errors = field_messages(parsed)
         return page(request, svc, "recuperar.html", None, status=422, values=kept, errors=errors)
     try:
-        accounts.request_reset(db, svc, request, parsed.email, background)
+        await run_in_threadpool(accounts.request_reset, db, svc, request, parsed.email, background)
     except ProblemError as problem:
         return page(
             request,
@@ -181,7 +186,7 @@ async def reset(request: Request, db: Db, svc: Svc) -> Response:
         errors = field_messages(parsed)
         return page(request, svc, "restablecer.html", None, status=422, token=token, errors=errors)
     try:
-        accounts.confirm_reset(db, svc, parsed.token, parsed.password)
+        await run_in_threadpool(accounts.confirm_reset, db, svc, parsed.token, parsed.password)
     except ProblemError as problem:
         if problem.errors:
             errors = field_messages(problem.errors)
