@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from fastapi import BackgroundTasks, Request
@@ -23,7 +23,7 @@ from .db import utcnow
 from .models import AuthSession, Role, User
 from .passwords import policy_violation
 from .problems import FieldError, ProblemError, validation_problem
-from .ratelimit import account_key
+from .ratelimit import account_key, count_attempt, lock_bucket
 from .settings import ApiSettings
 
 VERIFY_PURPOSE = "verify-email"
@@ -111,10 +111,22 @@ def log_in(db: Session, svc: Services, request: Request, email: str, password: s
     svc.limiter.hit(f"login:address:{client_address(request)}", s.login_limit_per_address)
     svc.limiter.hit(f"login:account:{account_key(email)}", s.login_limit_per_account)
     user = find_user(db, email)
-    attempt = _begin_attempt(db, user.id, s) if user is not None else 0
+    # An address without an account is counted and locked alike (under its digest, with the
+    # rate limits): otherwise only addresses with an account would ever answer account-locked.
+    nobody = f"login:lockout:{account_key(email)}"
+    lock = timedelta(minutes=s.lockout_minutes)
+    if user is not None:
+        attempt = _begin_attempt(db, user.id, s)
+    else:
+        attempt, until = count_attempt(db, nobody, s.lockout_threshold, lock)
+        if attempt == 0:
+            raise _locked(until)
     if not svc.hasher.verify(user.password_hash if user else None, password):
-        if user is not None and attempt >= s.lockout_threshold:
-            _set_lock(db, user.id, s, locked=True)
+        if attempt >= s.lockout_threshold:
+            if user is not None:
+                _set_lock(db, user.id, s, locked=True)
+            else:
+                lock_bucket(db, nobody, lock)
         raise ProblemError("invalid-credentials")
     assert user is not None
     _set_lock(db, user.id, s, locked=False)
@@ -153,8 +165,12 @@ def _begin_attempt(db: Session, user_id: uuid.UUID, s: ApiSettings) -> int:
     db.commit()
     if row is not None and (until is None or until <= now):
         return int(attempt)
-    retry = max(1, int(((until or lock) - now).total_seconds()) + 1)
-    raise ProblemError(
+    raise _locked(until or lock)
+
+
+def _locked(until: datetime) -> ProblemError:
+    retry = max(1, int((until - utcnow()).total_seconds()) + 1)
+    return ProblemError(
         "account-locked",
         f"Try again in {retry} seconds or reset the password.",
         headers={"Retry-After": str(retry)},

@@ -7,7 +7,8 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, Table, delete
+from sqlalchemy import Engine, Table, and_, case, delete, update
+from sqlalchemy.orm import Session
 
 from permisos.database import upsert
 
@@ -18,6 +19,11 @@ from .problems import ProblemError
 def account_key(email: str) -> str:
     """Buckets name accounts by a digest, so the table holds no email address."""
     return hashlib.sha256(email.strip().casefold().encode()).hexdigest()[:32]
+
+
+# A lockout's count has no window: one row per name, its `hits` the attempts since the last lock,
+# or 0 while locked until `expires_at` (when the sweep may remove it, as an unlocked count).
+NO_WINDOW = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class RateLimiter:
@@ -54,3 +60,37 @@ class RateLimiter:
                 f"Too many requests; retry in {retry} seconds.",
                 headers={"Retry-After": str(retry)},
             )
+
+
+def count_attempt(
+    db: Session, bucket: str, threshold: int, lock: timedelta
+) -> tuple[int, datetime]:
+    """Counts one attempt of a lockout kept here, as the users' rows keep theirs: the attempt past
+    `threshold` locks. Its number, or 0 and the lock's end while locked. One statement, which
+    PostgreSQL applies to the row one at a time; on the request's own connection (a second one
+    per request would let parallel requests hold the pool while each waits for another)."""
+    now = datetime.now(UTC)
+    table = RateLimitBucket.__table__
+    assert isinstance(table, Table)
+    locked = and_(table.c.hits == 0, table.c.expires_at > now)
+    values = upsert(db, table).values(
+        bucket=bucket, window_start=NO_WINDOW, hits=1, expires_at=now + lock
+    )
+    stmt = values.on_conflict_do_update(
+        index_elements=["bucket", "window_start"],
+        set_={
+            "hits": case((locked, 0), (table.c.hits + 1 > threshold, 0), else_=table.c.hits + 1),
+            "expires_at": case((locked, table.c.expires_at), else_=now + lock),
+        },
+    ).returning(table.c.hits, table.c.expires_at)
+    hits, until = db.execute(stmt).one()
+    db.commit()
+    return int(hits), until
+
+
+def lock_bucket(db: Session, bucket: str, lock: timedelta) -> None:
+    table = RateLimitBucket.__table__
+    assert isinstance(table, Table)
+    stmt = update(table).where(table.c.bucket == bucket, table.c.window_start == NO_WINDOW)
+    db.execute(stmt.values(hits=0, expires_at=datetime.now(UTC) + lock))
+    db.commit()

@@ -213,6 +213,15 @@ async def test_lockout_holds_under_50_parallel_wrong_passwords(api: Api, outbox:
     # Locked afterwards, even for the right password.
     assert kind(await login(api.client(app), address)) == "429 account-locked"
 
+    # An address without an account holds the same way (and so answers the same).
+    nobody = {"email": unique_email("nobody"), "password": WRONG}
+    tally, seconds = await in_parallel(
+        [api.client(app).post("/v1/auth/login", json=nobody) for _ in range(50)]
+    )
+    print(f"the same for an address without an account: {dict(tally)} in {seconds:.2f}s")
+    assert tally["401 invalid-credentials"] <= threshold
+    assert tally["401 invalid-credentials"] + tally["429 account-locked"] == 50
+
 
 async def test_rate_limits_hold_under_50_parallel_attempts(api: Api, outbox: Path) -> None:
     limit = 10
@@ -297,6 +306,20 @@ async def test_no_account_enumeration_through_the_answers(api: Api, outbox: Path
         for address, r in zip(existing, known, strict=True):
             assert same_answer(r, nobody), (path, address, r.text, nobody.text)
         print(f"\n{path}: {kind(nobody)} for each kind of account and for none")
+
+    # Wrong passwords until the lockout, and past it: an address without an account locks too.
+    strict = api.app(lockout_threshold=3, lockout_minutes=10)
+    fresh, nobody = await register_and_verify(api.client(strict), outbox), unique_email("nobody")
+    for attempt in range(1, 6):
+        r, r_nobody = [
+            await api.client(strict).post("/v1/auth/login", json={"email": who, "password": WRONG})
+            for who in (fresh, nobody)
+        ]
+        assert same_answer(r, r_nobody), (attempt, r.text, r_nobody.text)
+        retry = [int(each.headers.get("retry-after", 0)) for each in (r, r_nobody)]
+        assert abs(retry[0] - retry[1]) <= 2, retry
+        print(f"wrong password {attempt}: {kind(r)} for an account and for none")
+    assert kind(r) == "429 account-locked"
 
 
 # The production cost (ApiSettings' defaults), not the suite's cheap one: the hash is the work
