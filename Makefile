@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
-.PHONY: run up test lint typecheck check bench clean venv run-packages test-packages controlplane
+.PHONY: run up test lint typecheck check bench clean venv run-packages test-packages controlplane chaos
 
 # The virtual environment is rebuilt whenever the lock file or the project metadata changes.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -53,6 +53,12 @@ run: $(VENV)/.installed run-packages controlplane
 # The same, then everything stays up (API docs, portal, kubectl) until Ctrl-C.
 up: $(VENV)/.installed run-packages controlplane
 	$(PY) -m permisos_sandbox.platform --up
+
+# Issue #16: the whole platform under a load of applicants and a seeded schedule of faults for
+# 10 minutes, then every invariant checked and a table printed (the seed first, to rerun it with
+# `.venv/bin/python -m permisos_sandbox.chaos --seed N`). Prometheus evaluates the alert rules.
+chaos: $(VENV)/.installed test-packages controlplane
+	$(PY) -m permisos_sandbox.chaos
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -72,19 +72,18 @@ from harness import (  # the bench folder is not a package
 
 from permisos.kube import Kube
 from permisos_sandbox.platform import Platform, PlatformConfig
-from permisos_sandbox.platform.applicant import FINAL_STATUSES, Applicant, Progress
+from permisos_sandbox.platform.applicant import (
+    FINAL_STATUSES,
+    ONE_ADDRESS_LIMITS,
+    Applicant,
+    Progress,
+)
 from permisos_sandbox.platform.people import fictional_person
 
 RESULTS = ROOT / "bench" / "results"
 NS = PlatformConfig().namespace
 PORTAL_USER = ("operador", "secreto")  # the simulator's default account, as the platform's
 LABEL_REQUEST = "permisosdigitales.mx/permitrequest"
-# Before the clock the applicants sign up from one address; the API's per-address limits
-# (10 registrations per 15 minutes) would refuse more than ten, which is no part of the figure.
-API_LIMITS = {
-    "PERMISOS_API_REGISTER_LIMIT_PER_ADDRESS": "100000",
-    "PERMISOS_API_LOGIN_LIMIT_PER_ADDRESS": "100000",
-}
 RUNNER_STEPS: tuple[str, ...] = ("login", "lookup", "applicant", "vehicle", "confirm")
 RUNNER_STEPS += ("processing", "download", "upload", "total")
 # Stages of one permit, each the bench-clock moment its watch (or the API) first showed it.
@@ -541,7 +540,8 @@ async def run_pool(args: argparse.Namespace, runners: int, state_dir: Path) -> d
             runners=runners,
             portal_latency_ms=args.latency_ms,
             portal_processing_seconds=args.processing_seconds,
-            extra_api_env=dict(API_LIMITS),
+            # Before the clock the applicants sign up from one address: no part of the figure.
+            extra_api_env=dict(ONE_ADDRESS_LIMITS),
             # Every port free-picked, so nothing collides with `make run` or a test.
             api_port=0,
             portal_port=0,

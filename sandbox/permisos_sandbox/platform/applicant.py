@@ -19,6 +19,12 @@ import httpx
 
 PASSWORD = "Correcto-caballo-42"  # noqa: S105 (a demo applicant's password)
 FINAL_STATUSES = ("permit_ready", "permit_failed", "refunded")
+# The API's settings (`extra_api_env`) for many applicants from this machine's one address: its
+# per-address limits (10 registrations, 50 logins per 15 minutes) would refuse them.
+ONE_ADDRESS_LIMITS = {
+    "PERMISOS_API_REGISTER_LIMIT_PER_ADDRESS": "100000",
+    "PERMISOS_API_LOGIN_LIMIT_PER_ADDRESS": "100000",
+}
 KINDS = ("permit", "certificate", "placard")
 
 
@@ -54,9 +60,11 @@ class Applicant:
     token: str = ""
     application_id: str = ""
     intent_id: str = ""
+    # How requests travel (the chaos load's retrying, recording one); httpx's own by default.
+    transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.http = httpx.AsyncClient(base_url=self.api_url, timeout=30.0)
+        self.http = httpx.AsyncClient(base_url=self.api_url, timeout=30.0, transport=self.transport)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -65,12 +73,12 @@ class Applicant:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    async def register_and_verify(self) -> None:
+    async def register_and_verify(self, mail_within: float = 15.0) -> None:
         r = await self.http.post(
             "/v1/auth/register", json={"email": self.email, "password": PASSWORD}
         )
         _expect(r, 202, "register")
-        token = await self._mailed_token("/verificar")  # the page the link opens
+        token = await self._mailed_token("/verificar", mail_within)  # the page the link opens
         _expect(await self.http.get("/v1/auth/verify", params={"token": token}), 200, "verify")
 
     async def login(self) -> None:
@@ -86,8 +94,12 @@ class Applicant:
         self.application_id = body["id"]
         return body
 
-    async def pay_card(self, payment_method: str = "pm_card_visa") -> dict[str, Any]:
-        return await self._pay({"method": "card", "payment_method": payment_method})
+    async def pay_card(
+        self, payment_method: str = "pm_card_visa", return_url: str | None = None
+    ) -> dict[str, Any]:
+        """With `return_url`, a card that needs 3-D Secure answers a challenge page to open."""
+        body = {"method": "card", "payment_method": payment_method}
+        return await self._pay(body | ({"return_url": return_url} if return_url else {}))
 
     async def pay_oxxo(self) -> dict[str, Any]:
         return await self._pay({"method": "oxxo"})
@@ -181,10 +193,17 @@ class Applicant:
         raise DemoError(f"no mail with a {path} link reached {self.outbox} within {within:.0f}s")
 
 
+# Each mail parsed once: a file is renamed into the outbox whole and never changes, and a load
+# of applicants waiting at once would otherwise parse the whole outbox ten times a second each.
+_PARSED: dict[Path, email.message.Message] = {}
+
+
 def _mail_to(outbox: Path, to: str) -> list[email.message.Message]:
     found = []
     for path in sorted(outbox.glob("*.eml")):
-        message = email.message_from_bytes(path.read_bytes())
+        message = _PARSED.get(path)
+        if message is None:
+            message = _PARSED[path] = email.message_from_bytes(path.read_bytes())
         if message["To"] == to:
             found.append(message)
     return found
