@@ -5,7 +5,9 @@ pods bound to its node. Each checked through the real kubectl."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -135,3 +137,56 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
+
+
+async def test_a_container_restarted_while_the_apiserver_is_down_is_reported_once_it_is_back(
+    local: LocalKubernetes, namespace: str
+) -> None:
+    """The kubelet's status manager keeps trying: a change whose report failed is reported
+    when the apiserver answers again, though nothing changes after it."""
+    cp = local.control_plane
+    assert cp is not None
+    admin = local.kubeconfig
+    code = 'import time; print("patient", flush=True); time.sleep(3600)'
+    await apply(admin, deployment("patient", namespace, python(code, name="patient")))
+
+    async def running(restarts: int) -> int | None:
+        pods = (await get_json(admin, "pods", "-n", namespace, "-l", "app=patient"))["items"]
+        statuses = pods[0]["status"].get("containerStatuses") or [{}] if len(pods) == 1 else [{}]
+        state = statuses[0].get("state", {})
+        if "running" not in state or statuses[0]["restartCount"] != restarts:
+            return None
+        return int(statuses[0]["containerID"].removeprefix("local://"))
+
+    pid = await eventually(lambda: running(0), timeout=60)
+    cp.kill_component("kube-apiserver")
+    try:
+        os.kill(pid, signal.SIGKILL)
+        # Restarted after the kubelet's first back-off (10 s), its report failing meanwhile.
+        await eventually(_sync(lambda: _restarted(local, pid)), timeout=30, every=0.5)
+        await asyncio.sleep(5)  # the agent's quick retries of that report are over
+    finally:
+        cp.start_component("kube-apiserver")
+    again = await eventually(lambda: running(1), timeout=30, every=0.5)
+    assert again != pid
+
+
+def _restarted(local: LocalKubernetes, old_pid: int) -> bool:
+    """A new process of the `patient` container runs (seen in /proc, not through the API)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == old_pid:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b'print("patient"' in cmdline:
+            return True
+    return False
+
+
+def _sync(check: Any) -> Any:
+    async def probe() -> bool:
+        return bool(check())
+
+    return probe

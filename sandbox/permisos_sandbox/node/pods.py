@@ -240,26 +240,31 @@ class PodWorker:
             self._dirty.clear()
             if self._closing:
                 return
-            await self._write(self._status(self._phase()), attempts=5)
+            if not await self._write(self._status(self._phase()), attempts=5):
+                # The apiserver away: the latest status goes again a little later even if
+                # nothing changes meanwhile, as the kubelet's status manager resyncs.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), _REPORT_RETRY_MAX)
+                self._dirty.set()
 
-    async def _write(self, status: JSON, attempts: int | None) -> None:
+    async def _write(self, status: JSON, attempts: int | None) -> bool:
         """PATCH pods/status until it lands, the pod is gone, or `attempts` are used up (an
-        intermediate report: the next one carries the news anyway)."""
+        intermediate report: the reporter sends the latest one again); False in that case."""
         delay = 0.2
         tried = 0
         while True:
             tried += 1
             try:
                 await self.agent.api.patch_status(self.pod, status)
-                return
+                return True
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 if getattr(error, "status", None) in (404, 409):
-                    return  # deleted, or a new pod of the same name: nothing left to report
+                    return True  # deleted, or a new pod of the same name: nothing to report
                 if attempts is not None and tried >= attempts:
                     log.warning("pod %s: status not reported (%s)", describe(self.pod), error)
-                    return
+                    return False
                 log.info("pod %s: status report failed (%s); retrying", describe(self.pod), error)
             await asyncio.sleep(delay)
             delay = min(delay * 2, _REPORT_RETRY_MAX)
