@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import time
-from pathlib import Path
 
 from permisos.kube import JSON
 from permisos_sandbox.cluster import ControlPlane
@@ -19,9 +18,11 @@ from .recovery import (
     Log,
     Skipped,
     component,
+    container_pid,
     operator_leader,
     pods,
     release_ready,
+    running,
     serving,
     undo,
     wait_for,
@@ -29,23 +30,6 @@ from .recovery import (
 
 RUNNERS = "app.kubernetes.io/name=permisos-browser-runner,permisosdigitales.mx/permitrequest"
 BACK_WITHIN = 180.0  # seconds a killed part has to come back before the run says so
-
-
-def container_pid(pod: JSON, marker: bytes) -> int | None:
-    """The process of the pod's running container whose command line holds `marker`: the node
-    agent reports each container as `local://<pid>`; the command line guards against a status
-    older than the process it names."""
-    for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        container_id = str(status.get("containerID") or "")
-        if "running" not in (status.get("state") or {}) or not container_id.startswith("local://"):
-            continue
-        pid = int(container_id.removeprefix("local://"))
-        try:
-            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return pid
-        except OSError:
-            continue
-    return None
 
 
 def _restarts(pod: JSON) -> int:
@@ -97,11 +81,11 @@ class ClusterFaults:
         """A running browser-runner pod of a PermitRequest deleted through the API, as
         `kubectl delete pod` (its grace period, then SIGKILL); the operator sees the attempt end."""
 
-        async def running() -> list[JSON] | None:
-            found = [p for p in await pods(self.platform, RUNNERS) if _running(p)]
+        async def attempts() -> list[JSON] | None:
+            found = [p for p in await pods(self.platform, RUNNERS) if running(p)]
             return found or None
 
-        candidates = await wait_for(running, max(hold, 5.0))
+        candidates = await wait_for(attempts, max(hold, 5.0))
         if not candidates:
             raise Skipped("no runner pod was running")
         pod = rng.choice(sorted(candidates, key=lambda p: p["metadata"]["name"]))
@@ -171,7 +155,7 @@ class ClusterFaults:
 
         async def ready() -> list[tuple[JSON, int]] | None:
             found = [p for p in await pods(self.platform, component("api")) if _ready(p)]
-            pids = [(p, container_pid(p, b"permisos_api")) for p in found if _running(p)]
+            pids = [(p, container_pid(p, b"permisos_api")) for p in found if running(p)]
             return [(p, pid) for p, pid in pids if pid is not None] or None
 
         targets = await wait_for(ready, 10)
@@ -192,8 +176,3 @@ class ClusterFaults:
         if await wait_for(back, BACK_WITHIN) is None:
             return f"{name} (pid {pid}) killed; not ready again within {BACK_WITHIN:.0f} s"
         return f"{name} (pid {pid}) killed; ready again after {time.monotonic() - began:.1f} s"
-
-
-def _running(pod: JSON) -> bool:
-    meta = pod["metadata"]
-    return pod["status"].get("phase") == "Running" and not meta.get("deletionTimestamp")

@@ -7,6 +7,7 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -19,6 +20,8 @@ from permisos_sandbox.platform.stack import OPERATOR_METRICS_PORT
 
 T = TypeVar("T")
 Log = Callable[[str], None]
+# What each component's container process runs (the node agent's image map).
+PROCESSES = {"api": b"permisos_api", "operator": b"permisos_operator"}
 LEADER = re.compile(r"^permisos_operator_leader 1(\.0)?$", re.MULTILINE)
 
 
@@ -78,6 +81,23 @@ def component(name: str) -> str:
     return f"app.kubernetes.io/instance={release.RELEASE},app.kubernetes.io/component={name}"
 
 
+def container_pid(pod: JSON, marker: bytes) -> int | None:
+    """The process of the pod's running container whose command line holds `marker`: the node
+    agent reports each container as `local://<pid>`; the command line guards against a status
+    older than the process it names."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        container_id = str(status.get("containerID") or "")
+        if "running" not in (status.get("state") or {}) or not container_id.startswith("local://"):
+            continue
+        pid = int(container_id.removeprefix("local://"))
+        try:
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    return None
+
+
 async def operator_leader(platform: Platform) -> JSON | None:
     """The operator pod whose replica says it is active (its /metrics), if any."""
     running = [
@@ -123,9 +143,20 @@ async def whole(platform: Platform, within: float = 240.0) -> str:
 
 
 async def release_ready(platform: Platform, within: float) -> None:
-    """`release.wait_ready`, through the moments after a restart when the client's pooled
-    connections to the apiserver fail once (they are not API answers, so it lets them out)."""
+    """Until each running API and operator pod's container process is alive (a status written
+    before a crash still says ready) and the release's Deployments are ready; through the
+    moments after a restart when the client's pooled connections to the apiserver fail once
+    (`release.wait_ready` lets those out: they are not API answers)."""
     deadline = time.monotonic() + within
+
+    async def alive() -> bool | None:
+        for name, marker in PROCESSES.items():
+            found = [p for p in await pods(platform, component(name)) if running(p)]
+            if not found or any(container_pid(p, marker) is None for p in found):
+                return None
+        return True
+
+    await wait_for(alive, within)
     while True:
         left = max(1.0, deadline - time.monotonic())
         try:
@@ -142,3 +173,8 @@ async def release_ready(platform: Platform, within: float) -> None:
 async def serving(cp: ControlPlane) -> bool | None:
     """True once kube-apiserver answers ready (off the event loop: it blocks)."""
     return True if await asyncio.to_thread(cp.serving) else None
+
+
+def running(pod: JSON) -> bool:
+    """Running, and not being deleted."""
+    return pod["status"].get("phase") == "Running" and not pod["metadata"].get("deletionTimestamp")
