@@ -132,6 +132,7 @@ async def run_faults(
             log(f"[chaos {started - began:6.1f}s] {kind}: FAILED ({error!r})")
             raise
         ended = time.time()
+        started = cluster.hit_at.pop(kind, started)  # a kill begins when it hits
         done.append(Injection(kind, started, ended, detail))
         log(f"[chaos {started - began:6.1f}s] {kind} ({ended - started:.1f} s): {detail}")
 

@@ -47,6 +47,8 @@ class ClusterFaults:
     def __init__(self, platform: Platform, log: Log) -> None:
         self.platform = platform
         self.log = log
+        # When each kind last hit, after finding its target (which may take a while).
+        self.hit_at: dict[str, float] = {}
 
     @property
     def control_plane(self) -> ControlPlane:
@@ -58,13 +60,29 @@ class ClusterFaults:
         await release_ready(self.platform, BACK_WITHIN)
 
     async def operator_leader_kill(self, rng: random.Random, hold: float) -> str:
-        """SIGKILL of the active replica's process; back when a replica leads again (the
-        standby, or the killed one restarted by the node agent, whichever Kopf's peering picks)."""
+        """SIGKILL of the active replica's process while a standby runs; back when a replica
+        leads again (the standby, or the killed one restarted by the node agent, whichever
+        Kopf's peering picks). Killed again and again, a replica's restarts back off as a
+        kubelet's do (CrashLoopBackOff), so a kill waits for a standby that could take over."""
         leader = await wait_for(lambda: operator_leader(self.platform), 10)
         pid = container_pid(leader, b"permisos_operator") if leader else None
         if leader is None or pid is None:
             raise Skipped("no active operator replica found")
-        name, began = leader["metadata"]["name"], time.monotonic()
+        name = leader["metadata"]["name"]
+
+        async def standby() -> JSON | None:
+            others = [
+                p
+                for p in await pods(self.platform, component("operator"))
+                if p["metadata"]["name"] != name and running(p)
+            ]
+            live = [p for p in others if container_pid(p, b"permisos_operator") is not None]
+            return live[0] if live else None
+
+        if await wait_for(standby, 10) is None:
+            raise Skipped("no standby operator replica running")
+        began = time.monotonic()
+        self.hit_at["operator-leader-kill"] = time.time()
         os.kill(pid, signal.SIGKILL)
 
         async def successor() -> JSON | None:
@@ -90,6 +108,7 @@ class ClusterFaults:
             raise Skipped("no runner pod was running")
         pod = rng.choice(sorted(candidates, key=lambda p: p["metadata"]["name"]))
         meta = pod["metadata"]
+        self.hit_at["runner-pod-delete"] = time.time()
         await self.platform.kube.request(
             "DELETE",
             f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
@@ -164,6 +183,7 @@ class ClusterFaults:
         pod, pid = rng.choice(sorted(targets, key=lambda t: t[0]["metadata"]["name"]))
         name, uid, restarts = pod["metadata"]["name"], pod["metadata"]["uid"], _restarts(pod)
         began = time.monotonic()
+        self.hit_at["api-replica-kill"] = time.time()
         os.kill(pid, signal.SIGKILL)
 
         async def back() -> JSON | None:
