@@ -61,7 +61,11 @@ class NodeApi:
 
     async def patch_status(self, pod: JSON, status: JSON) -> JSON:
         """A strategic merge patch, as the kubelet's status manager sends: conditions merge by
-        type, so those of the scheduler and the controllers stay."""
+        type, so those of the scheduler and the controllers stay. The pod's addresses replace
+        the list: merged by `ip`, a pod that an agent restarted at another address would name
+        both, which the apiserver refuses (one address per family)."""
+        if status.get("podIPs"):
+            status = {**status, "podIPs": [*status["podIPs"], {"$patch": "replace"}]}
         return await self.kube.request(
             "PATCH",
             pod_path(pod, "/status"),
