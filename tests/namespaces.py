@@ -23,6 +23,9 @@ API_PATHS = {
     "events": "/api/v1",
     "secrets": "/api/v1",
     "serviceaccounts": "/api/v1",
+    "configmaps": "/api/v1",
+    "deployments": "/apis/apps/v1",
+    "cronjobs": "/apis/batch/v1",
 }
 
 

@@ -12,9 +12,11 @@ leaks into resources, Events, logs or metrics. A second test runs the `make run`
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import io
 import json
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,12 +25,15 @@ from typing import Any
 import httpx
 import pytest
 from pypdf import PdfReader
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from permisos.kube import Kube
-from permisos_sandbox.platform import Platform, PlatformConfig, release
+from permisos_sandbox.node.config import DEFAULT_RUNTIME_ROOT, runtime_dir
+from permisos_sandbox.platform import Platform, PlatformConfig, release, stack
+from permisos_sandbox.platform.applicant import PASSWORD as APPLICANT_PASSWORD
 from permisos_sandbox.platform.applicant import Applicant
 from permisos_sandbox.platform.demo import DEMO_APPLICATION, run_demo
+from permisos_sandbox.platform.kubernetes import NODE_NAME
 from permisos_sandbox.platform.people import fictional_person
 from permisos_sandbox.platform.release import helm
 from tests.cluster import eventually
@@ -52,7 +57,7 @@ def postgres_url() -> Iterator[str]:
 async def platform(tmp_path: Path, postgres_url: str) -> AsyncIterator[Platform]:
     config = PlatformConfig(
         state_dir=tmp_path,
-        database_url=postgres_url,
+        database_url=with_password(postgres_url),
         runners=3,
         portal_processing_seconds=0.5,
         retry_backoff_seconds=1,
@@ -63,6 +68,18 @@ async def platform(tmp_path: Path, postgres_url: str) -> AsyncIterator[Platform]
 
 
 PORTS = ("api", "portal", "payments", "s3", "mail")
+# The tests' PostgreSQL trusts loopback and never asks for it: a password in the URL travels to
+# the Secret and the pods as a real one would (a server of PERMISOS_TEST_DATABASE_URL keeps its).
+DATABASE_PASSWORD = f"db-{secrets.token_hex(8)}"
+# A JSON Web Token, as every ServiceAccount token is: header.payload.signature.
+JWT = re.compile(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}")
+
+
+def with_password(url: str) -> str:
+    parsed = make_url(url)
+    return (parsed if parsed.password else parsed.set(password=DATABASE_PASSWORD)).render_as_string(
+        hide_password=False
+    )
 
 
 async def one_applicant(p: Platform, i: int, plates: str, method: str) -> Applicant:
@@ -110,7 +127,9 @@ async def test_ten_applicants_end_to_end(platform: Platform) -> None:
         await check_outcomes(p, applicants, finals)
         await check_storage_and_resources(p, applicants, finals)
         await check_database_agrees(p, applicants)
-        await check_no_personal_data(p, applicants)
+        said = await what_the_platform_said(p)
+        check_no_personal_data(applicants, said)
+        await check_no_secrets(p, applicants, said)
         await check_runner_steps_reach_the_metrics(p)
     finally:
         for a in applicants:
@@ -251,29 +270,38 @@ async def check_database_agrees(p: Platform, applicants: list[Applicant]) -> Non
         )
 
 
-async def check_no_personal_data(p: Platform, applicants: list[Applicant]) -> None:
-    needles: set[str] = set()
-    for a in applicants:
-        data = a.application
-        needles |= {data["first_name"], data["last_name"], data["maternal_surname"]}
-        needles |= {data["curp"], data["email"], data["phone"]}
-    haystacks: dict[str, str] = {}
+async def what_the_platform_said(p: Platform) -> dict[str, str]:
+    """Everything anyone but the database and the Secrets' readers sees, by where: the
+    namespace's objects whole (PermitRequests and their status, RunnerPools, Events, Jobs, pods,
+    Deployments, CronJobs, ConfigMaps), this machine's servers' logs and every container's output
+    the node agent kept (one file per start: the API, the operators, the migration, the CronJobs,
+    the runners), the API's and the operators' /metrics, and error answers of the API."""
+    said: dict[str, str] = {}
+    async with httpx.AsyncClient(base_url=p.api_url) as http:
+        # Errors first (their log lines are read below), credentials in what was refused.
+        for what, r in (
+            ("wrong password", await http.post("/v1/auth/login", json=KEY_AS_PASSWORD)),
+            ("forged session", await http.get("/v1/auth/session", headers=BEARER_OF_SECRET)),
+            ("unsigned webhook", await http.post("/v1/webhooks/stripe", content=b"{}")),
+            (
+                "forged webhook",
+                await http.post("/v1/webhooks/stripe", headers=FORGED, content="{}"),
+            ),
+        ):
+            assert r.status_code >= 400, (what, r.text)
+            said[f"API answer, {what}"] = f"{r.headers} {r.text}"
     kube = await platform_namespace(p)
     try:
-        for resource in ("permitrequests", "events", "jobs", "pods"):
+        for resource in (
+            *("permitrequests", "runnerpools", "events", "jobs", "pods"),
+            *("deployments", "cronjobs", "configmaps"),
+        ):
             for body in await kube.objects(resource):
-                meta = body["metadata"]
-                where = f"{resource}/{meta['name']}"
-                if resource in ("permitrequests", "events"):
-                    haystacks[where] = str(body)
-                else:  # Jobs and pods: labels and annotations (their Secret holds the data)
-                    haystacks[where] = str((meta.get("labels"), meta.get("annotations")))
+                said[f"{resource}/{body['metadata']['name']}"] = json.dumps(body)
     finally:
         await kube.kube.close()
-    # This machine's servers' logs, and every container's output the node agent kept (one file
-    # per start): the API, the operators, the migration, the runners.
     for log in [*p.logs.rglob("*.log"), *p.container_logs.rglob("*.log")]:
-        haystacks[str(log)] = log.read_text(errors="replace")
+        said[str(log)] = log.read_text(errors="replace")
     runner_logs = list(p.container_logs.glob("*/runner/*.log"))
     # Every attempt's pod output was read (13 attempts: ten requests, three retries).
     assert len([log for log in runner_logs if log.stat().st_size]) >= 13, runner_logs
@@ -282,11 +310,66 @@ async def check_no_personal_data(p: Platform, applicants: list[Applicant]) -> No
         assert logs and all(log.stat().st_size for log in logs), (container, logs)
     for part in ("portal", "payments"):
         assert (p.logs / f"{part}.log").stat().st_size, part
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(base_url=p.api_url) as http:
         for url in await p.operator_metrics_urls():
-            haystacks[url] = (await http.get(url)).text
-        haystacks["API metrics"] = (await http.get(f"{p.api_url}/metrics")).text
-    leaks = [(where, n) for where, hay in haystacks.items() for n in needles if n in hay]
+            said[url] = (await http.get(url)).text
+        said["API metrics"] = (await http.get("/metrics")).text
+    return said
+
+
+# A credential sent where it does not belong: the answers must not say it back.
+KEY_AS_PASSWORD = {"email": "nadie@example.com", "password": stack.STRIPE_KEY}
+BEARER_OF_SECRET = {"Authorization": f"Bearer {stack.WEBHOOK_SECRET}"}
+FORGED = {"Stripe-Signature": f"t=1,v1={stack.STRIPE_KEY}"}
+
+
+def check_no_personal_data(applicants: list[Applicant], said: dict[str, str]) -> None:
+    needles: set[str] = set()
+    for a in applicants:
+        data = a.application
+        needles |= {data["first_name"], data["last_name"], data["maternal_surname"]}
+        needles |= {data["curp"], data["email"], data["phone"]}
+    leaks = [(where, n) for where, text in said.items() for n in needles if n in text]
+    assert not leaks, leaks
+
+
+async def check_no_secrets(p: Platform, applicants: list[Applicant], said: dict[str, str]) -> None:
+    """The credentials of the run: the constants the platform's Secrets were made of, the ones
+    it made up (the signing secret), the database password, the ServiceAccount tokens the node
+    agent projected into the API's and operators' pods, the applicants' session tokens and
+    passwords. Any JSON Web Token at all is a leak too (a ServiceAccount's, whoever it was)."""
+    kube = await platform_namespace(p)
+    try:
+        signing = await kube.get("secrets", "permisos-signing")
+    finally:
+        await kube.kube.close()
+    assert signing is not None
+    pods = runtime_dir(DEFAULT_RUNTIME_ROOT, NODE_NAME, p.config.state_dir / "node") / "pods"
+    tokens = [path.read_text().strip() for path in pods.glob("*/volumes/*/token")]
+    assert len(tokens) >= 3 and all(JWT.fullmatch(t) for t in tokens), pods  # API, 2 operators
+    database = make_url(p.database_url).password
+    assert database
+    credentials = {
+        "Stripe secret key": stack.STRIPE_KEY,
+        "webhook secret": stack.WEBHOOK_SECRET,
+        "portal password": stack.PORTAL_ACCOUNT[1],
+        "signing secret": base64.b64decode(signing["data"]["secret"]).decode(),
+        "database password": str(database),
+        "applicants' password": APPLICANT_PASSWORD,
+        "admin's password": ADMIN_PASSWORD,
+        **{f"ServiceAccount token {n}": token for n, token in enumerate(tokens)},
+        **{f"session of applicant {n}": a.token for n, a in enumerate(applicants)},
+    }
+    leaks = [
+        (name, where)
+        for name, secret in credentials.items()
+        for where, text in said.items()
+        if secret in text
+    ]
+    leaks += [("a JSON Web Token", where) for where, text in said.items() if JWT.search(text)]
+    # The refusals above were logged, and those logs were among what was searched.
+    assert any("webhook refused: mismatch" in text for text in said.values())
+    print(f"\n{len(credentials)} credentials looked for in {len(said)} places")
     assert not leaks, leaks
 
 
