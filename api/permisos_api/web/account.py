@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from .. import arco
 from ..auth import clear_session_cookies
@@ -52,9 +53,10 @@ async def delete_account(request: Request, db: Db, svc: Svc, visitor: Visitor) -
         errors = {"confirm": "Marca la casilla para confirmar que quieres eliminar tu cuenta."}
         return page(request, svc, "cuenta.html", visitor, status=422, errors=errors)
     try:
-        arco.delete_account(db, svc, visitor.user, values["password"])
+        # The password's hash is a worker thread's work, not the event loop's.
+        await run_in_threadpool(arco.delete_account, db, svc, visitor.user, values["password"])
     except ProblemError as problem:
-        db.rollback()
+        await run_in_threadpool(db.rollback)
         if problem.slug == "invalid-credentials":
             errors = {"password": "La contraseña no es correcta."}
             return page(request, svc, "cuenta.html", visitor, status=422, errors=errors)
