@@ -111,6 +111,26 @@ def log_in(db: Session, svc: Services, request: Request, email: str, password: s
     svc.limiter.hit(f"login:address:{client_address(request)}", s.login_limit_per_address)
     svc.limiter.hit(f"login:account:{account_key(email)}", s.login_limit_per_account)
     user = find_user(db, email)
+    verify_password(db, svc, user, email, password)
+    assert user is not None
+    if user.disabled_at is not None:
+        raise ProblemError("account-disabled")
+    if user.email_verified_at is None:
+        raise ProblemError("email-not-verified", "Open the link we mailed you first.")
+    if svc.hasher.needs_rehash(user.password_hash):
+        user.password_hash = svc.hasher.hash(password)
+    session, token = open_session(db, user, request, s)
+    db.commit()
+    return LoggedIn(user, session, token)
+
+
+def verify_password(
+    db: Session, svc: Services, user: User | None, email: str, password: str
+) -> None:
+    """The password of `user` (None: the address has no account), under the lockout: every
+    check of a password counts, the login's and the account deletion's alike. Raises
+    `account-locked` or `invalid-credentials`."""
+    s = svc.settings
     # An address without an account is counted and locked alike (under its digest, with the
     # rate limits): otherwise only addresses with an account would ever answer account-locked.
     nobody = f"login:lockout:{account_key(email)}"
@@ -130,15 +150,6 @@ def log_in(db: Session, svc: Services, request: Request, email: str, password: s
         raise ProblemError("invalid-credentials")
     assert user is not None
     _set_lock(db, user.id, s, locked=False)
-    if user.disabled_at is not None:
-        raise ProblemError("account-disabled")
-    if user.email_verified_at is None:
-        raise ProblemError("email-not-verified", "Open the link we mailed you first.")
-    if svc.hasher.needs_rehash(user.password_hash):
-        user.password_hash = svc.hasher.hash(password)
-    session, token = open_session(db, user, request, s)
-    db.commit()
-    return LoggedIn(user, session, token)
 
 
 def _begin_attempt(db: Session, user_id: uuid.UUID, s: ApiSettings) -> int:

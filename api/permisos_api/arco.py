@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from .accounts import verify_password
 from .auth import revoke_all
 from .context import Services
 from .db import utcnow
@@ -175,8 +176,8 @@ def delete_account(db: Session, svc: Services, user: User, password: str) -> Non
     """Anonymizes the account and its applications and ends every session (ARCO:
     cancellation); `invalid-credentials` for a wrong password, `invalid-state` while a payment
     or a permit is in progress."""
-    if not svc.hasher.verify(user.password_hash, password):
-        raise ProblemError("invalid-credentials", "The password is wrong.")
+    # Under the lockout, as a login: a stolen session cannot guess the password here.
+    verify_password(db, svc, user, user.email, password)
     busy = db.scalar(
         select(Application.id)
         .where(Application.owner_id == user.id, Application.status.in_(IN_FLIGHT))

@@ -206,6 +206,29 @@ async def test_lockout_holds_under_50_parallel_wrong_passwords(api: Api, outbox:
     assert tally["401 invalid-credentials"] + tally["429 account-locked"] == 50
 
 
+async def test_the_account_deletion_password_counts_toward_the_lockout(
+    api: Api, outbox: Path
+) -> None:
+    """A stolen session cannot guess the password through "delete my account" either."""
+    app = api.app(lockout_threshold=3, lockout_minutes=10)
+    address = await register_and_verify(api.client(app), outbox)
+    r = await api.client(app).post(
+        "/v1/auth/login", json={"email": address, "password": PASSWORD, "issue_bearer": True}
+    )
+    bearer = {"Authorization": f"Bearer {r.json()['token']}"}
+    client = api.client(app)
+    answers = [
+        kind(await client.request("DELETE", "/v1/me", json={"password": WRONG}, headers=bearer))
+        for _ in range(4)
+    ]
+    assert answers == ["401 invalid-credentials"] * 3 + ["429 account-locked"], answers
+    # The right password too, and at login: it is the account's one lockout.
+    r = await client.request("DELETE", "/v1/me", json={"password": PASSWORD}, headers=bearer)
+    assert kind(r) == "429 account-locked"
+    assert kind(await login(api.client(app), address)) == "429 account-locked"
+    assert (await client.get(SESSION, headers=bearer)).status_code == 200  # not deleted
+
+
 async def test_rate_limits_hold_under_50_parallel_attempts(api: Api, outbox: Path) -> None:
     limit = 10
     day = 86400  # a window the test cannot straddle

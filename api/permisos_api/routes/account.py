@@ -35,8 +35,9 @@ def export_account(principal: CurrentPrincipal, db: Db) -> AccountExport:
     summary="Delete my account (ARCO: cancellation)",
     description="Requires the current password. Revokes every session and anonymizes the "
     "account and its applications; payments and payment events are kept, as the law requires. "
-    "409 while a payment or a permit is in progress.",
-    responses=problem_responses(401, 403, 409, 422),
+    "409 while a payment or a permit is in progress. A wrong password counts toward the "
+    "lockout, as at login (429 `account-locked`).",
+    responses=problem_responses(401, 403, 409, 422, 429),
 )
 def delete_account(
     body: DeleteAccountIn, principal: CurrentPrincipal, response: Response, db: Db, svc: Svc
