@@ -165,21 +165,22 @@ async def test_no_account_enumeration_through_timing(api: Api, outbox: Path) -> 
                 return time.perf_counter() - started
 
             mailing = statistics.median([await asyncio.to_thread(mail_once) for _ in range(15)])
-            login_known, login_unknown = await timed_pairs(log_in, address, 25, 16)
+            login_known, login_unknown = await timed_pairs(log_in, address, 30, 16)
             reset_known, reset_unknown = await timed_pairs(reset, address, 40, 61)
 
     login_gap, reset_gap = login_known - login_unknown, reset_known - reset_unknown
     print(
         f"\none Argon2id verification at the production cost: {ms(hashing)}; "
         f"one mail over SMTP: {ms(mailing)}"
-        f"\nlogin, wrong password (25 pairs): account {ms(login_known)}, "
+        f"\nlogin, wrong password (30 pairs): account {ms(login_known)}, "
         f"no account {ms(login_unknown)}, difference {ms(login_gap)}"
         f"\nreset request (40 pairs): account {ms(reset_known)}, "
         f"no account {ms(reset_unknown)}, difference {ms(reset_gap)}"
     )
     # Without the dummy hash an unknown address would answer a whole hash sooner; without the
-    # mail after the answer, an existing one a whole mail later.
-    assert abs(login_gap) < hashing / 4
+    # mail after the answer, an existing one a whole mail later. Half of either is the bound: a
+    # loaded machine moves the medians by up to a fourth of a hash, either way.
+    assert abs(login_gap) < hashing / 2
     assert abs(reset_gap) < mailing / 2
 
 
