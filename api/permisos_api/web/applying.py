@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from permisos import catalog
 
@@ -88,7 +89,9 @@ async def file_application(request: Request, db: Db, svc: Svc, visitor: Visitor)
     try:
         if isinstance(parsed, list):
             raise ProblemError("validation-error", errors=parsed)
-        app = drafts.file_application(db, svc, visitor.user.id, parsed)
+        # The database in a worker thread, not the event loop.
+        owner = visitor.user.id
+        app = await run_in_threadpool(drafts.file_application, db, svc, owner, parsed)
     except ProblemError as problem:
         errors = field_messages(problem.errors or [])
         return page(

@@ -39,8 +39,8 @@ async def _form_refused(
     values = await forms.fields(request, ())
     if csrf.valid(request, values["csrf_token"], visitor):
         return None
-    return show_application(
-        request, db, svc, visitor, application_id, alert=EXPIRED_FORM, status=403
+    return await run_in_threadpool(
+        show_application, request, db, svc, visitor, application_id, alert=EXPIRED_FORM, status=403
     )
 
 
