@@ -6,6 +6,7 @@ pods bound to its node. Each checked through the real kubectl."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import uuid
@@ -190,3 +191,36 @@ def _sync(check: Any) -> Any:
         return bool(check())
 
     return probe
+
+
+async def test_a_pod_marked_not_ready_by_the_node_controller_is_reported_ready_again(
+    local: LocalKubernetes, namespace: str
+) -> None:
+    """While the apiserver cannot hear the node (down for a minute, say), the node lifecycle
+    controller marks its pods not Ready; the node agent, like the kubelet, puts back what it
+    knows once it sees that, or the pods stay out of their Services for good."""
+    admin = local.kubeconfig
+    code = 'import time; print("steady", flush=True); time.sleep(3600)'
+    await apply(admin, deployment("steady", namespace, python(code, name="steady")))
+
+    async def ready(expected: str) -> str | None:
+        pods = (await get_json(admin, "pods", "-n", namespace, "-l", "app=steady"))["items"]
+        if len(pods) != 1:
+            return None
+        conditions = {c["type"]: c["status"] for c in pods[0]["status"].get("conditions") or []}
+        return pods[0]["metadata"]["name"] if conditions.get("Ready") == expected else None
+
+    name = await eventually(lambda: ready("True"), timeout=60)
+    marked = {
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "False", "reason": "NodeStatusUnknown"},
+            ]
+        }
+    }
+    await kubectl(
+        admin,
+        *("patch", "pod", name, "-n", namespace, "--subresource=status"),
+        *("--type=strategic", "-p", json.dumps(marked)),
+    )
+    await eventually(lambda: ready("True"), timeout=15, every=0.5)

@@ -76,6 +76,11 @@ def grace_seconds(pod: Mapping[str, Any], cap: float = MAX_GRACE_SECONDS) -> flo
     return float(min(grace, cap))
 
 
+def _ready(pod: Mapping[str, Any]) -> str | None:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return next((c.get("status") for c in conditions if c.get("type") == "Ready"), None)
+
+
 def next_backoff(current: float) -> float:
     return min(max(current * 2, BACKOFF_FIRST_SECONDS), BACKOFF_MAX_SECONDS)
 
@@ -187,6 +192,11 @@ class PodWorker:
         self.pod = pod
         if pod["metadata"].get("deletionTimestamp"):
             self.request_stop("deleted")
+        elif _ready(pod) != _ready({"status": self._status(self._phase())}):
+            # Someone else rewrote what this node reports (the node lifecycle controller marks
+            # the pods of a node it lost touch with not Ready): reported again, as the kubelet's
+            # status manager reconciles, or the pod would stay out of its Services.
+            self._changed()
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
