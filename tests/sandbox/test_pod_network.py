@@ -81,36 +81,8 @@ async def test_replicas_listen_on_one_port_each_at_its_own_address(
     cluster: tuple[ControlPlane, NodeAgentProcess], namespace: str
 ) -> None:
     admin = cluster[0].admin_kubeconfig
-    server = f"""
-        import http.server, os
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(os.environ["POD_NAME"].encode())
-
-        http.server.HTTPServer(("0.0.0.0", {PORT}), Handler).serve_forever()
-    """
-    container = python(
-        server,
-        name="web",
-        ports=[{"name": "http", "containerPort": PORT}],
-        env=[{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-        readinessProbe={"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
-    )
-    await apply(admin, deployment("web", namespace, container, replicas=2))
-
-    async def both_ready() -> list[dict[str, Any]] | None:
-        found = await get_json(admin, "deployment", "web", "-n", namespace)
-        if found["status"].get("readyReplicas") != 2:
-            return None
-        return await pods_of(admin, namespace, "app=web")
-
-    pods = await eventually(both_ready, timeout=60)
+    await apply(admin, deployment("web", namespace, echo_server(), replicas=2))
+    pods = await eventually(lambda: ready_pods(admin, namespace, "web", 2), timeout=60)
     addresses = {pod["status"]["podIP"]: pod["metadata"]["name"] for pod in pods}
     assert len(addresses) == 2
     assert all(ipaddress.ip_address(a) in ipaddress.ip_network(CIDR) for a in addresses)
@@ -224,6 +196,77 @@ async def test_a_pod_keeps_reaching_the_host_while_other_pods_come_and_go(
     assert done["type"] == "Complete"
     _, out, _ = await kubectl(admin, "logs", "job/watcher", "-n", namespace)
     assert out.splitlines()[-1] == "failures 0 gateway MACs 1"
+
+
+async def test_after_the_agent_restarts_each_pod_reports_its_one_new_address(
+    cluster: tuple[ControlPlane, NodeAgentProcess], namespace: str
+) -> None:
+    """A crashed agent's pods are given addresses afresh when it starts again; each pod's status
+    must then name its new address alone (the old and new merged are refused: one address per
+    family), or the Service behind it keeps sending to the old one."""
+    admin = cluster[0].admin_kubeconfig
+    _, agent = cluster
+    await apply(admin, deployment("first", namespace, echo_server()))
+    await eventually(lambda: ready_pods(admin, namespace, "first", 1), timeout=60)
+    await apply(admin, deployment("second", namespace, echo_server()))
+    (before,) = await eventually(lambda: ready_pods(admin, namespace, "second", 1), timeout=60)
+    # The first's address, below the second's, is handed out first after the restart.
+    await kubectl(admin, "delete", "deployment", "first", "-n", namespace, "--wait=false")
+    await eventually(lambda: gone(admin, namespace, "app=first"), timeout=60)
+
+    agent.kill()
+    agent.start()
+
+    async def moved() -> dict[str, Any] | None:
+        pods = await ready_pods(admin, namespace, "second", 1)
+        if not pods or pods[0]["status"]["containerStatuses"][0]["restartCount"] != 1:
+            return None
+        return pods[0] if pods[0]["status"]["podIP"] != before["status"]["podIP"] else None
+
+    after = await eventually(moved, timeout=90)
+    assert after["status"]["podIPs"] == [{"ip": after["status"]["podIP"]}]
+    address = after["status"]["podIP"]
+    with urllib.request.urlopen(f"http://{address}:{PORT}/", timeout=5) as answer:
+        assert answer.read().decode() == after["metadata"]["name"]
+
+
+def echo_server() -> dict[str, Any]:
+    """A container answering its pod's name on PORT, ready once it does."""
+    server = f"""
+        import http.server, os
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(os.environ["POD_NAME"].encode())
+
+        http.server.HTTPServer(("0.0.0.0", {PORT}), Handler).serve_forever()
+    """
+    return python(
+        server,
+        name="web",
+        ports=[{"name": "http", "containerPort": PORT}],
+        env=[{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        readinessProbe={"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+    )
+
+
+async def ready_pods(
+    admin: Path, namespace: str, name: str, replicas: int
+) -> list[dict[str, Any]] | None:
+    found = await get_json(admin, "deployment", name, "-n", namespace)
+    if found["status"].get("readyReplicas") != replicas:
+        return None
+    pods = await pods_of(admin, namespace, f"app={name}")
+    return pods if len(pods) == replicas else None
+
+
+async def gone(admin: Path, namespace: str, selector: str) -> bool:
+    return not await pods_of(admin, namespace, selector)
 
 
 def test_a_stopped_agent_leaves_no_namespace_and_no_bridge(

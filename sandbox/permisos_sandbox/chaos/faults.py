@@ -103,8 +103,8 @@ async def run_faults(
 ) -> list[Injection]:
     """Injects faults at random moments (from rng) until time.time() >= until, each kind several
     times; undoes every fault before returning (the platform is whole again); returns what it
-    did. `holds` overrides `HOLDS` (a short run in tests). Raises NotWhole if the platform did
-    not come back."""
+    did. `holds` overrides `HOLDS` (a short run in tests). Raises NotWhole, whose `injections`
+    are what it did, if a part did not come back (the other faults are undone first)."""
     unknown = sorted(set(kinds) - set(FAULT_KINDS))
     if unknown:
         raise ValueError(f"unknown fault kinds: {unknown}; known: {FAULT_KINDS}")
@@ -174,7 +174,10 @@ async def run_faults(
                     group.create_task(one_at_a_time(lane, stream))
     except* Exception as failed:
         # A part that did not come back (the other lanes were cancelled and undid theirs).
-        raise failed.exceptions[0] from failed
+        first = failed.exceptions[0]
+        error = NotWhole(f"{type(first).__name__}: {first}")
+        error.injections = done
+        raise error from first
     try:
         log(f"[chaos {time.time() - began:6.1f}s] {await whole(platform)}")
     except NotWhole as error:
