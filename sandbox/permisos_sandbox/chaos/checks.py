@@ -4,6 +4,7 @@ the money-keeping or the exactly-once checks."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -219,7 +220,8 @@ def no_server_errors(calls: Sequence[Call], faults: Sequence[Window]) -> Check:
             for f in down
         )
         if not (call.status == 503 and call.retry_after and during):
-            check.fail("-", f"{call.method} {call.route} {call.status} at {call.started:.1f}")
+            at = time.strftime("%H:%M:%S", time.gmtime(call.started))
+            check.fail(f"{call.method} {call.route}", f"{call.status} at {at}")
     return check
 
 

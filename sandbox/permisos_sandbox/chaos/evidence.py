@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,21 +48,25 @@ class Evidence:
         return None
 
 
-async def gather(p: Platform, log: CallLog) -> Evidence:
+async def gather(p: Platform, log: CallLog) -> tuple[Evidence, dict[str, str]]:
+    """Every source in turn; one that does not answer is named with its error (the others are
+    still read, so the table says as much as can be known)."""
     found = Evidence()
-    await asyncio.to_thread(read_database, p.database_url, found)
-    found.permit_requests = await permit_requests(p)
-    async with httpx.AsyncClient(timeout=30.0) as http:
-        for application_id in found.applications:
-            r = await http.get(
-                f"{p.portal_url}/__control/submissions", params={"referencia": application_id}
-            )
-            r.raise_for_status()
-            found.submissions[application_id] = int(r.json()["count"])
-        found.intents = await _intents(http, p.payments_url)
-    await asyncio.to_thread(_from_s3, p, found)
-    await _from_admin(p, log, found)
-    return found
+    failed: dict[str, str] = {}
+
+    async def source(name: str, read: Awaitable[None]) -> None:
+        try:
+            await read
+        except Exception as error:  # a source down after the run: said, not fatal
+            failed[name] = f"{type(error).__name__}: {str(error)[:200]}"
+
+    await source("the database", asyncio.to_thread(read_database, p.database_url, found))
+    await source("the PermitRequests", _permit_requests_into(p, found))
+    await source("the portal's submissions", _submissions(p, found))
+    await source("Stripe's PaymentIntents", _intents(p.payments_url, found))
+    await source("S3", asyncio.to_thread(_from_s3, p, found))
+    await source("the admin API", _from_admin(p, log, found))
+    return found, failed
 
 
 def read_database(url: str, found: Evidence) -> None:
@@ -107,23 +112,37 @@ async def permit_requests(p: Platform) -> list[JSON]:
     return items
 
 
-async def _intents(http: httpx.AsyncClient, payments_url: str) -> list[JSON]:
+async def _permit_requests_into(p: Platform, found: Evidence) -> None:
+    found.permit_requests = await permit_requests(p)
+
+
+async def _submissions(p: Platform, found: Evidence) -> None:
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        for application_id in found.applications:
+            r = await http.get(
+                f"{p.portal_url}/__control/submissions", params={"referencia": application_id}
+            )
+            r.raise_for_status()
+            found.submissions[application_id] = int(r.json()["count"])
+
+
+async def _intents(payments_url: str, found: Evidence) -> None:
     """Every PaymentIntent, as Stripe lists them (pages of 100)."""
-    intents: list[JSON] = []
     after: str | None = None
-    while True:
-        params: dict[str, Any] = {"limit": PAGE} | ({"starting_after": after} if after else {})
-        r = await http.get(
-            f"{payments_url}/v1/payment_intents",
-            params=params,
-            headers={"Authorization": f"Bearer {STRIPE_KEY}"},
-        )
-        r.raise_for_status()
-        page = r.json()
-        intents += page["data"]
-        if not page.get("has_more") or not page["data"]:
-            return intents
-        after = page["data"][-1]["id"]
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        while True:
+            params: dict[str, Any] = {"limit": PAGE} | ({"starting_after": after} if after else {})
+            r = await http.get(
+                f"{payments_url}/v1/payment_intents",
+                params=params,
+                headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+            )
+            r.raise_for_status()
+            page = r.json()
+            found.intents += page["data"]
+            if not page.get("has_more") or not page["data"]:
+                return
+            after = page["data"][-1]["id"]
 
 
 def _from_s3(p: Platform, found: Evidence) -> None:

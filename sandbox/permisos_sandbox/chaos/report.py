@@ -5,6 +5,7 @@ only: no person's data."""
 from __future__ import annotations
 
 import statistics
+import textwrap
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,14 +90,16 @@ def table(
         mark = "PASS" if check.ok else "FAIL"
         lines.append(f"  {mark}  {check.name} ({check.judged} judged)")
         for key, why in list(check.problems.items())[:PROBLEMS_SHOWN]:
-            lines.append(f"          {key}: {'; '.join(why)}")
+            said = f"{key}: {'; '.join(why[:3])}" + (f" (+{len(why) - 3})" if len(why) > 3 else "")
+            lines.append(f"          {said}")
         if len(check.problems) > PROBLEMS_SHOWN:
             lines.append(f"          … and {len(check.problems) - PROBLEMS_SHOWN} more")
     lines += ["", "Alerts                         expected  seen     why"]
     for a in alerts:
         mark = "ok " if a.ok else "BAD"
         lines.append(f"  {mark} {a.alert:<30} {a.expected:<9} {a.seen:<8} {a.why}")
-    lines.append("  also raised: " + (", ".join(other_alerts) or "none"))
+    also = "also pending or firing: " + (", ".join(other_alerts) or "none")
+    lines += textwrap.wrap(also, width=96, initial_indent="  ", subsequent_indent="    ")
     lines += ["", "RESULT: " + ("PASS" if verdict.ok and all(a.ok for a in alerts) else "FAIL")]
     return "\n".join(lines)
 

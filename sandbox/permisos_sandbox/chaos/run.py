@@ -17,7 +17,7 @@ from permisos_sandbox.platform.applicant import ONE_ADDRESS_LIMITS
 
 from . import faults as fault_schedule
 from .alerts import Prometheus, also_raised, judge_alerts
-from .checks import Verdict, Window, judge
+from .checks import Check, Verdict, Window, judge
 from .evidence import ADMIN_EMAIL, ADMIN_PASSWORD, Evidence, gather
 from .load import Load
 from .report import table
@@ -101,23 +101,32 @@ async def _run(
     applicants = asyncio.create_task(
         load.run(options.applications, options.minutes * 60 * ARRIVALS_SHARE, settle_until)
     )
-    injected = await fault_schedule.run_faults(
-        platform,
-        random.Random(f"{options.seed}-faults"),  # noqa: S311
-        until,
-        kinds=options.kinds,
-        log=say,
-        holds=options.holds,
-    )
+    whole = Check("the platform came back whole after the faults", judged=1)
+    try:
+        injected = await fault_schedule.run_faults(
+            platform,
+            random.Random(f"{options.seed}-faults"),  # noqa: S311
+            until,
+            kinds=options.kinds,
+            log=say,
+            holds=options.holds,
+        )
+    except Exception as error:  # a part that did not come back: the run fails, and says why
+        injected = getattr(error, "injections", [])
+        whole.fail("-", f"{type(error).__name__}: {str(error)[:300]}")
+        say(f"faults FAILED: {type(error).__name__}: {error}")
     faults: list[Window] = list(injected)
     say(f"faults done ({len(faults)} injected); waiting for every application to settle")
     await applicants
     settled = max(0.0, time.time() - until)
-    ev = await gather(platform, load.log)
+    ev, unread = await gather(platform, load.log)
+    gathered = Check("the evidence was read from every source", judged=6)
+    for source, why in unread.items():
+        gathered.fail(source, why)
     verdict = judge(ev, load.outcomes, load.log.calls, faults)
     seconds = time.time() - started + 60
     alert_lines, alert_check = await judge_alerts(prometheus, faults, seconds)
-    verdict.checks.append(alert_check)
+    verdict.checks += [whole, gathered, alert_check]
     known = [line.alert for line in alert_lines]
     text = table(
         seed=options.seed,
