@@ -189,7 +189,7 @@ class PostgresServer:
     def halt(self) -> None:
         """Fast shutdown (SIGINT: roll back sessions, close connections, exit), keeping the data
         directory and the port for `start()`: the database down, as in an outage."""
-        process, self._process = self._process, None
+        process = self._process
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGINT)
             try:
@@ -197,6 +197,7 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        self._process = None  # only now: `running` stays true while it shuts down
 
     def stop(self) -> None:
         """`halt()`, then remove the data directory."""

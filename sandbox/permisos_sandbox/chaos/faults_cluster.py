@@ -128,9 +128,10 @@ class ClusterFaults:
         node = kubernetes.node
         began = time.monotonic()
         try:
-            registered = await kubernetes.restart_node()
+            # To its end even if cancelled meanwhile: a half-done restart is a dead node.
+            registered = await undo(kubernetes.restart_node())
         finally:
-            if not node.alive():  # the restart itself was cut short
+            if not node.alive():  # the restart itself failed
                 await undo(asyncio.to_thread(node.start))
         await self._release_ready()
         took = time.monotonic() - began
@@ -141,7 +142,8 @@ class ClusterFaults:
         same flags, ports and data; the seconds its start took."""
         cp = self.control_plane
         try:
-            await asyncio.to_thread(cp.kill_component, part)
+            # To its end even if cancelled meanwhile, so that the start below comes after it.
+            await undo(asyncio.to_thread(cp.kill_component, part))
             await asyncio.sleep(hold)
         finally:
             back = await undo(asyncio.to_thread(cp.start_component, part, 120.0))

@@ -34,7 +34,8 @@ class ServiceFaults:
         if server is None:
             raise Skipped("the platform uses a database it did not start")
         try:
-            await asyncio.to_thread(server.halt)
+            # To its end even if cancelled meanwhile: starting it again before it is down fails.
+            await undo(asyncio.to_thread(server.halt))
             await asyncio.sleep(hold)
         finally:
             began = time.monotonic()
