@@ -34,6 +34,11 @@ DETAIL = "Must not contain control characters (NUL, tab, newline and the like)"
 API_PREFIX = "/v1/"
 EXEMPT_BODIES = frozenset({"/v1/webhooks/stripe"})
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+# Where UTF-8 JSON can hold a control character: escaped (a raw one in a string is not JSON,
+# which FastAPI refuses), or DEL or a C1 control raw. A NUL byte means another encoding
+# (UTF-16 or -32, which JSON allows): that body is walked too. Without any, there is nothing to
+# find, and the body is not parsed a second time (every write of the API carries one).
+MAYBE_CONTROL = re.compile(rb"[\\\x00\x7f]|\xc2[\x80-\x9f]")
 TEMPLATE = "caracteres.html"
 
 
@@ -82,6 +87,8 @@ def _reads_text(media: str) -> bool:
 async def _body_strings(scope: Scope, body: bytes) -> list[tuple[str, str]]:
     if _media_type(scope) in FORMS:
         return await _form_strings(scope, body)
+    if not MAYBE_CONTROL.search(body):
+        return []
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):

@@ -137,6 +137,19 @@ async def test_every_text_input_of_the_api_refuses_control_characters(
         )
         assert_refused(r, "curp")
         tried += 1
+    # Written raw rather than escaped, in UTF-8 (DEL, a C1 control) and in UTF-16, which JSON
+    # allows too (where a C1 control is no longer the bytes C2 8x).
+    json_headers = {**owner.bearer(), "Content-Type": "application/json"}
+    for raw in ("\x7f", "\x85"):
+        body = json.dumps({**APPLICATION, "last_name": f"G{raw}"}, ensure_ascii=False)
+        r = await owner.client.post("/v1/applications", content=body.encode(), headers=json_headers)
+        assert_refused(r, "last_name")
+    body = json.dumps({**APPLICATION, "last_name": "G\u0085"}, ensure_ascii=False)
+    r = await owner.client.post(
+        "/v1/applications", content=body.encode("utf-16"), headers=json_headers
+    )
+    assert_refused(r, "last_name")
+    tried += 3
     r = await owner.client.post(
         "/v1/applications", json={**APPLICATION, "x\x00": 1}, headers=owner.bearer()
     )
