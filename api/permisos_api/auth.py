@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
@@ -168,10 +168,10 @@ class Credentials:
     """What a request presented, not yet looked up: a route that runs its database work in one
     worker hop (`context.in_worker`) checks them there, saving the hop a sync dependency costs."""
 
-    token: str
+    token: str = field(repr=False)  # never in a log line or a traceback's repr
     via: Literal["cookie", "bearer"]
     unsafe: bool  # the method changes state, so a cookie needs the CSRF token too
-    csrf_sent: str
+    csrf_sent: str = field(repr=False)
 
     def principal(self, db: Session) -> Principal:
         principal = principal_for(db, self.token, self.via)
