@@ -63,3 +63,13 @@ def make_engine(settings: ApiSettings) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def database_cause(exc: BaseException) -> str:
+    """A database failure for a log line: SQLAlchemy's class, then the driver's class and
+    SQLSTATE (a timeout, a refusal, a deadlock, a full server). The messages are left out: they
+    may quote a statement's values."""
+    orig = getattr(exc, "orig", None)
+    driver = [type(orig).__name__, getattr(orig, "sqlstate", None)] if orig is not None else []
+    cause = " ".join(str(part) for part in driver if part)
+    return type(exc).__name__ + (f" ({cause})" if cause else "")

@@ -59,7 +59,7 @@ from permisos.applicant import Applicant
 from permisos.kube import JSON, JSON_PATCH, KubeError
 from permisos.resources import API_VERSION, PermitRequestSpec, Vehicle
 
-from .db import make_engine, utcnow
+from .db import database_cause, make_engine, utcnow
 from .kube import FINALIZER, ApiKube, permit_requests, secrets
 from .mail import Mailer
 from .models import Application, ApplicationStatus, Outbox
@@ -211,7 +211,7 @@ def _describe(exc: BaseException) -> str:
         # Pydantic's own text echoes the input: keep only the failing fields.
         fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
         return f"invalid application data: {', '.join(fields)}"[:512]
-    return type(exc).__name__[:512]
+    return database_cause(exc)[:512]
 
 
 class Dispatcher:
@@ -305,6 +305,12 @@ class Dispatcher:
     def _succeeded(self, row: Claimed, permit_request: str | None, note: str | None) -> None:
         now = utcnow()
         with self.engine.begin() as conn:
+            # The application's row first, as the mirror locks it before writing the permit's
+            # row: the two meeting one new PermitRequest then queue instead of deadlocking
+            # (each holding its uncommitted permit row or the application's lock).
+            conn.execute(
+                select(Application.id).where(Application.id == row.application_id).with_for_update()
+            )
             conn.execute(
                 update(Outbox)
                 .where(Outbox.id == row.outbox_id)
@@ -489,7 +495,7 @@ class Dispatcher:
                 raise
             except Exception as exc:
                 self.metrics.errors.inc()
-                log.warning("outbox pass failed: %s", type(exc).__name__)
+                log.warning("outbox pass failed: %s", _describe(exc))
             if delivered < self.settings.dispatcher_batch_size:
                 await asyncio.sleep(self.settings.dispatcher_interval_seconds)
 

@@ -17,6 +17,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .db import database_cause
+
 PROBLEM_BASE = "https://permisosdigitales.mx/problems/"
 MEDIA_TYPE = "application/problem+json"
 
@@ -242,12 +244,7 @@ async def _on_database(request: Request, exc: Exception) -> JSONResponse:
         isinstance(exc, OperationalError) or exc.connection_invalidated
     ):
         return await _on_unexpected(request, exc)
-    # The driver's error class and SQLSTATE tell a timeout from a refusal or a full server; its
-    # message is left out (it may quote a statement's values).
-    orig = getattr(exc, "orig", None)
-    driver = [type(orig).__name__, getattr(orig, "sqlstate", None)] if orig is not None else []
-    cause = " ".join(str(part) for part in driver if part)
-    log.warning("database unavailable: %s%s", type(exc).__name__, f" ({cause})" if cause else "")
+    log.warning("database unavailable: %s", database_cause(exc))
     return problem_response(
         request,
         "service-unavailable",

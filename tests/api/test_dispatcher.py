@@ -20,7 +20,9 @@ from permisos_api.db import utcnow
 from permisos_api.dispatcher import Dispatcher, DispatcherMetrics
 from permisos_api.kube import FINALIZER
 from permisos_api.models import CURRENT_PERMIT, Application, Outbox, Permit
+from permisos_api.permit_rows import ensure_permit
 from permisos_api.settings import ApiSettings
+from tests.cluster import eventually
 from tests.namespaces import Namespace, permit_request
 
 from .conftest import PERSONAL, Cluster, paid_application
@@ -265,6 +267,36 @@ async def test_readiness_reports_kubernetes_but_stays_ready_without_it(
     checks = degraded.json()["checks"]
     assert checks["kubernetes"]["status"] == "failed"
     assert checks["database"]["status"] == "ok"
+
+
+async def test_the_dispatcher_and_the_mirror_writing_one_new_permit_do_not_deadlock(
+    settings: ApiSettings, engine: Engine, cluster: Cluster, kube: Namespace
+) -> None:
+    """The mirror saw the new PermitRequest first: it holds the application's row and writes
+    the permit's while the dispatcher records the delivery. They must queue, not deadlock
+    (PostgreSQL would abort one after a second, and a batch's other rows waited for the lease)."""
+    app_id = paid_application(engine, outbox=True)
+    dispatcher = new_dispatcher(settings, engine)
+    try:
+        with engine.connect() as mirror:
+            # The mirror's transaction, as `mirror.store.record` opens it.
+            mirror.execute(select(Application.id).where(Application.id == app_id).with_for_update())
+            delivery = asyncio.create_task(dispatcher.run_once())
+
+            async def created() -> bool:
+                return bool(await permit_requests(kube, app_id))
+
+            await eventually(created)
+            await asyncio.sleep(0.5)  # the dispatcher is recording the delivery now
+            ensure_permit(mirror, engine, app_id, 0, str(app_id), utcnow())
+            mirror.commit()
+        assert await asyncio.wait_for(delivery, 30) == 1
+    finally:
+        await dispatcher.close()
+    assert outbox_row(engine, app_id).dispatched_at is not None
+    with Session(engine) as session:
+        permits = session.scalars(select(Permit).where(Permit.application_id == app_id)).all()
+    assert [(p.retry, p.request_name) for p in permits] == [(0, str(app_id))]
 
 
 async def test_a_retry_row_creates_a_new_permit_request(

@@ -409,7 +409,17 @@ async def reaches(platform: Platform, name: str, expected: str | None = None) ->
         now = await phase(platform, name)
         return now is not None and (expected is None or now == expected)
 
-    await until(probe, f"PermitRequest {name} {expected or 'created'}", timeout=60)
+    try:
+        await until(probe, f"PermitRequest {name} {expected or 'created'}", timeout=60)
+    except AssertionError as error:
+        # What a flaky run needs to be read: Stripe's deliveries and the API's own words.
+        deliveries = [
+            (d["event_type"], d["attempt"], d["outcome"], d["status"] or d["error"])
+            for d in platform.sim.deliveries()
+        ]
+        raise AssertionError(
+            f"{error}\nwebhook deliveries: {deliveries}\n{platform.processes['api'].logs()}"
+        ) from None
 
 
 async def do_the_work(platform: Platform, prometheus: Prometheus) -> list[str]:
