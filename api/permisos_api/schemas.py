@@ -653,7 +653,8 @@ class Readiness(BaseModel):
         {"status": "ok", "checks": {"database": {"status": "ok", "latency_ms": 1.4}}}
     )
 
-    status: Literal["ok", "failed"]
+    # degraded: ready, but a dependency failed (see /readyz's description)
+    status: Literal["ok", "degraded", "failed"]
     checks: dict[str, Check]
 
 

@@ -225,6 +225,7 @@ async def test_database_outage_answers_503_and_recovers(
     client = api.client(api.app(database_url=url, database_connect_timeout_seconds=1))
     headers = user.bearer()
     assert (await client.get("/v1/applications", headers=headers)).status_code == 200
+    assert (await client.get("/readyz")).json()["status"] == "ok"
 
     await proxy.stop()
     r = await client.get("/v1/applications", headers=headers)
@@ -234,12 +235,36 @@ async def test_database_outage_answers_503_and_recovers(
     # The log tells an engineer which failure it was (the driver's class), not just "database".
     warned = [x.getMessage() for x in caplog.records if "database unavailable" in x.getMessage()]
     assert warned and warned[-1].startswith("database unavailable: OperationalError (")
+    # Still ready, so the Service keeps the replica and clients get this 503 with Retry-After
+    # rather than refused connections; the outage is reported.
     r = await client.get("/readyz")
-    assert r.status_code == 503 and r.json()["checks"]["database"]["status"] == "failed"
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "degraded"
+    assert r.json()["checks"]["database"]["status"] == "failed"
 
     await proxy.start()  # same port: the database is back
     try:
         assert (await client.get("/v1/applications", headers=headers)).status_code == 200
-        assert (await client.get("/readyz")).status_code == 200
+        assert (await client.get("/readyz")).json()["status"] == "ok"
+    finally:
+        await proxy.stop()
+
+
+async def test_a_process_that_never_reached_its_database_is_not_ready(api: Api) -> None:
+    """A release with a wrong database address must not roll out: not ready until it connects."""
+    proxy = DatabaseProxy(api.settings.database_url)
+    await proxy.start()
+    url = proxy.url
+    await proxy.stop()
+    client = api.client(api.app(database_url=url, database_connect_timeout_seconds=1))
+    r = await client.get("/readyz")
+    assert r.status_code == 503, r.text
+    assert r.json()["status"] == "failed"
+    assert r.json()["checks"]["database"]["status"] == "failed"
+
+    await proxy.start()  # same port: the database answers now
+    try:
+        r = await client.get("/readyz")
+        assert r.status_code == 200 and r.json()["status"] == "ok", r.text
     finally:
         await proxy.stop()

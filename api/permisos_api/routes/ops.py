@@ -50,8 +50,12 @@ def healthz() -> Liveness:
     "/readyz",
     response_model=Readiness,
     summary="Readiness: each dependency with its status and latency",
-    description="503 when the database fails. The Kubernetes API (when the process has a "
-    "cluster configuration) and object storage are reported but do not make the API unready: "
+    description="503 while this process has never reached its database (a release with a "
+    "wrong database address does not roll out). After that, a failing database is reported "
+    "(status degraded) but keeps the API ready: it is shared by every replica, so failing on "
+    "it would take them all out of the Service at once, and clients would meet refused "
+    "connections instead of the API's 503 problem with Retry-After. The Kubernetes API (when "
+    "the process has a cluster configuration) and object storage are reported the same way: "
     "payments keep being accepted while Kubernetes is down (the outbox delivers them when it "
     "is back), and only permit downloads need storage.",
     responses={503: {"model": Readiness, "description": "A dependency failed"}},
@@ -68,9 +72,18 @@ async def readyz(svc: Svc, request: Request) -> Response:
     if svc.settings.readyz_s3:
         checks["storage"] = asyncio.to_thread(svc.storage.check)
     results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
-    ok = results["database"].status == "ok"
-    body = Readiness(status="ok" if ok else "failed", checks=results)
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if ok else 503)
+    state = request.app.state
+    if results["database"].status == "ok":
+        state.database_reached = True
+    if not getattr(state, "database_reached", False):
+        status = "failed"
+    elif all(check.status == "ok" for check in results.values()):
+        status = "ok"
+    else:
+        status = "degraded"
+    body = Readiness(status=status, checks=results)
+    code = 503 if status == "failed" else 200
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=code)
 
 
 @router.get(
