@@ -9,17 +9,12 @@ the page in one round trip to the browser: a pod pays each one on every attempt.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from playwright.async_api import Download, Locator, Page, Response
-from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+from playwright.async_api import Locator, Page, Response
 
 from permisos.applicant import Applicant
 from permisos.resources import Vehicle
@@ -28,39 +23,28 @@ from permisos_runner.settings import RunnerSettings
 
 log = logging.getLogger(__name__)
 
-NOTICE = "div#aviso.modal"
 MAINTENANCE_HEADING = "mantenimiento"
 # The page as `_navigated` judges it: its heading, the portal's validation messages next to the
-# fields (`.campo-error`), and which of the selectors the flow needs it lacks.
+# fields (`.campo-error`), which of the selectors the flow needs it lacks, and whether the
+# portal's notice modal (rendered with the page, PAGES.md) covers it.
 READ_PAGE = """selectors => ({
     heading: (document.querySelector("h1")?.innerText ?? "").trim(),
     errors: Array.from(document.querySelectorAll(".campo-error"))
         .map(item => ({field: item.dataset.campo ?? "", text: item.innerText.trim()}))
         .filter(error => error.text),
     missing: selectors.filter(selector => !document.querySelector(selector)),
+    notice: Array.from(document.querySelectorAll("div#aviso.modal"))
+        .some(modal => !modal.hidden && getComputedStyle(modal).display !== "none"),
 })"""
-
-
-async def install_notice_handler(page: Page) -> None:
-    """Dismisses the portal's notice modal whenever it covers the page before an action."""
-    dismiss = page.locator("button#cerrar-aviso")
-
-    async def close() -> None:
-        await dismiss.click()
-
-    await page.add_locator_handler(page.locator(NOTICE), close)
+# Every select of a form with its options: [value, visible name].
+READ_OPTIONS = """form => Object.fromEntries(Array.from(form.querySelectorAll("select")).map(
+    select => [select.name, Array.from(select.options)
+        .map(option => [option.value, (option.textContent || "").trim()])]))"""
 
 
 def _within(form: str, *fields: str) -> tuple[str, ...]:
     """A form and its fields, as selectors for `PortalPage._navigated`'s `expect`."""
     return (form, *(f"{form} {field}" for field in fields))
-
-
-@dataclass(frozen=True)
-class StatusOutcome:
-    state: str  # listo | rechazado
-    folio: str | None
-    reason: str
 
 
 class PortalPage:
@@ -133,13 +117,10 @@ class PortalPage:
             raise Retryable(
                 "PortalChanged", f"La página «{where}» ya no tiene {page['missing'][0]}"
             )
-
-    async def explain_stall(self) -> None:
-        """After a timeout: raises a more precise failure if the page shows why."""
-        try:
-            await self._navigated(None)
-        except PlaywrightError:
-            return
+        if page["notice"]:
+            # Dismissed here, where the page is read anyway, rather than by a locator handler,
+            # which costs a round trip to the page before every action of the attempt.
+            await self.page.locator("button#cerrar-aviso").click()
 
 
 class LoginPage(PortalPage):
@@ -241,7 +222,9 @@ class VehicleStep(PortalPage):
         form = self.page.locator(self.FORM)
         make = form.locator("select[name=marca]")
         line = form.locator("select[name=linea]")
-        make_value = await _option_value(make, vehicle.make, "marca")
+        # Every select's options in one round trip; the lines come later, by XHR.
+        options: dict[str, list[list[str]]] = await form.evaluate(READ_OPTIONS)
+        make_value = _option_value(options.get("marca", []), vehicle.make, "marca")
 
         # The page's script loads the lines by XHR when the make changes; watch that call.
         async with self.page.expect_response(lambda r: "/catalogos/lineas" in r.url) as lines:
@@ -261,14 +244,15 @@ class VehicleStep(PortalPage):
         await loaded.or_(self.page.locator("form#login")).first.wait_for(state="attached")
         if not await loaded.count():
             await self._navigated(None)
-        await line.select_option(value=await _option_value(line, vehicle.line, "línea"))
-
-        service = form.locator("select[name=tipo_servicio]")
-        await service.select_option(
-            value=await _option_value(service, vehicle.service_type, "tipo")
+        line_options: list[list[str]] = await line.evaluate(
+            "s => Array.from(s.options).map(o => [o.value, (o.textContent || '').trim()])"
         )
-        year = form.locator("select[name=ano_modelo]")
-        await year.select_option(value=await _option_value(year, str(vehicle.model_year), "año"))
+        await line.select_option(value=_option_value(line_options, vehicle.line, "línea"))
+
+        service = _option_value(options.get("tipo_servicio", []), vehicle.service_type, "tipo")
+        await form.locator("select[name=tipo_servicio]").select_option(value=service)
+        year = _option_value(options.get("ano_modelo", []), str(vehicle.model_year), "año")
+        await form.locator("select[name=ano_modelo]").select_option(value=year)
         await form.locator("input[name=placas]").fill(vehicle.plates)
 
         await self._follow(form.locator("[type=submit]"), expect=ReviewPage.EXPECT)
@@ -278,100 +262,14 @@ class VehicleStep(PortalPage):
 class ReviewPage(PortalPage):
     EXPECT = ("dl#resumen", "button#confirmar-envio")
 
-    async def confirm(self) -> StatusPage:
-        """Submits the application: from here on the portal holds it under our reference."""
+    async def confirm(self) -> None:
+        """Submits the application: from here on the portal holds it under our reference.
+        The portal answers with the status page (`permisos_runner.status`)."""
         await self._follow(self.page.locator("button#confirmar-envio"))
-        return await StatusPage(self.page, self.settings).ready()
 
 
-class StatusPage(PortalPage):
-    async def ready(self) -> StatusPage:
-        await self.page.locator("#estado").wait_for(state="attached")
-        return self
-
-    async def open(self, url: str) -> StatusPage:
-        await self._goto(url)
-        return await self.ready()
-
-    async def wait_until_done(self) -> StatusOutcome:
-        """Waits for `listo` or `rechazado`; the page polls and reloads itself meanwhile."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.processing_timeout_seconds
-        done = self.page.locator("#estado[data-estado=listo], #estado[data-estado=rechazado]")
-        # Leaving the status page (expired session, maintenance) ends the wait at once.
-        left = self.page.locator("form#login").or_(
-            self.page.locator("h1", has_text=MAINTENANCE_HEADING)
-        )
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise Retryable("ProcessingTimeout", "El portal no terminó de procesar el trámite")
-            window = min(self.settings.status_reload_seconds, remaining)
-            try:
-                await done.or_(left).first.wait_for(state="attached", timeout=window * 1000)
-            except PlaywrightTimeoutError:
-                # The page's own polling may have stopped (an error, a lost request): reload.
-                await self._goto(self.page.url)
-                continue
-            if await done.count():
-                break
-            await self._navigated(None)
-            raise Retryable("PortalInconsistent", "El portal salió de la página de estado")
-        state = await done.get_attribute("data-estado") or ""
-        if state == "rechazado":
-            reason = self.page.locator("#motivo")
-            text = (await reason.inner_text()).strip() if await reason.count() else ""
-            return StatusOutcome(state, None, text or "El portal rechazó el trámite")
-        folio = (await self.page.locator("#folio").inner_text()).strip()
-        if not folio:
-            raise Retryable("PortalInconsistent", "El trámite está listo pero sin folio")
-        return StatusOutcome(state, folio, "")
-
-    async def download(self, tipo: str, directory: Path) -> Path:
-        """Downloads one document through the browser, as a person would, and saves it."""
-        link = self.page.locator(f"a.documento[data-tipo={tipo}]")
-        timeout = self.settings.download_timeout_seconds
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            async with self.page.expect_download(timeout=timeout * 1000) as info:
-                await link.click()
-            download = await info.value
-        except PlaywrightTimeoutError:
-            await self.explain_stall()
-            raise Retryable(
-                "DownloadTimeout", f"La descarga de {tipo} no comenzó a tiempo"
-            ) from None
-        remaining = max(timeout - (loop.time() - started), 0.1)
-        target = directory / f"{tipo}.pdf"
-        try:
-            await asyncio.wait_for(_save(download, target), remaining)
-        except TimeoutError:
-            await download.cancel()
-            raise Retryable(
-                "DownloadTimeout", f"La descarga de {tipo} no terminó a tiempo"
-            ) from None
-        return target
-
-
-async def _save(download: Download, target: Path) -> None:
-    try:
-        await download.save_as(target)
-    except PlaywrightError as error:
-        failure = await download.failure()
-        raise Retryable(
-            "DownloadFailed", f"La descarga se interrumpió: {failure or _first_line(error)}"
-        ) from None
-    failure = await download.failure()
-    if failure:
-        raise Retryable("DownloadFailed", f"La descarga se interrumpió: {failure}")
-
-
-async def _option_value(select: Locator, wanted: str, what: str) -> str:
+def _option_value(options: list[list[str]], wanted: str, what: str) -> str:
     """The value of the option whose visible name (or value) matches, case-insensitively."""
-    options: list[list[str]] = await select.evaluate(
-        "s => Array.from(s.options).map(o => [o.value, (o.textContent || '').trim()])"
-    )
     key = wanted.strip().casefold()
     real = [(value, label) for value, label in options if value]
     for value, label in real:
@@ -380,7 +278,3 @@ async def _option_value(select: Locator, wanted: str, what: str) -> str:
     if not real:
         raise Retryable("PortalInconsistent", f"El catálogo de {what} llegó vacío")
     raise Permanent("VehicleNotInCatalog", f"El catálogo del portal no tiene {what} {wanted!r}")
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

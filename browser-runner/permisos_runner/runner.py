@@ -12,10 +12,10 @@ import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from playwright.async_api import Browser, BrowserContext, Page, Playwright
 from playwright.async_api import Error as PlaywrightError
@@ -26,18 +26,13 @@ from permisos.attempt_result import AttemptResult
 from permisos.resources import ArtifactKind
 from permisos_runner.documents import Document, check_pdf, load_reader
 from permisos_runner.errors import AttemptFailed, Permanent, Retryable
-from permisos_runner.pages import (
-    ApplicantStep,
-    ConsultaPage,
-    HomePage,
-    LoginPage,
-    StatusPage,
-    install_notice_handler,
-)
+from permisos_runner.pages import ApplicantStep, ConsultaPage, HomePage, LoginPage
 from permisos_runner.settings import RunnerSettings
+from permisos_runner.status import StatusPage
 from permisos_runner.storage import Storage, evidence_prefix
 
 log = logging.getLogger("permisos_runner")
+T = TypeVar("T")
 
 # The portal's document types and the artifact kinds of the contract.
 DOCUMENTS: tuple[tuple[str, ArtifactKind], ...] = (
@@ -110,7 +105,6 @@ async def run_attempt(
         if settings.records_trace:
             await context.tracing.start(screenshots=True, snapshots=True)
         page = await context.new_page()
-        await install_notice_handler(page)
         try:
             if settings.mode == "probe":
                 result = await _probe(page, settings, timings)
@@ -196,24 +190,23 @@ async def _flow(
         with timings.step("vehicle"):
             review = await step2.submit(vehicle)
         with timings.step("confirm"):
-            status = await review.confirm()
+            await review.confirm()
+            status = await StatusPage(page, settings).ready()
     with timings.step("processing"):
         outcome = await status.wait_until_done()
     if outcome.folio is None:
         raise Permanent("PortalRejected", outcome.reason)
     folio = outcome.folio
-    documents: list[Document] = []
-    with timings.step("download"), tempfile.TemporaryDirectory(prefix="permisos-") as tmp:
-        for tipo, kind in DOCUMENTS:
-            path = await status.download(tipo, Path(tmp))
-            data = path.read_bytes()
-            documents.append(
-                await asyncio.to_thread(check_pdf, kind, data, folio, settings.max_pdf_bytes)
-            )
+    with timings.step("download"):
+        # The three at once, each checked as soon as it arrives.
+        documents = await _together(
+            _fetch_and_check(status, outcome.documents, tipo, kind, folio, settings)
+            for tipo, kind in DOCUMENTS
+        )
     with timings.step("upload"):
-        artifacts = [
-            await storage.put_document(reference, folio, document) for document in documents
-        ]
+        artifacts = await _together(
+            storage.put_document(reference, folio, document) for document in documents
+        )
     return AttemptResult(
         outcome="succeeded",
         reason="PermitIssued",
@@ -221,6 +214,35 @@ async def _flow(
         folio=folio,
         artifacts=artifacts,
     )
+
+
+async def _fetch_and_check(
+    status: StatusPage,
+    links: dict[str, str],
+    tipo: str,
+    kind: ArtifactKind,
+    folio: str,
+    settings: RunnerSettings,
+) -> Document:
+    url = links.get(tipo)
+    if url is None:
+        raise Retryable(
+            "PortalChanged", f"La página «Estado del trámite» ya no tiene a.documento[{tipo}]"
+        )
+    data = await status.download(tipo, url)
+    return await asyncio.to_thread(check_pdf, kind, data, folio, settings.max_pdf_bytes)
+
+
+async def _together(steps: Iterable[Awaitable[T]]) -> list[T]:
+    """Runs the steps at once; the first failure cancels the rest and is raised."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def _evidence(

@@ -1,0 +1,172 @@
+"""The status page of a submission: waiting for the portal to process it, and its documents.
+
+The page polls `estado.json` and reloads itself when the state changes (PAGES.md); the runner
+asks the same JSON too, with a short first interval that grows, so it reloads as soon as the
+portal is done rather than up to one of the page's intervals later. The page stays the source
+of truth: the JSON only tells the runner when to look again.
+
+The three PDFs are fetched at once with the browser context's session (the links' own URLs,
+the context's cookies), instead of one browser download after another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+
+from permisos_runner.errors import Retryable, retry_after
+from permisos_runner.pages import MAINTENANCE_HEADING, PortalPage
+
+# The runner's own polling: the first look soon, then ever less often (the page polls too,
+# and the pool's account shares the portal's rate limit).
+FIRST_POLL_SECONDS = 0.1
+POLL_GROWTH = 1.5
+MAX_POLL_SECONDS = 2.0
+READ_STATUS = """() => ({
+    estado: document.querySelector("#estado")?.dataset.estado ?? "",
+    folio: (document.querySelector("#folio")?.innerText ?? "").trim(),
+    motivo: (document.querySelector("#motivo")?.innerText ?? "").trim(),
+    documentos: Object.fromEntries(Array.from(document.querySelectorAll("a.documento[data-tipo]"))
+        .map(link => [link.dataset.tipo, link.href])),
+})"""
+
+
+@dataclass(frozen=True)
+class StatusOutcome:
+    state: str  # listo | rechazado
+    folio: str | None
+    reason: str
+    # The document links: portal type (permiso, certificado, placa) -> absolute URL.
+    documents: dict[str, str] = field(default_factory=dict)
+
+
+class StatusPage(PortalPage):
+    async def ready(self) -> StatusPage:
+        await self.page.locator("#estado").wait_for(state="attached")
+        return self
+
+    async def open(self, url: str) -> StatusPage:
+        await self._goto(url)
+        return await self.ready()
+
+    async def wait_until_done(self) -> StatusOutcome:
+        """Waits for `listo` or `rechazado`; the page polls and reloads itself meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.processing_timeout_seconds
+        done = self.page.locator("#estado[data-estado=listo], #estado[data-estado=rechazado]")
+        # Leaving the status page (expired session, maintenance) ends the wait at once.
+        left = self.page.locator("form#login").or_(
+            self.page.locator("h1", has_text=MAINTENANCE_HEADING)
+        )
+        settled = done.or_(left).first
+        hint: asyncio.Future[bool] = asyncio.ensure_future(self._moved_on(self.page.url))
+        wait: asyncio.Future[None] | None = None
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise Retryable(
+                        "ProcessingTimeout", "El portal no terminó de procesar el trámite"
+                    )
+                window = min(self.settings.status_reload_seconds, remaining)
+                wait = asyncio.ensure_future(
+                    settled.wait_for(state="attached", timeout=window * 1000)
+                )
+                either: set[asyncio.Future[Any]] = {wait, hint}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if hint.done() and not wait.done():
+                    moved_on = not hint.cancelled() and hint.exception() is None and hint.result()
+                    hint = loop.create_future()  # one hint is enough
+                    if moved_on:
+                        await self._reload()
+                try:
+                    await wait
+                except PlaywrightTimeoutError:
+                    # The page's own polling may have stopped (an error, a lost request).
+                    await self._goto(self.page.url)
+                    continue
+                break
+        finally:
+            hint.cancel()
+            if wait is not None and not wait.done():
+                wait.cancel()
+                with contextlib.suppress(asyncio.CancelledError, PlaywrightError):
+                    await wait
+        if not await done.count():
+            await self._navigated(None)
+            raise Retryable("PortalInconsistent", "El portal salió de la página de estado")
+        status: dict[str, Any] = await self.page.evaluate(READ_STATUS)
+        if status["estado"] == "rechazado":
+            reason = status["motivo"] or "El portal rechazó el trámite"
+            return StatusOutcome("rechazado", None, reason)
+        if not status["folio"]:
+            raise Retryable("PortalInconsistent", "El trámite está listo pero sin folio")
+        return StatusOutcome("listo", status["folio"], "", dict(status["documentos"]))
+
+    async def _reload(self) -> None:
+        """Reloads the status page now: its own polling has not noticed yet. The page may
+        reload itself meanwhile, which interrupts this navigation harmlessly."""
+        with contextlib.suppress(PlaywrightError):
+            await self._goto(self.page.url)
+
+    async def _moved_on(self, page_url: str) -> bool:
+        """True once the portal's `estado.json` says the submission left `procesando`; False
+        (and no more asking) on any answer that is not that JSON: the page's own polling and
+        reload, and `_navigated`, deal with errors, limits and expired sessions."""
+        parts = urlsplit(page_url)
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path + ".json", "", ""))
+        interval = FIRST_POLL_SECONDS
+        while True:
+            await asyncio.sleep(interval)
+            interval = min(interval * POLL_GROWTH, MAX_POLL_SECONDS)
+            try:
+                response = await self.page.request.get(
+                    url, max_redirects=0, timeout=self._timeout_ms
+                )
+                if response.status != 200:
+                    return False
+                answer = await response.json()
+            except (PlaywrightError, ValueError):
+                return False
+            if not isinstance(answer, dict) or "estado" not in answer:
+                return False
+            if answer["estado"] != "procesando":
+                return True
+
+    async def download(self, tipo: str, url: str) -> bytes:
+        """One document's bytes, fetched with the page's session as its link would be."""
+        timeout = self.settings.download_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self.page.request.get(url, max_redirects=0, timeout=timeout * 1000)
+                status = response.status
+                if status == 200:
+                    return await response.body()
+        except (TimeoutError, PlaywrightTimeoutError):
+            raise Retryable(
+                "DownloadTimeout", f"La descarga de {tipo} no terminó a tiempo"
+            ) from None
+        except PlaywrightError as error:
+            raise Retryable(
+                "DownloadFailed", f"La descarga de {tipo} se interrumpió: {_first_line(error)}"
+            ) from None
+        if status >= 500:
+            raise Retryable("PortalUnavailable", f"HTTP {status} al descargar {tipo}")
+        if status == 429:
+            wait = retry_after(response.headers.get("retry-after"))
+            raise Retryable(
+                "RateLimited", f"HTTP 429 al descargar {tipo}", retry_after_seconds=wait
+            )
+        if 300 <= status < 400 or status == 401:
+            raise Retryable("SessionExpired", "La sesión del portal expiró a mitad del trámite")
+        raise Retryable("DownloadFailed", f"HTTP {status} al descargar {tipo}")
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
