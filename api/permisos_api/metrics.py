@@ -5,7 +5,7 @@ Labels are route templates, methods, statuses and service types only: never an i
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # The Stripe events the webhook endpoint acts on (the metric's bounded `type` values).
 PAYMENT_EVENT_TYPES = (
@@ -35,6 +35,11 @@ class Metrics:
             "Time to answer an HTTP request, by method and route template.",
             ["method", "route"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "permisos_http_requests_in_flight",
+            "HTTP requests being answered now (a scrape counts itself).",
             registry=self.registry,
         )
         self.applications_created = Counter(

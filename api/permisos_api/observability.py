@@ -56,9 +56,11 @@ class ObservabilityMiddleware:
                 ]
             await send(message)
 
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
             method = scope["method"]
             route = route_template(scope)

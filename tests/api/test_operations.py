@@ -49,6 +49,8 @@ async def test_metrics_and_logs_carry_no_personal_data(
     assert 'route="<unmatched>",status="404"' in text
     assert 'method="DELETE",route="/healthz",status="405"' in text
     assert "permisos_http_request_duration_seconds_bucket" in text
+    # Every answered request (a 404 and a 405 among them) left the gauge: only the scrape is in.
+    assert "permisos_http_requests_in_flight 1.0" in text
     assert 'permisos_applications_created_total{service_type="particular"}' in text
 
     # The API's own records (the test client's httpx log shows raw URLs; it is not the API).

@@ -10,7 +10,7 @@ import random
 import signal
 import time
 
-from permisos.kube import JSON
+from permisos.kube import JSON, KubeError
 from permisos_sandbox.cluster import ControlPlane
 from permisos_sandbox.platform import Platform
 
@@ -22,6 +22,7 @@ from .recovery import (
     operator_leader,
     pods,
     release_ready,
+    requests_in_flight,
     running,
     serving,
     undo,
@@ -30,6 +31,7 @@ from .recovery import (
 
 RUNNERS = "app.kubernetes.io/name=permisos-browser-runner,permisosdigitales.mx/permitrequest"
 BACK_WITHIN = 180.0  # seconds a killed part has to come back before the run says so
+IN_FLIGHT_WAIT = 20.0  # seconds an API kill waits for a request in flight on its target
 
 
 def _restarts(pod: JSON) -> int:
@@ -59,11 +61,21 @@ class ClusterFaults:
     async def _release_ready(self) -> None:
         await release_ready(self.platform, BACK_WITHIN)
 
+    async def _delete_pod(self, meta: JSON, grace: int | None = None) -> None:
+        """As `kubectl delete pod` (with `--grace-period` if given), of this very pod (its uid)."""
+        options: JSON = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if grace is not None:
+            options["gracePeriodSeconds"] = grace
+        options["preconditions"] = {"uid": meta["uid"]}
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+        await self.platform.kube.request("DELETE", path, body=options)
+
     async def operator_leader_kill(self, rng: random.Random, hold: float) -> str:
-        """SIGKILL of the active replica's process while a standby runs; back when a replica
-        leads again (the standby, or the killed one restarted by the node agent, whichever
-        Kopf's peering picks). Killed again and again, a replica's restarts back off as a
-        kubelet's do (CrashLoopBackOff), so a kill waits for a standby that could take over."""
+        """SIGKILL of the active replica's process while a standby runs, then its pod deleted
+        at once (grace 0), as Chaos Mesh's pod-kill: the ReplicaSet's fresh pod is the next
+        standby. A container killed in place every 10-20 s would be restarted with a kubelet's
+        crash back-off (CrashLoopBackOff) and soon leave no standby to take over. Back when
+        another process leads (the standby, as Kopf's peering picks)."""
         leader = await wait_for(lambda: operator_leader(self.platform), 10)
         pid = container_pid(leader, b"permisos_operator") if leader else None
         if leader is None or pid is None:
@@ -84,6 +96,11 @@ class ClusterFaults:
         began = time.monotonic()
         self.hit_at["operator-leader-kill"] = time.time()
         os.kill(pid, signal.SIGKILL)
+        deleted = "pod deleted"
+        try:
+            await self._delete_pod(leader["metadata"], grace=0)
+        except KubeError as error:  # the apiserver away (its own fault): restarted in place
+            deleted = f"pod left ({error})"[:80]
 
         async def successor() -> JSON | None:
             found = await operator_leader(self.platform)
@@ -91,9 +108,10 @@ class ClusterFaults:
 
         after = await wait_for(successor, BACK_WITHIN)
         if after is None:
-            return f"{name} (pid {pid}) killed; no replica active within {BACK_WITHIN:.0f} s"
+            return f"{name} (pid {pid}) killed, {deleted}; none active in {BACK_WITHIN:.0f} s"
         took = time.monotonic() - began
-        return f"{name} (pid {pid}) killed; {after['metadata']['name']} active after {took:.1f} s"
+        now = after["metadata"]["name"]
+        return f"{name} (pid {pid}) killed, {deleted}; {now} active after {took:.1f} s"
 
     async def runner_pod_delete(self, rng: random.Random, hold: float) -> str:
         """A running browser-runner pod of a PermitRequest deleted through the API, as
@@ -109,15 +127,7 @@ class ClusterFaults:
         pod = rng.choice(sorted(candidates, key=lambda p: p["metadata"]["name"]))
         meta = pod["metadata"]
         self.hit_at["runner-pod-delete"] = time.time()
-        await self.platform.kube.request(
-            "DELETE",
-            f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
-            body={
-                "apiVersion": "v1",
-                "kind": "DeleteOptions",
-                "preconditions": {"uid": meta["uid"]},
-            },
-        )
+        await self._delete_pod(meta)
         return f"pod {meta['name']} deleted"
 
     async def node_agent_restart(self, rng: random.Random, hold: float) -> str:
@@ -171,8 +181,9 @@ class ClusterFaults:
         return f"etcd restarted in {back:.1f} s; release ready in {took:.1f} s"
 
     async def api_replica_kill(self, rng: random.Random, hold: float) -> str:
-        """SIGKILL of one ready API container's process while the load runs (requests in
-        flight on it fail); back when that pod's restarted container is ready again."""
+        """SIGKILL of one ready API container's process mid-request: once its /metrics shows a
+        request in flight (or after IN_FLIGHT_WAIT without one); back when that pod's
+        restarted container is ready again."""
 
         async def ready() -> list[tuple[JSON, int]] | None:
             found = [p for p in await pods(self.platform, component("api")) if _ready(p)]
@@ -184,9 +195,15 @@ class ClusterFaults:
             raise Skipped("no ready API replica found")
         pod, pid = rng.choice(sorted(targets, key=lambda t: t[0]["metadata"]["name"]))
         name, uid, restarts = pod["metadata"]["name"], pod["metadata"]["uid"], _restarts(pod)
+
+        async def busy() -> int | None:
+            return await requests_in_flight(pod) or None
+
+        in_flight = await wait_for(busy, IN_FLIGHT_WAIT, every=0.05)
         began = time.monotonic()
         self.hit_at["api-replica-kill"] = time.time()
         os.kill(pid, signal.SIGKILL)
+        killed = f"{name} (pid {pid}) killed with {in_flight or 'no'} request(s) in flight"
 
         async def back() -> JSON | None:
             for found in await pods(self.platform, component("api")):
@@ -196,5 +213,5 @@ class ClusterFaults:
             return None
 
         if await wait_for(back, BACK_WITHIN) is None:
-            return f"{name} (pid {pid}) killed; not ready again within {BACK_WITHIN:.0f} s"
-        return f"{name} (pid {pid}) killed; ready again after {time.monotonic() - began:.1f} s"
+            return f"{killed}; not ready again within {BACK_WITHIN:.0f} s"
+        return f"{killed}; ready again after {time.monotonic() - began:.1f} s"

@@ -117,6 +117,25 @@ async def operator_leader(platform: Platform) -> JSON | None:
     return None
 
 
+IN_FLIGHT = re.compile(r"^permisos_http_requests_in_flight (\d+)(\.0)?$", re.MULTILINE)
+
+
+async def requests_in_flight(pod: JSON) -> int | None:
+    """Requests an API pod is answering now (its /metrics, less the scrape itself); None when
+    it does not answer."""
+    ports = [p for c in pod["spec"]["containers"] for p in c.get("ports") or []]
+    port = next((p["containerPort"] for p in ports if p.get("name") == "http"), None)
+    address = pod["status"].get("podIP")
+    if port is None or not address:
+        return None
+    async with httpx.AsyncClient(timeout=2.0, trust_env=False) as http:
+        try:
+            found = IN_FLIGHT.search((await http.get(f"http://{address}:{port}/metrics")).text)
+        except httpx.HTTPError:
+            return None
+    return int(found.group(1)) - 1 if found else None
+
+
 async def whole(platform: Platform, within: float = 240.0) -> str:
     """Until every part runs again, the apiserver serves and the release serves
     (`release_ready`); what it found, or NotWhole saying what is missing."""
