@@ -2,7 +2,8 @@
 
 A pod pays its start-up on every attempt, so the start overlaps what it can: Playwright's driver
 (a Node process) starts while the runner's modules load in a thread, and once the result is
-written and the browser closed the process ends without the interpreter's teardown.
+written the browser is killed, not closed, and the process ends without the interpreter's
+teardown.
 `bench/runner_throughput.py` prints where a pod's start-up goes.
 """
 
@@ -10,6 +11,7 @@ import asyncio
 import logging
 import os
 import sys
+import tempfile
 from types import ModuleType
 
 from playwright.async_api import async_playwright
@@ -22,9 +24,14 @@ def _load_pod() -> ModuleType:
 
 
 async def _pod() -> int:
+    # Playwright's driver and Chromium keep their profile and artifacts under TMPDIR: one
+    # directory of this process's own, which `pod.run` removes once it has killed the browser
+    # (a killed browser's driver may exit before it has removed them).
+    scratch = tempfile.mkdtemp(prefix="permisos-runner-")
+    os.environ["TMPDIR"] = tempfile.tempdir = scratch
     driver = asyncio.ensure_future(async_playwright().start())
     pod = await asyncio.to_thread(_load_pod)
-    code: int = await pod.run(driver)
+    code: int = await pod.run(driver, scratch)
     return code
 
 

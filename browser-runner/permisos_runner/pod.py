@@ -2,7 +2,8 @@
 attempt (or probe), the result in the termination-message path, exit code 0/3/4.
 
 `python -m permisos_runner` starts Playwright's driver before it imports this module and hands
-it over (see `__main__`), so the driver's start overlaps the imports.
+it over (see `__main__`), so the driver's start overlaps the imports. Once the result is written
+the browser is killed rather than closed: nothing is left to wait for.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 from collections.abc import Awaitable
 from pathlib import Path
@@ -26,6 +28,30 @@ from permisos_runner.runner import launch_and_run
 from permisos_runner.settings import RunnerSettings
 
 log = logging.getLogger("permisos_runner")
+
+
+def kill_browsers() -> bool:
+    """SIGKILLs the browsers Playwright's driver (this process's child) launched: each leads a
+    process group of its own, with its renderers and helpers. The driver, which exits when this
+    process does (its stdin closes), then removes their profiles. False without `/proc`."""
+    procs: dict[int, tuple[int, int]] = {}  # pid -> (parent, process group)
+    try:
+        entries = [entry.name for entry in os.scandir("/proc") if entry.name.isdigit()]
+    except OSError:
+        return False
+    for name in entries:
+        try:
+            stat = Path("/proc", name, "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat.rpartition(")")[2].split()  # after the command's name, which may hold ")"
+        procs[int(name)] = (int(fields[1]), int(fields[2]))
+    drivers = {pid for pid, (parent, _) in procs.items() if parent == os.getpid()}
+    for pid, (parent, group) in procs.items():
+        if parent in drivers and group == pid:
+            with contextlib.suppress(OSError):
+                os.killpg(group, signal.SIGKILL)
+    return True
 
 
 def write_result(path: Path, result: AttemptResult) -> None:
@@ -98,8 +124,9 @@ def _applicant(settings: RunnerSettings) -> Applicant | AttemptResult:
         )
 
 
-async def run(driver: Awaitable[Playwright]) -> int:
-    """One pod: returns its exit code. `driver` is Playwright's, starting.
+async def run(driver: Awaitable[Playwright], scratch: str | None = None) -> int:
+    """One pod: returns its exit code. `driver` is Playwright's, starting; `scratch` the
+    temporary directory it and the browser use, removed at the end.
 
     SIGTERM (the Job's deadline, a drained node) is handled from the start, even while the
     driver starts: the runner is PID 1, which ignores a signal it has no handler for. It ends
@@ -129,13 +156,16 @@ async def run(driver: Awaitable[Playwright]) -> int:
             result = _terminated(settings)
         else:
             try:
-                result = await launch_and_run(playwright, settings, applicant)
+                result = await launch_and_run(playwright, settings, applicant, close=False)
             except asyncio.CancelledError:
                 task.uncancel()
                 result = _terminated(settings)
         write_result(settings.termination_log, result)
         return result.exit_code
     finally:
-        if playwright is not None:
+        # The result is written (or cannot be): a graceful close would only delay the end.
+        if playwright is not None and not kill_browsers():
             with contextlib.suppress(Exception):
                 await playwright.stop()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)

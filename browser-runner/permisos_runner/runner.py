@@ -285,9 +285,14 @@ async def _evidence(
 
 
 async def launch_and_run(
-    playwright: Playwright, settings: RunnerSettings, applicant: Applicant | None
+    playwright: Playwright,
+    settings: RunnerSettings,
+    applicant: Applicant | None,
+    *,
+    close: bool = True,
 ) -> AttemptResult:
-    """Launches Chromium, runs one attempt, closes the browser."""
+    """Launches Chromium and runs one attempt; then closes the browser, unless the caller ends
+    it another way (the pod kills it once the result is written: `pod.kill_browsers`)."""
     try:
         browser = await playwright.chromium.launch(
             executable_path=settings.chromium_path, headless=True
@@ -302,4 +307,5 @@ async def launch_and_run(
     try:
         return await run_attempt(browser, settings, applicant)
     finally:
-        await browser.close()
+        if close:
+            await browser.close()

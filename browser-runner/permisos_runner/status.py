@@ -85,6 +85,10 @@ class StatusPage(PortalPage):
                     hint = loop.create_future()  # one hint is enough
                     if moved_on:
                         await self._reload()
+                        # A wait that began on the old page notices the new one only after
+                        # Playwright's retry back-off (a fifth of a second): look again now.
+                        await _cancelled(wait)
+                        continue
                 try:
                     await wait
                 except PlaywrightTimeoutError:
@@ -94,10 +98,8 @@ class StatusPage(PortalPage):
                 break
         finally:
             hint.cancel()
-            if wait is not None and not wait.done():
-                wait.cancel()
-                with contextlib.suppress(asyncio.CancelledError, PlaywrightError):
-                    await wait
+            if wait is not None:
+                await _cancelled(wait)
         if not await done.count():
             await self._navigated(None)
             raise Retryable("PortalInconsistent", "El portal salió de la página de estado")
@@ -166,6 +168,13 @@ class StatusPage(PortalPage):
         if 300 <= status < 400 or status == 401:
             raise Retryable("SessionExpired", "La sesión del portal expiró a mitad del trámite")
         raise Retryable("DownloadFailed", f"HTTP {status} al descargar {tipo}")
+
+
+async def _cancelled(wait: asyncio.Future[None]) -> None:
+    if not wait.done():
+        wait.cancel()
+    with contextlib.suppress(asyncio.CancelledError, PlaywrightError):
+        await wait
 
 
 def _first_line(error: BaseException) -> str:
