@@ -16,6 +16,8 @@ from types import ModuleType
 
 from playwright.async_api import async_playwright
 
+from permisos_runner.driver import use_compile_cache
+
 
 def _load_pod() -> ModuleType:
     import permisos_runner.pod
@@ -29,6 +31,7 @@ async def _pod() -> int:
     # (a killed browser's driver may exit before it has removed them).
     scratch = tempfile.mkdtemp(prefix="permisos-runner-")
     os.environ["TMPDIR"] = tempfile.tempdir = scratch
+    use_compile_cache()
     driver = asyncio.ensure_future(async_playwright().start())
     pod = await asyncio.to_thread(_load_pod)
     code: int = await pod.run(driver, scratch)
