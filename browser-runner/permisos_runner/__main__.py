@@ -1,9 +1,9 @@
 """`python -m permisos_runner`: one attempt of one PermitRequest, exit code 0/3/4.
 
 A pod pays its start-up on every attempt, so the start overlaps what it can: Playwright's driver
-(a Node process) starts while the runner's modules load in a thread, and once the result is
-written the browser is killed, not closed, and the process ends without the interpreter's
-teardown.
+(a Node process) starts, and Chromium as soon as it is up, while the runner's modules load in a
+thread; once the result is written the browser is killed, not closed, and the process ends
+without the interpreter's teardown.
 `bench/runner_throughput.py` prints where a pod's start-up goes.
 """
 
@@ -16,7 +16,7 @@ from types import ModuleType
 
 from playwright.async_api import async_playwright
 
-from permisos_runner.driver import use_compile_cache
+from permisos_runner.driver import chromium_path, launch, use_compile_cache
 
 
 def _load_pod() -> ModuleType:
@@ -32,9 +32,14 @@ async def _pod() -> int:
     scratch = tempfile.mkdtemp(prefix="permisos-runner-")
     os.environ["TMPDIR"] = tempfile.tempdir = scratch
     use_compile_cache()
+    # The runner uses no pydantic plugin; looking for them reads every installed package's
+    # metadata on the first model.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     driver = asyncio.ensure_future(async_playwright().start())
+    path = chromium_path()
+    browser = asyncio.ensure_future(launch(driver, path))
     pod = await asyncio.to_thread(_load_pod)
-    code: int = await pod.run(driver, scratch)
+    code: int = await pod.run(driver, scratch, browser=(path, browser))
     return code
 
 

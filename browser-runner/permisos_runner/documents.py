@@ -16,7 +16,7 @@ logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 def load_reader() -> None:
     """Imports pypdf, which only the end of an attempt needs: the runner does it in a thread
-    while the browser works, so a pod's start-up does not wait for it."""
+    while the portal processes the submission, so neither start-up nor pages wait for it."""
     import pypdf  # noqa: F401
 
 

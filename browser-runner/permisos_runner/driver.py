@@ -1,4 +1,10 @@
-"""Node's compile cache for Playwright's driver, which a pod starts on every attempt.
+"""Playwright's driver and Chromium as a pod starts them, before the rest of the runner loads.
+
+Chromium is launched as soon as the driver is up, while the runner's modules may still be
+loading (`__main__`); its path comes from the variable the settings read, and the pod launches
+again should the settings say otherwise.
+
+Node's compile cache for the driver, which a pod starts on every attempt:
 
 The driver is one large bundle of JavaScript that Node would compile on every start; with
 `NODE_COMPILE_CACHE` it reads the compiled code instead (about 0.07 s of the driver's 0.3 s).
@@ -12,9 +18,28 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import playwright
+from playwright.async_api import Playwright
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
+
+DEFAULT_CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
+
+
+def chromium_path() -> str:
+    return os.environ.get("PERMISOS_RUNNER_CHROMIUM_PATH", DEFAULT_CHROMIUM)
+
+
+async def launch(playwright: Playwright | Awaitable[Playwright], path: str) -> Browser:
+    """Chromium, headless; `playwright` may still be starting."""
+    if not isinstance(playwright, Playwright):
+        playwright = await playwright
+    return await playwright.chromium.launch(executable_path=path, headless=True)
 
 
 def use_compile_cache() -> None:

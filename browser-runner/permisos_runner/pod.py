@@ -17,7 +17,7 @@ import signal
 from collections.abc import Awaitable
 from pathlib import Path
 
-from playwright.async_api import Playwright
+from playwright.async_api import Browser, Playwright
 from pydantic import ValidationError
 
 from permisos import logs
@@ -124,9 +124,15 @@ def _applicant(settings: RunnerSettings) -> Applicant | AttemptResult:
         )
 
 
-async def run(driver: Awaitable[Playwright], scratch: str | None = None) -> int:
+async def run(
+    driver: Awaitable[Playwright],
+    scratch: str | None = None,
+    *,
+    browser: tuple[str, asyncio.Future[Browser]] | None = None,
+) -> int:
     """One pod: returns its exit code. `driver` is Playwright's, starting; `scratch` the
-    temporary directory it and the browser use, removed at the end.
+    temporary directory it and the browser use, removed at the end; `browser` Chromium's path
+    and its launch, started early (used if the settings name the same path).
 
     SIGTERM (the Job's deadline, a drained node) is handled from the start, even while the
     driver starts: the runner is PID 1, which ignores a signal it has no handler for. It ends
@@ -156,13 +162,20 @@ async def run(driver: Awaitable[Playwright], scratch: str | None = None) -> int:
             result = _terminated(settings)
         else:
             try:
-                result = await launch_and_run(playwright, settings, applicant, close=False)
+                early = browser[1] if browser and browser[0] == settings.chromium_path else None
+                result = await launch_and_run(
+                    playwright, settings, applicant, launched=early, close=False
+                )
             except asyncio.CancelledError:
                 task.uncancel()
                 result = _terminated(settings)
         write_result(settings.termination_log, result)
         return result.exit_code
     finally:
+        if browser is not None:
+            # A launch still under way (the settings were refused) ends before the kill.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await browser[1]
         # The result is written (or cannot be): a graceful close would only delay the end.
         if playwright is not None and not kill_browsers():
             with contextlib.suppress(Exception):

@@ -25,6 +25,7 @@ from permisos.applicant import Applicant
 from permisos.attempt_result import AttemptResult
 from permisos.resources import ArtifactKind
 from permisos_runner.documents import Document, check_pdf, load_reader
+from permisos_runner.driver import launch
 from permisos_runner.errors import AttemptFailed, Permanent, Retryable
 from permisos_runner.pages import ApplicantStep, ConsultaPage, HomePage, LoginPage
 from permisos_runner.settings import RunnerSettings
@@ -91,14 +92,9 @@ async def run_attempt(
         "attempt": settings.attempt,
     }
     storage = storage or Storage(settings)
-    # What only the end of the attempt needs loads in threads while the browser works.
-    storage.connect()
-    reader = asyncio.ensure_future(asyncio.to_thread(load_reader))
     timings = Timings(extra)
     started = time.monotonic()
-    context = await browser.new_context(
-        accept_downloads=True, locale="es-MX", timezone_id="America/Mexico_City"
-    )
+    context = await browser.new_context(locale="es-MX", timezone_id="America/Mexico_City")
     try:
         context.set_default_timeout(settings.portal_timeout_seconds * 1000)
         context.set_default_navigation_timeout(settings.portal_timeout_seconds * 1000)
@@ -130,9 +126,6 @@ async def run_attempt(
                 await context.tracing.stop()  # nothing to show for a success
     finally:
         await context.close()
-        # A PDF reader that failed to load fails its check, where it is reported.
-        with contextlib.suppress(Exception):
-            await reader
     timings.values["total"] = round(time.monotonic() - started, 3)
     result.timings = timings.values
     summary = result.message or result.reason
@@ -192,8 +185,17 @@ async def _flow(
         with timings.step("confirm"):
             await review.confirm()
             status = await StatusPage(page, settings).ready()
-    with timings.step("processing"):
-        outcome = await status.wait_until_done()
+    # What only the end needs (boto3's client, pypdf) loads in threads while the portal
+    # processes: the CPU is idle then, where earlier it would slow the pages down.
+    storage.connect()
+    reader = asyncio.ensure_future(asyncio.to_thread(load_reader))
+    try:
+        with timings.step("processing"):
+            outcome = await status.wait_until_done()
+    finally:
+        # A PDF reader that failed to load fails its check, where it is reported.
+        with contextlib.suppress(Exception):
+            await reader
     if outcome.folio is None:
         raise Permanent("PortalRejected", outcome.reason)
     folio = outcome.folio
@@ -289,14 +291,14 @@ async def launch_and_run(
     settings: RunnerSettings,
     applicant: Applicant | None,
     *,
+    launched: Awaitable[Browser] | None = None,
     close: bool = True,
 ) -> AttemptResult:
-    """Launches Chromium and runs one attempt; then closes the browser, unless the caller ends
-    it another way (the pod kills it once the result is written: `pod.kill_browsers`)."""
+    """Launches Chromium (or takes the launch the caller started) and runs one attempt; then
+    closes the browser, unless the caller ends it another way (the pod kills it once the
+    result is written: `pod.kill_browsers`)."""
     try:
-        browser = await playwright.chromium.launch(
-            executable_path=settings.chromium_path, headless=True
-        )
+        browser = await (launched or launch(playwright, settings.chromium_path))
     except PlaywrightError as error:
         return AttemptResult(
             outcome="retryable",

@@ -14,8 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from permisos.resources import Vehicle
-
-DEFAULT_CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
+from permisos_runner.driver import DEFAULT_CHROMIUM
 
 
 class RunnerSettings(BaseSettings):

@@ -1,8 +1,8 @@
 """Object storage: the PDFs under `permits/`, a failed attempt's evidence under `evidence/`.
 
-boto3 is imported, and its client made, in a worker thread when an attempt starts (`connect`):
-a tenth of a second or two that a pod's start-up no longer waits for, since the first object is
-stored only once the browser is done.
+boto3 is imported, and its client made, in a worker thread while the portal processes the
+submission (`connect`, or the first `put` of a failed attempt's evidence): a tenth of a second
+or two of CPU that neither a pod's start-up nor its pages wait for.
 """
 
 from __future__ import annotations
