@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 MAINTENANCE_HEADING = "mantenimiento"
 # The page as `_navigated` judges it: its heading, the portal's validation messages next to the
 # fields (`.campo-error`), which of the selectors the flow needs it lacks, and whether the
-# portal's notice modal (rendered with the page, PAGES.md) covers it.
+# portal's notice modal (rendered with the page, PAGES.md) covers it. With every select's
+# options, [value, visible name], for the step that chooses from them.
 READ_PAGE = """selectors => ({
     heading: (document.querySelector("h1")?.innerText ?? "").trim(),
     errors: Array.from(document.querySelectorAll(".campo-error"))
@@ -35,11 +36,24 @@ READ_PAGE = """selectors => ({
     missing: selectors.filter(selector => !document.querySelector(selector)),
     notice: Array.from(document.querySelectorAll("div#aviso.modal"))
         .some(modal => !modal.hidden && getComputedStyle(modal).display !== "none"),
+    options: Object.fromEntries(Array.from(document.querySelectorAll("select[name]")).map(
+        select => [select.name, Array.from(select.options)
+            .map(option => [option.value, (option.textContent || "").trim()])])),
 })"""
-# Every select of a form with its options: [value, visible name].
-READ_OPTIONS = """form => Object.fromEntries(Array.from(form.querySelectorAll("select")).map(
-    select => [select.name, Array.from(select.options)
-        .map(option => [option.value, (option.textContent || "").trim()])]))"""
+# A form's text fields filled in one round trip, as typing leaves them: the value through the
+# element's own setter, then the input and change events. Returns the fields it could not fill
+# (gone, hidden, disabled or read-only).
+FILL = """([form, values]) => Object.entries(values).filter(([name, value]) => {
+    const field = document.querySelector(`${form} [name="${name}"]`);
+    if (!field || field.disabled || field.readOnly || !field.getClientRects().length) {
+        return true;
+    }
+    field.focus();
+    Object.getOwnPropertyDescriptor(Object.getPrototypeOf(field), "value").set.call(field, value);
+    field.dispatchEvent(new Event("input", {bubbles: true}));
+    field.dispatchEvent(new Event("change", {bubbles: true}));
+    return false;
+}).map(([name]) => name)"""
 
 
 def _within(form: str, *fields: str) -> tuple[str, ...]:
@@ -63,17 +77,23 @@ class PortalPage:
 
     async def _goto(
         self, url: str, *, expect: Sequence[str] = (), login_page: bool = False
-    ) -> None:
+    ) -> dict[str, Any]:
         response = await self.page.goto(url)
-        await self._navigated(response, expect=expect, login_page=login_page)
+        return await self._navigated(response, expect=expect, login_page=login_page)
 
     async def _follow(
         self, action: Locator, *, expect: Sequence[str] = (), login_page: bool = False
-    ) -> None:
+    ) -> dict[str, Any]:
         """Clicks `action` and waits for the navigation it causes."""
         async with self.page.expect_navigation() as navigation:
             await action.click()
-        await self._navigated(await navigation.value, expect=expect, login_page=login_page)
+        return await self._navigated(await navigation.value, expect=expect, login_page=login_page)
+
+    async def _fill(self, form: str, values: dict[str, str]) -> None:
+        refused: list[str] = await self.page.evaluate(FILL, [form, values])
+        if refused:
+            where = urlsplit(self.page.url).path
+            raise Retryable("PortalChanged", f"La página «{where}» no deja llenar {refused[0]}")
 
     async def _navigated(
         self,
@@ -81,8 +101,9 @@ class PortalPage:
         *,
         expect: Sequence[str] = (),
         login_page: bool = False,
-    ) -> None:
-        """Raises the classified failure for a page that is not the one the flow expects.
+    ) -> dict[str, Any]:
+        """Raises the classified failure for a page that is not the one the flow expects, else
+        returns what `READ_PAGE` read.
 
         `expect` is what the flow needs on the page just loaded. Pages are rendered by the
         server, so what is not there now never will be: the portal changed its pages
@@ -121,6 +142,7 @@ class PortalPage:
             # Dismissed here, where the page is read anyway, rather than by a locator handler,
             # which costs a round trip to the page before every action of the attempt.
             await self.page.locator("button#cerrar-aviso").click()
+        return page
 
 
 class LoginPage(PortalPage):
@@ -132,8 +154,7 @@ class LoginPage(PortalPage):
         return self
 
     async def sign_in(self, username: str, password: str) -> HomePage:
-        await self.page.fill(f"{self.FORM} input[name=usuario]", username)
-        await self.page.fill(f"{self.FORM} input[name=contrasena]", password)
+        await self._fill(self.FORM, {"usuario": username, "contrasena": password})
         await self._follow(self.page.locator(f"{self.FORM} [type=submit]"), login_page=True)
         if urlsplit(self.page.url).path == "/login":
             alert = self.page.locator(".alerta-error")
@@ -159,16 +180,16 @@ class ConsultaPage(PortalPage):
         the form and submitting it (PAGES.md documents both)."""
         query = urlencode({"referencia": reference})
         await self._goto(self._url(f"/consulta?{query}"), expect=self.EXPECT)
-        links = await self.page.locator("table#resultado a.ver-tramite").all()
-        if not links:
-            return None
+        links: list[str] = await self.page.evaluate(
+            """() => Array.from(document.querySelectorAll("table#resultado a.ver-tramite"))
+                .map(link => link.getAttribute("href") ?? "")"""
+        )
         if len(links) > 1:
             log.warning("the portal lists %d submissions for this reference", len(links))
         # The most recent row is the one still worth following.
-        href = await links[-1].get_attribute("href")
-        if not href:
+        if not links or not links[-1]:
             return None
-        return urljoin(self.page.url, href)
+        return urljoin(self.page.url, links[-1])
 
 
 class ApplicantStep(PortalPage):
@@ -199,11 +220,10 @@ class ApplicantStep(PortalPage):
             applicant.email,
             applicant.phone,
         )
-        for name, value in zip(self.FIELDS, values, strict=True):
-            await self.page.fill(f"{self.FORM} [name={name}]", value)
+        await self._fill(self.FORM, dict(zip(self.FIELDS, values, strict=True)))
         submit = self.page.locator(f"{self.FORM} [type=submit]")
-        await self._follow(submit, expect=VehicleStep.EXPECT)
-        return VehicleStep(self.page, self.settings)
+        read = await self._follow(submit, expect=VehicleStep.EXPECT)
+        return VehicleStep(self.page, self.settings, read["options"])
 
 
 class VehicleStep(PortalPage):
@@ -218,12 +238,18 @@ class VehicleStep(PortalPage):
         "[type=submit]",
     )
 
+    def __init__(
+        self, page: Page, settings: RunnerSettings, options: dict[str, list[list[str]]]
+    ) -> None:
+        super().__init__(page, settings)
+        # The selects' options as the page was read on arrival; the lines come later, by XHR.
+        self.options = options
+
     async def submit(self, vehicle: Vehicle) -> ReviewPage:
         form = self.page.locator(self.FORM)
         make = form.locator("select[name=marca]")
         line = form.locator("select[name=linea]")
-        # Every select's options in one round trip; the lines come later, by XHR.
-        options: dict[str, list[list[str]]] = await form.evaluate(READ_OPTIONS)
+        options = self.options
         make_value = _option_value(options.get("marca", []), vehicle.make, "marca")
 
         # The page's script loads the lines by XHR when the make changes; watch that call.
@@ -242,18 +268,14 @@ class VehicleStep(PortalPage):
         # The script reloads the page (to the login form) when the session has expired.
         loaded = line.locator("option:not([value=''])").first
         await loaded.or_(self.page.locator("form#login")).first.wait_for(state="attached")
-        if not await loaded.count():
-            await self._navigated(None)
-        line_options: list[list[str]] = await line.evaluate(
-            "s => Array.from(s.options).map(o => [o.value, (o.textContent || '').trim()])"
-        )
+        line_options = (await self._navigated(None))["options"].get("linea", [])
         await line.select_option(value=_option_value(line_options, vehicle.line, "línea"))
 
         service = _option_value(options.get("tipo_servicio", []), vehicle.service_type, "tipo")
         await form.locator("select[name=tipo_servicio]").select_option(value=service)
         year = _option_value(options.get("ano_modelo", []), str(vehicle.model_year), "año")
         await form.locator("select[name=ano_modelo]").select_option(value=year)
-        await form.locator("input[name=placas]").fill(vehicle.plates)
+        await self._fill(self.FORM, {"placas": vehicle.plates})
 
         await self._follow(form.locator("[type=submit]"), expect=ReviewPage.EXPECT)
         return ReviewPage(self.page, self.settings)

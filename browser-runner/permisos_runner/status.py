@@ -67,6 +67,15 @@ class StatusPage(PortalPage):
         settled = done.or_(left).first
         hint: asyncio.Future[bool] = asyncio.ensure_future(self._moved_on(self.page.url))
         wait: asyncio.Future[None] | None = None
+        # A wait begun on the old page notices a new one (the page's own reload, or the
+        # runner's) only after Playwright's retry back-off, a fifth of a second: a page that
+        # has loaded is looked at again at once instead.
+        loaded = asyncio.Event()
+
+        def on_load(_: object) -> None:
+            loaded.set()
+
+        self.page.on("domcontentloaded", on_load)
         try:
             while True:
                 remaining = deadline - loop.time()
@@ -75,20 +84,24 @@ class StatusPage(PortalPage):
                         "ProcessingTimeout", "El portal no terminó de procesar el trámite"
                     )
                 window = min(self.settings.status_reload_seconds, remaining)
+                loaded.clear()
                 wait = asyncio.ensure_future(
                     settled.wait_for(state="attached", timeout=window * 1000)
                 )
-                either: set[asyncio.Future[Any]] = {wait, hint}
+                reloaded = asyncio.ensure_future(loaded.wait())
+                either: set[asyncio.Future[Any]] = {wait, hint, reloaded}
                 await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-                if hint.done() and not wait.done():
-                    moved_on = not hint.cancelled() and hint.exception() is None and hint.result()
-                    hint = loop.create_future()  # one hint is enough
-                    if moved_on:
-                        await self._reload()
-                        # A wait that began on the old page notices the new one only after
-                        # Playwright's retry back-off (a fifth of a second): look again now.
-                        await _cancelled(wait)
-                        continue
+                reloaded.cancel()
+                if not wait.done():
+                    if hint.done():
+                        moved_on = (
+                            not hint.cancelled() and hint.exception() is None and hint.result()
+                        )
+                        hint = loop.create_future()  # one hint is enough
+                        if moved_on:
+                            await self._reload()
+                    await _cancelled(wait)
+                    continue
                 try:
                     await wait
                 except PlaywrightTimeoutError:
@@ -97,6 +110,7 @@ class StatusPage(PortalPage):
                     continue
                 break
         finally:
+            self.page.remove_listener("domcontentloaded", on_load)
             hint.cancel()
             if wait is not None:
                 await _cancelled(wait)
