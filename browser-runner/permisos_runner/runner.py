@@ -191,20 +191,21 @@ async def _flow(
     reader = asyncio.ensure_future(asyncio.to_thread(load_reader))
     try:
         with timings.step("processing"):
-            outcome = await status.wait_until_done()
+            outcome = await status.wait_until_done([tipo for tipo, _ in DOCUMENTS])
+        if outcome.folio is None:
+            raise Permanent("PortalRejected", outcome.reason)
+        folio = outcome.folio
+        with timings.step("download"):
+            # The three at once, each checked as soon as it arrives.
+            documents = await _together(
+                _fetch_and_check(status, outcome.documents, tipo, kind, folio, settings)
+                for tipo, kind in DOCUMENTS
+            )
     finally:
+        await status.discard_early()
         # A PDF reader that failed to load fails its check, where it is reported.
         with contextlib.suppress(Exception):
             await reader
-    if outcome.folio is None:
-        raise Permanent("PortalRejected", outcome.reason)
-    folio = outcome.folio
-    with timings.step("download"):
-        # The three at once, each checked as soon as it arrives.
-        documents = await _together(
-            _fetch_and_check(status, outcome.documents, tipo, kind, folio, settings)
-            for tipo, kind in DOCUMENTS
-        )
     with timings.step("upload"):
         artifacts = await _together(
             storage.put_document(reference, folio, document) for document in documents

@@ -6,22 +6,27 @@ portal is done rather than up to one of the page's intervals later. The page sta
 of truth: the JSON only tells the runner when to look again.
 
 The three PDFs are fetched at once with the browser context's session (the links' own URLs,
-the context's cookies), instead of one browser download after another.
+the context's cookies), instead of one browser download after another. When the JSON says
+`listo` they start at once, from the URLs PAGES.md gives, while the page reloads; the page's
+links are then read as before, and a link the guess got wrong is fetched from the page.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from permisos_runner.errors import Retryable, retry_after
 from permisos_runner.pages import MAINTENANCE_HEADING, PortalPage
+from permisos_runner.settings import RunnerSettings
 
 # The runner's own polling: the first look soon, then ever less often (the page polls too,
 # and the pool's account shares the portal's rate limit).
@@ -47,6 +52,11 @@ class StatusOutcome:
 
 
 class StatusPage(PortalPage):
+    def __init__(self, page: Page, settings: RunnerSettings) -> None:
+        super().__init__(page, settings)
+        # Documents fetched before the page showed their links: type -> (URL, its bytes).
+        self._early: dict[str, tuple[str, asyncio.Future[bytes]]] = {}
+
     async def ready(self) -> StatusPage:
         await self.page.locator("#estado").wait_for(state="attached")
         return self
@@ -55,8 +65,10 @@ class StatusPage(PortalPage):
         await self._goto(url)
         return await self.ready()
 
-    async def wait_until_done(self) -> StatusOutcome:
-        """Waits for `listo` or `rechazado`; the page polls and reloads itself meanwhile."""
+    async def wait_until_done(self, documents: Sequence[str] = ()) -> StatusOutcome:
+        """Waits for `listo` or `rechazado`; the page polls and reloads itself meanwhile.
+        `documents` (portal types) start downloading as soon as the JSON says `listo`: call
+        `discard_early` once they are no longer needed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.processing_timeout_seconds
         done = self.page.locator("#estado[data-estado=listo], #estado[data-estado=rechazado]")
@@ -65,7 +77,10 @@ class StatusPage(PortalPage):
             self.page.locator("h1", has_text=MAINTENANCE_HEADING)
         )
         settled = done.or_(left).first
-        hint: asyncio.Future[bool] = asyncio.ensure_future(self._moved_on(self.page.url))
+        status_url = self.page.url
+        hint: asyncio.Future[dict[str, Any] | None] = asyncio.ensure_future(
+            self._moved_on(status_url)
+        )
         wait: asyncio.Future[None] | None = None
         # A wait begun on the old page notices a new one (the page's own reload, or the
         # runner's) only after Playwright's retry back-off, a fifth of a second: a page that
@@ -94,11 +109,15 @@ class StatusPage(PortalPage):
                 reloaded.cancel()
                 if not wait.done():
                     if hint.done():
-                        moved_on = (
-                            not hint.cancelled() and hint.exception() is None and hint.result()
+                        answer = (
+                            hint.result()
+                            if not hint.cancelled() and hint.exception() is None
+                            else None
                         )
                         hint = loop.create_future()  # one hint is enough
-                        if moved_on:
+                        if answer is not None:
+                            if answer["estado"] == "listo":
+                                self._fetch_early(status_url, documents)
                             await self._reload()
                     await _cancelled(wait)
                     continue
@@ -131,8 +150,28 @@ class StatusPage(PortalPage):
         with contextlib.suppress(PlaywrightError):
             await self._goto(self.page.url)
 
-    async def _moved_on(self, page_url: str) -> bool:
-        """True once the portal's `estado.json` says the submission left `procesando`; False
+    def _fetch_early(self, status_url: str, documents: Sequence[str]) -> None:
+        """Starts the documents' downloads from their URLs as PAGES.md gives them."""
+        parts = urlsplit(status_url)
+        if not parts.path.endswith("/estado"):
+            return
+        base = parts.path.removesuffix("/estado")
+        for tipo in documents:
+            path = f"{base}/documentos/{tipo}.pdf"
+            url = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+            self._early[tipo] = (url, asyncio.ensure_future(self._fetch(tipo, url)))
+
+    async def discard_early(self) -> None:
+        """Ends the early downloads nobody took (a failed attempt, a link elsewhere)."""
+        early, self._early = self._early, {}
+        for _, fetch in early.values():
+            fetch.cancel()
+        for _, fetch in early.values():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await fetch
+
+    async def _moved_on(self, page_url: str) -> dict[str, Any] | None:
+        """The portal's `estado.json` once it says the submission left `procesando`; None
         (and no more asking) on any answer that is not that JSON: the page's own polling and
         reload, and `_navigated`, deal with errors, limits and expired sessions."""
         parts = urlsplit(page_url)
@@ -146,17 +185,28 @@ class StatusPage(PortalPage):
                     url, max_redirects=0, timeout=self._timeout_ms
                 )
                 if response.status != 200:
-                    return False
+                    return None
                 answer = await response.json()
             except (PlaywrightError, ValueError):
-                return False
+                return None
             if not isinstance(answer, dict) or "estado" not in answer:
-                return False
+                return None
             if answer["estado"] != "procesando":
-                return True
+                return answer
 
     async def download(self, tipo: str, url: str) -> bytes:
-        """One document's bytes, fetched with the page's session as its link would be."""
+        """One document's bytes, fetched with the page's session as its link would be (or
+        was, early, if the link is where PAGES.md said)."""
+        url_early, early = self._early.pop(tipo, ("", None))
+        if early is not None and url_early == url:
+            return await early
+        if early is not None:
+            early.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await early
+        return await self._fetch(tipo, url)
+
+    async def _fetch(self, tipo: str, url: str) -> bytes:
         timeout = self.settings.download_timeout_seconds
         try:
             async with asyncio.timeout(timeout):
