@@ -4,8 +4,11 @@ with an address from the node's CIDR, as a CNI bridge gives, on a control plane 
 
 from __future__ import annotations
 
+import errno
 import http.server
 import ipaddress
+import re
+import socket
 import subprocess
 import tempfile
 import threading
@@ -230,6 +233,34 @@ async def test_after_the_agent_restarts_each_pod_reports_its_one_new_address(
         assert answer.read().decode() == after["metadata"]["name"]
 
 
+async def test_while_no_bridge_holds_the_network_a_pods_address_is_unreachable(
+    cluster: tuple[ControlPlane, NodeAgentProcess], namespace: str
+) -> None:
+    """Between a crashed agent's bridge swept and the new one made, a connection to a pod's
+    address must fail (no route to host), as one to a dead pod's address does in a cluster, and
+    never reach this machine's default route (whose egress filter answers HTTP itself)."""
+    admin = cluster[0].admin_kubeconfig
+    _, agent = cluster
+    await apply(admin, deployment("lone", namespace, echo_server()))
+    (pod,) = await eventually(lambda: ready_pods(admin, namespace, "lone", 1), timeout=60)
+    agent.kill()
+    bridge = re.search(r" (pm\w{5}br)[:@]", links())
+    assert bridge, links()
+    subprocess.run(["ip", "link", "delete", bridge.group(1)], check=True)  # as a sweep does
+    try:
+        with pytest.raises(OSError) as refused:
+            socket.create_connection((pod["status"]["podIP"], PORT), timeout=5).close()
+        assert refused.value.errno == errno.EHOSTUNREACH, refused.value
+    finally:
+        agent.start()
+
+    async def restarted() -> bool:
+        pods = await ready_pods(admin, namespace, "lone", 1)
+        return bool(pods) and pods[0]["status"]["containerStatuses"][0]["restartCount"] >= 1
+
+    await eventually(restarted, timeout=90)  # the new agent runs the pod again
+
+
 def echo_server() -> dict[str, Any]:
     """A container answering its pod's name on PORT, ready once it does."""
     server = f"""
@@ -275,7 +306,9 @@ def test_a_stopped_agent_leaves_no_namespace_and_no_bridge(
     """Last in this module: it stops the module's agent."""
     _, agent = cluster
     assert " pm" in links()
-    assert agent.stop() == 0
+    assert agent.stop() == 0, agent.log_path.read_text()[-3000:]
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert [n for n in namespaces.split() if n.startswith("pm")] == []
     assert " pm" not in links()
+    routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
+    assert CIDR not in routes

@@ -14,6 +14,11 @@ ports the node is given (`host_ports`), relayed to 127.0.0.1, as Docker's host g
 
 Interfaces and namespaces carry a prefix derived from the node's state directory, so a restarted
 agent finds (and removes) what a crashed one left, and two agents never touch each other's.
+
+While no bridge holds the CIDR (a crashed agent's was swept, the new one's not made yet), an
+`unreachable` route of the lowest preference keeps pods' addresses off the default route: this
+machine's default route ends at an egress filter that answers any connection (HTTP 403 or 404),
+where a real cluster's dead pod address fails to connect. The route outlives a crash on purpose.
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ class PodNetwork:
             raise
 
     def _make_bridge(self) -> None:
+        _ip(*self._unreachable("replace"))
         _ip("link", "add", "name", self.bridge, "address", self.bridge_mac, "type", "bridge")
         _ip("addr", "add", f"{self.gateway}/{self.network.prefixlen}", "dev", self.bridge)
         _ip("addr", "add", f"{self.service_ip}/32", "dev", self.bridge)
@@ -113,9 +119,14 @@ class PodNetwork:
             return []
         return sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(f"{self.prefix}-"))
 
+    def _unreachable(self, verb: str) -> tuple[str, ...]:
+        # The highest metric: the bridge's own route (metric 0) wins while the bridge exists.
+        return ("route", verb, "unreachable", str(self.network), "metric", "4294967295")
+
     async def stop(self) -> None:
         await self._close_servers()
         await asyncio.to_thread(self._sweep)
+        await asyncio.to_thread(_ip, *self._unreachable("delete"), check=False)
         self._pods.clear()
 
     async def _close_servers(self) -> None:
