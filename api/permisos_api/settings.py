@@ -153,6 +153,9 @@ class ApiSettings(BaseSettings):
                 raise ValueError("PERMISOS_API_COOKIE_SECURE cannot be false in production")
             if not self.stripe_webhook_secret.get_secret_value():
                 raise ValueError("PERMISOS_API_STRIPE_WEBHOOK_SECRET must be set in production")
+            # The card form runs in Stripe.js: loaded over http, anyone on the path could swap it.
+            if self.stripe_js_url.scheme != "https":
+                raise ValueError("PERMISOS_API_STRIPE_JS_URL must be an https URL in production")
         return self
 
     def price_centavos(self, service_type: str) -> int:
