@@ -8,10 +8,10 @@ Node's compile cache for the driver, which a pod starts on every attempt:
 
 The driver is one large bundle of JavaScript that Node would compile on every start; with
 `NODE_COMPILE_CACHE` it reads the compiled code instead (about 0.07 s of the driver's 0.3 s).
-The cache lives beside the driver: the image fills it at build time
+The cache lives beside the driver: the image fills it at build time, as the runner's user
 (`python -m permisos_runner.driver`, `browser-runner/Dockerfile`), since the pod's root
-filesystem is read-only; a writable install fills it on its first run. A cache that does not
-match (another Node, another CPU) is ignored by Node, not an error.
+filesystem is read-only; a writable install fills it on its first run. Node keeps a cache per
+user, Node version and CPU; one that does not match is ignored, not an error.
 """
 
 from __future__ import annotations
@@ -42,10 +42,12 @@ async def launch(playwright: Playwright | Awaitable[Playwright], path: str) -> B
     return await playwright.chromium.launch(executable_path=path, headless=True)
 
 
+CACHE = Path(playwright.__file__).parent / "driver" / "compile-cache"
+
+
 def use_compile_cache() -> None:
     """Points Node at the cache beside the driver, unless the environment chose one."""
-    cache = Path(playwright.__file__).parent / "driver" / "compile-cache"
-    os.environ.setdefault("NODE_COMPILE_CACHE", str(cache))
+    os.environ.setdefault("NODE_COMPILE_CACHE", str(CACHE))
 
 
 async def _fill() -> None:
@@ -58,3 +60,7 @@ async def _fill() -> None:
 if __name__ == "__main__":
     use_compile_cache()
     asyncio.run(_fill())
+    # Node keeps the files to their user; the image copies them on to root, modes kept.
+    for path in Path(os.environ["NODE_COMPILE_CACHE"]).rglob("*"):
+        if path.stat().st_uid == os.getuid():
+            path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
