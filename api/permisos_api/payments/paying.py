@@ -12,6 +12,7 @@ from ..context import Services
 from ..models import Application
 from ..problems import FieldError, ProblemError, validation_problem
 from . import mails
+from .cancelling import cancel_open_intents
 from .service import PAYABLE, Created, Mail, Transition, create_payment, deliver
 
 
@@ -52,9 +53,19 @@ def pay_application(
                 )
             ]
         )
+    moved = []
+    if method == "oxxo":
+        # A card form left open in a browser could still take money besides the voucher's.
+        moved = cancel_open_intents(db, svc.stripe, app, method="card")
+        if app.status not in PAYABLE:  # that card took it meanwhile: the application is paid
+            db.commit()
+            for transition in moved:
+                deliver(transition, svc.mailer, svc.metrics)
+            raise ProblemError("invalid-state", f"The application was {app.status} meanwhile.")
     created = create_payment(db, svc.stripe, svc.settings, app, method, payment_method, return_url)
     db.commit()
-    deliver(created.transition, svc.mailer, svc.metrics)
+    for transition in [*moved, created.transition]:
+        deliver(transition, svc.mailer, svc.metrics)
     if created.payment.voucher_number:
         _mail_voucher(svc, app, created)
     if created.declined:

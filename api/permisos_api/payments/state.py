@@ -16,6 +16,9 @@ SUCCEEDED = "succeeded"
 FINAL = frozenset({"succeeded", "canceled", "expired"})
 # The application waits on these: an OXXO voucher, a 3-D Secure challenge, a settling payment.
 PENDING = frozenset({"requires_action", "processing"})
+# Intents that can still take money and that Stripe lets us cancel: one Stripe.js can confirm
+# (another card after a decline too), or one waiting on 3-D Secure or an OXXO voucher.
+OPEN = frozenset({"requires_payment_method", "requires_confirmation", "requires_action"})
 
 
 class Decision(StrEnum):

@@ -24,6 +24,8 @@ from ..models import (
     ApplicationStatus,
     PermitHistory,
 )
+from ..payments.cancelling import cancel_open_intents
+from ..payments.service import deliver
 from ..problems import FieldError, ProblemError, problem_responses, validation_problem
 from ..schemas import (
     ApplicationIn,
@@ -175,19 +177,32 @@ def patch_application(
     "/{application_id}/cancel",
     response_model=ApplicationOut,
     summary="Cancel an application",
-    description="Only before payment. Cancelling twice is fine.",
+    description="Only before payment. Cancelling twice is fine. Its open PaymentIntents are "
+    "cancelled at Stripe, so a card form left open cannot take money afterwards; one that took "
+    "it meanwhile makes the application paid, and the cancellation is refused (409).",
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 def cancel_application(
-    application_id: uuid.UUID, principal: CurrentPrincipal, db: Db
+    application_id: uuid.UUID, principal: CurrentPrincipal, db: Db, svc: Svc
 ) -> Application:
-    app = _load_own(db, application_id, principal)
+    _load_own(db, application_id, principal)
+    # Locked: a payment arriving meanwhile waits, and is not overwritten by the cancellation.
+    app = db.get(Application, application_id, with_for_update=True, populate_existing=True)
+    if app is None:  # applications are erased, never deleted: only a race with a test's cleanup
+        raise ProblemError("not-found", "No such application.")
     if app.status == ApplicationStatus.cancelled:
         return app
     if app.status not in CANCELLABLE_STATUSES:
         raise ProblemError("invalid-state", f"An application in status {app.status} is final.")
-    app.status = ApplicationStatus.cancelled.value
-    app.cancelled_at = utcnow()
-    app.updated_at = app.cancelled_at
+    moved = cancel_open_intents(db, svc.stripe, app)
+    paid_meanwhile = app.status not in CANCELLABLE_STATUSES
+    if not paid_meanwhile:
+        app.status = ApplicationStatus.cancelled.value
+        app.cancelled_at = utcnow()
+        app.updated_at = app.cancelled_at
     db.commit()
+    for transition in moved:
+        deliver(transition, svc.mailer, svc.metrics)
+    if paid_meanwhile:
+        raise ProblemError("invalid-state", f"The application was {app.status} meanwhile.")
     return app

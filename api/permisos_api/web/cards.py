@@ -12,11 +12,9 @@ from ..context import Services
 from ..models import Application, ApplicationStatus, Payment
 from ..payments.intents import IntentSnapshot
 from ..payments.service import PAYABLE
+from ..payments.state import OPEN
 from ..payments.stripe_client import StripeUnavailable, stripe_retriever
 
-# Intents Stripe.js can still confirm (another card after a decline too), or take through 3-D
-# Secure.
-OPEN = frozenset({"requires_payment_method", "requires_confirmation", "requires_action"})
 # Stripe has the money, or is settling it: the webhook will make the application paid.
 TAKEN = frozenset({"succeeded", "processing"})
 

@@ -19,12 +19,13 @@ from ..es_mx import pesos
 from ..models import Application, ApplicationStatus
 from ..payments.paying import pay_application
 from ..payments.service import PAYABLE
+from ..payments.state import OPEN
 from ..payments.stripe_client import StripeUnavailable
 from ..problems import ProblemError
 from ..security import stripe_js_policy
 from . import csrf, forms
 from .applying import show_application
-from .cards import OPEN, current_intent, open_card_payment
+from .cards import current_intent, open_card_payment
 from .messages import EXPIRED_FORM, problem_message
 from .render import page
 from .visitor import Visitor, to_login
