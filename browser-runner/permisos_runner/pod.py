@@ -32,8 +32,9 @@ log = logging.getLogger("permisos_runner")
 
 def kill_browsers() -> bool:
     """SIGKILLs the browsers Playwright's driver (this process's child) launched: each leads a
-    process group of its own, with its renderers and helpers. The driver, which exits when this
-    process does (its stdin closes), then removes their profiles. False without `/proc`."""
+    process group of its own, with its renderers and helpers. The driver exits when this process
+    does (its stdin closes); their files are in the scratch directory `run` removes. False
+    without `/proc`."""
     procs: dict[int, tuple[int, int]] = {}  # pid -> (parent, process group)
     try:
         entries = [entry.name for entry in os.scandir("/proc") if entry.name.isdigit()]
