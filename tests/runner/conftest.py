@@ -117,6 +117,8 @@ class RunnerCommand:
             **base,
             **self.s3.env(),
             "HOME": str(self.tmp),  # as in the image: nothing written outside a temp dir
+            # The pod's /tmp is its own emptyDir: what a killed runner leaves goes with it.
+            "TMPDIR": str(self.tmp),
             **{f"PERMISOS_RUNNER_{k}": v for k, v in values.items() if v is not None},
         }
 
