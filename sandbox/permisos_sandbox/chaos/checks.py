@@ -86,7 +86,7 @@ def none_stuck(ev: Evidence, money: Counter[str]) -> Check:
         check.judged += 1
         status = ev.applications[a]["status"] if a in ev.applications else "missing"
         if status not in FINAL:
-            check.fail(a, f"paid but {status}")
+            check.fail(a, f"paid, still {status}")
     return check
 
 

@@ -50,13 +50,17 @@ class ChaosResult:
 
 class ChaosPlatform(Platform):
     """The platform with what a chaos run needs on top of `make run`'s values: two API replicas
-    (one can die mid-request while the other serves) and the reconcile CronJob every minute for
-    payments older than a minute (a lost webhook must be found within the run)."""
+    (one can die mid-request while the other serves), the reconcile CronJob every minute for
+    payments older than a minute (a lost webhook must be found within the run), and the pool's
+    circuit breaker cooling down 30 s, at most 2 min: the chart's 60 s to 15 min suit a portal
+    that fails for hours, but after the run's tenth minute of faults a probe could come 15 min
+    later, past the settling."""
 
     def values(self) -> dict[str, Any]:
         values = super().values()
         values["api"]["replicas"] = 2
         values["cronJobs"] = {"reconcile": {"schedule": "* * * * *", "olderThanMinutes": 1}}
+        values["portal"]["circuitBreaker"] = {"coolDownSeconds": 30, "maxCoolDownSeconds": 120}
         return values
 
 
