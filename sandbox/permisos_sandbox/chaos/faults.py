@@ -57,7 +57,9 @@ HOLDS: dict[str, float] = {
     "postgres-down": 30,
     "api-replica-kill": 0,
     "portal-errors": 30,
-    "portal-maintenance": 20,
+    # Long enough for the pool's attempts to meet it failureThreshold times in a row: the
+    # circuit opens, and a probe closes it once the portal is back.
+    "portal-maintenance": 90,
     "portal-slow-download": 30,
     "portal-session-expiry": 15,
     "webhooks-delayed": 30,

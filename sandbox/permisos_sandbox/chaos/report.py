@@ -14,6 +14,7 @@ from .alerts import AlertLine
 from .checks import Verdict, Window
 from .client import Call
 from .evidence import Evidence
+from .faults import CLUSTER_LANE
 
 PROBLEMS_SHOWN = 5
 
@@ -85,6 +86,7 @@ def table(
     errors = Counter(c.error for c in calls if c.error)
     lines += ["", f"API answers: {sum(answered.values())}; by status " + _counts(answered)]
     lines.append(f"  connection errors retried: {sum(errors.values())} " + _counts(errors))
+    lines.append("    during: " + _counts(_dropped_during(calls, faults)))
     lines += ["", "Invariants"]
     for check in verdict.checks:
         mark = "PASS" if check.ok else "FAIL"
@@ -102,6 +104,21 @@ def table(
     lines += textwrap.wrap(also, width=96, initial_indent="  ", subsequent_indent="    ")
     lines += ["", "RESULT: " + ("PASS" if verdict.ok and all(a.ok for a in alerts) else "FAIL")]
     return "\n".join(lines)
+
+
+COMEBACK_SECONDS = 30.0
+
+
+def _dropped_during(calls: Sequence[Call], faults: Sequence[Window]) -> Counter[str]:
+    """Connection errors by the kinds of cluster fault their try overlapped (up to 30 s after
+    it, while the hit part comes back); `none` when no such fault ran."""
+    cluster = [f for f in faults if f.kind in CLUSTER_LANE]
+    during: Counter[str] = Counter()
+    for call in calls:
+        if call.error:
+            hit = {f.kind for f in cluster if f.started <= call.ended <= f.ended + COMEBACK_SECONDS}
+            during.update(sorted(hit) or ["none"])
+    return during
 
 
 def _counts(counter: Counter[int] | Counter[str]) -> str:
