@@ -215,7 +215,9 @@ class ControlPlane:
         """The audit log so far, one dict per event."""
         if not self.audit_log.exists():
             return []
-        lines = self.audit_log.read_text().splitlines()
+        text = self.audit_log.read_text()
+        # kube-apiserver may be writing an event now; only lines it has ended are whole.
+        lines = text[: text.rfind("\n") + 1].splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
     # --- life ------------------------------------------------------------------------------
