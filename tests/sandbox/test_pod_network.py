@@ -293,7 +293,14 @@ async def ready_pods(
     if found["status"].get("readyReplicas") != replicas:
         return None
     pods = await pods_of(admin, namespace, f"app={name}")
-    return pods if len(pods) == replicas else None
+    # The Deployment's count lags its pods: one whose container just restarted still counts.
+    ready = [p for p in pods if _condition(p, "Ready") == "True"]
+    return pods if len(ready) == len(pods) == replicas else None
+
+
+def _condition(pod: dict[str, Any], kind: str) -> str | None:
+    conditions = pod["status"].get("conditions", [])
+    return next((c["status"] for c in conditions if c["type"] == kind), None)
 
 
 async def gone(admin: Path, namespace: str, selector: str) -> bool:
