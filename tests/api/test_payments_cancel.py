@@ -88,6 +88,28 @@ async def test_a_card_that_paid_before_the_cancellation_keeps_the_application_pa
     assert len(pay.outbox_rows(app_id)) == 1  # on its way to a permit
 
 
+async def test_a_card_that_paid_before_oxxo_was_chosen_keeps_the_application_paid(
+    pay: Pay, make_user: Callable[..., Any]
+) -> None:
+    user = await make_user()
+    app_id, card = await open_card_intent(pay, user)
+    pay.sim.webhooks.faults.lose_types = ["payment_intent.succeeded"]
+    pay.sim.webhooks.faults.lose_next = 1
+    await pay.sim_call(
+        pay.stripe.v1.payment_intents.confirm, card, params={"payment_method": "pm_card_visa"}
+    )
+
+    r = await pay.pay(user, app_id, method="oxxo")
+    assert r.status_code == 409, r.text
+    assert r.json()["type"].endswith("/invalid-state")
+    assert (await pay.application(user, app_id))["status"] == "paid"
+    # No voucher was made: the applicant is not asked to pay twice.
+    assert pay.sql("SELECT method, status FROM payments WHERE application_id = %s", app_id) == [
+        ("card", "succeeded")
+    ]
+    assert len(pay.outbox_rows(app_id)) == 1
+
+
 async def test_with_stripe_unreachable_the_cancellation_holds_and_the_intent_is_logged(
     pay: Pay, make_user: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -18,9 +18,11 @@ import stripe
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..context import Services
 from ..models import Application, Payment
+from ..problems import ProblemError
 from .intents import IntentSnapshot
-from .service import Transition, apply_intent
+from .service import PAYABLE, Transition, apply_intent, deliver
 from .state import OPEN
 from .stripe_client import cancel_key
 
@@ -59,3 +61,18 @@ def cancel_open_intents(
             continue
         transitions.append(apply_intent(db, IntentSnapshot.from_object(intent)))
     return transitions
+
+
+def cancel_or_refuse(
+    db: Session, svc: Services, app: Application, method: str | None = None
+) -> list[Transition]:
+    """`cancel_open_intents`, for a change only an unpaid application allows (cancelling it,
+    choosing OXXO): when one of the intents took the money meanwhile, the application is paid;
+    that is committed, its mails sent, and the change refused (409 invalid-state)."""
+    moved = cancel_open_intents(db, svc.stripe, app, method)
+    if app.status not in PAYABLE:
+        db.commit()
+        for transition in moved:
+            deliver(transition, svc.mailer, svc.metrics)
+        raise ProblemError("invalid-state", f"The application was {app.status} meanwhile.")
+    return moved

@@ -12,7 +12,7 @@ from ..context import Services
 from ..models import Application
 from ..problems import FieldError, ProblemError, validation_problem
 from . import mails
-from .cancelling import cancel_open_intents
+from .cancelling import cancel_or_refuse
 from .service import PAYABLE, Created, Mail, Transition, create_payment, deliver
 
 
@@ -56,12 +56,7 @@ def pay_application(
     moved = []
     if method == "oxxo":
         # A card form left open in a browser could still take money besides the voucher's.
-        moved = cancel_open_intents(db, svc.stripe, app, method="card")
-        if app.status not in PAYABLE:  # that card took it meanwhile: the application is paid
-            db.commit()
-            for transition in moved:
-                deliver(transition, svc.mailer, svc.metrics)
-            raise ProblemError("invalid-state", f"The application was {app.status} meanwhile.")
+        moved = cancel_or_refuse(db, svc, app, method="card")
     created = create_payment(db, svc.stripe, svc.settings, app, method, payment_method, return_url)
     db.commit()
     for transition in [*moved, created.transition]:

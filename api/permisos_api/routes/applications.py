@@ -24,7 +24,7 @@ from ..models import (
     ApplicationStatus,
     PermitHistory,
 )
-from ..payments.cancelling import cancel_open_intents
+from ..payments.cancelling import cancel_or_refuse
 from ..payments.service import deliver
 from ..problems import FieldError, ProblemError, problem_responses, validation_problem
 from ..schemas import (
@@ -45,15 +45,27 @@ router = APIRouter(prefix="/v1/applications", tags=["applications"])
 _WITH_PERMIT = (joinedload(Application.permit),)
 
 
-def _load(db: Session, application_id: uuid.UUID, principal: Principal) -> Application:
-    app = db.get(Application, application_id, options=_WITH_PERMIT)
+def _load(
+    db: Session, application_id: uuid.UUID, principal: Principal, *, lock: bool = False
+) -> Application:
+    """`lock`: the application's row is locked until the commit (its joined permit is not:
+    FOR UPDATE cannot lock the nullable side of an outer join)."""
+    app = db.get(
+        Application,
+        application_id,
+        options=_WITH_PERMIT,
+        with_for_update={"of": Application} if lock else None,
+        populate_existing=lock,
+    )
     if app is None or (app.owner_id != principal.user.id and not principal.is_admin):
         raise ProblemError("not-found", "No such application.")
     return app
 
 
-def _load_own(db: Session, application_id: uuid.UUID, principal: Principal) -> Application:
-    app = _load(db, application_id, principal)
+def _load_own(
+    db: Session, application_id: uuid.UUID, principal: Principal, *, lock: bool = False
+) -> Application:
+    app = _load(db, application_id, principal, lock=lock)
     if app.owner_id != principal.user.id:
         raise ProblemError("forbidden", "Only the applicant can change an application.")
     return app
@@ -185,24 +197,17 @@ def patch_application(
 def cancel_application(
     application_id: uuid.UUID, principal: CurrentPrincipal, db: Db, svc: Svc
 ) -> Application:
-    _load_own(db, application_id, principal)
     # Locked: a payment arriving meanwhile waits, and is not overwritten by the cancellation.
-    app = db.get(Application, application_id, with_for_update=True, populate_existing=True)
-    if app is None:  # applications are erased, never deleted: only a race with a test's cleanup
-        raise ProblemError("not-found", "No such application.")
+    app = _load_own(db, application_id, principal, lock=True)
     if app.status == ApplicationStatus.cancelled:
         return app
     if app.status not in CANCELLABLE_STATUSES:
         raise ProblemError("invalid-state", f"An application in status {app.status} is final.")
-    moved = cancel_open_intents(db, svc.stripe, app)
-    paid_meanwhile = app.status not in CANCELLABLE_STATUSES
-    if not paid_meanwhile:
-        app.status = ApplicationStatus.cancelled.value
-        app.cancelled_at = utcnow()
-        app.updated_at = app.cancelled_at
+    moved = cancel_or_refuse(db, svc, app)
+    app.status = ApplicationStatus.cancelled.value
+    app.cancelled_at = utcnow()
+    app.updated_at = app.cancelled_at
     db.commit()
     for transition in moved:
         deliver(transition, svc.mailer, svc.metrics)
-    if paid_meanwhile:
-        raise ProblemError("invalid-state", f"The application was {app.status} meanwhile.")
     return app
