@@ -24,6 +24,18 @@ async def open_card_intent(pay: Pay, user: Any) -> tuple[str, str]:
     return app_id, r.json()["intent_id"]
 
 
+async def paid_unbeknown_to_the_api(pay: Pay, user: Any) -> str:
+    """An application whose card the browser confirmed, Stripe's webhook about it lost: the
+    API does not know it is paid yet."""
+    app_id, intent_id = await open_card_intent(pay, user)
+    pay.sim.webhooks.faults.lose_types = ["payment_intent.succeeded"]
+    pay.sim.webhooks.faults.lose_next = 1
+    await pay.sim_call(
+        pay.stripe.v1.payment_intents.confirm, intent_id, params={"payment_method": "pm_card_visa"}
+    )
+    return app_id
+
+
 async def stripe_status(pay: Pay, intent_id: str) -> str:
     return str((await pay.sim_call(pay.stripe.v1.payment_intents.retrieve, intent_id)).status)
 
@@ -72,14 +84,7 @@ async def test_a_card_that_paid_before_the_cancellation_keeps_the_application_pa
     pay: Pay, make_user: Callable[..., Any]
 ) -> None:
     user = await make_user()
-    app_id, intent_id = await open_card_intent(pay, user)
-    # The browser confirmed the card, and Stripe's webhook about it is lost: the API does not
-    # know yet when the applicant cancels.
-    pay.sim.webhooks.faults.lose_types = ["payment_intent.succeeded"]
-    pay.sim.webhooks.faults.lose_next = 1
-    await pay.sim_call(
-        pay.stripe.v1.payment_intents.confirm, intent_id, params={"payment_method": "pm_card_visa"}
-    )
+    app_id = await paid_unbeknown_to_the_api(pay, user)
 
     r = await user.client.post(f"/v1/applications/{app_id}/cancel", headers=user.bearer())
     assert r.status_code == 409, r.text
@@ -92,12 +97,7 @@ async def test_a_card_that_paid_before_oxxo_was_chosen_keeps_the_application_pai
     pay: Pay, make_user: Callable[..., Any]
 ) -> None:
     user = await make_user()
-    app_id, card = await open_card_intent(pay, user)
-    pay.sim.webhooks.faults.lose_types = ["payment_intent.succeeded"]
-    pay.sim.webhooks.faults.lose_next = 1
-    await pay.sim_call(
-        pay.stripe.v1.payment_intents.confirm, card, params={"payment_method": "pm_card_visa"}
-    )
+    app_id = await paid_unbeknown_to_the_api(pay, user)
 
     r = await pay.pay(user, app_id, method="oxxo")
     assert r.status_code == 409, r.text
