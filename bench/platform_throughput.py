@@ -542,13 +542,7 @@ async def run_pool(args: argparse.Namespace, runners: int, state_dir: Path) -> d
             portal_processing_seconds=args.processing_seconds,
             # Before the clock the applicants sign up from one address: no part of the figure.
             extra_api_env=dict(ONE_ADDRESS_LIMITS),
-            # Every port free-picked, so nothing collides with `make run` or a test.
-            api_port=0,
-            portal_port=0,
-            payments_port=0,
-            s3_port=0,
-            mail_port=0,
-        )
+        ).on_free_ports()
         async with Platform(config) as p:
             started_in = time.monotonic() - began
             applicants = await asyncio.gather(*(setup(p, i, run) for i in range(n)))

@@ -57,12 +57,7 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
         extra_api_env=dict(ONE_ADDRESS_LIMITS),
         portal_processing_seconds=3.0,  # attempts last long enough to be hit
         retry_backoff_seconds=1,
-        api_port=0,
-        portal_port=0,
-        payments_port=0,
-        s3_port=0,
-        mail_port=0,
-    )
+    ).on_free_ports()
     async with Platform(config) as running:
         yield running
 

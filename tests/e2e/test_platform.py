@@ -61,13 +61,11 @@ async def platform(tmp_path: Path, postgres_url: str) -> AsyncIterator[Platform]
         runners=3,
         portal_processing_seconds=0.5,
         retry_backoff_seconds=1,
-        **{f"{part}_port": 0 for part in PORTS},
-    )
+    ).on_free_ports()
     async with Platform(config) as running:
         yield running
 
 
-PORTS = ("api", "portal", "payments", "s3", "mail")
 # The tests' PostgreSQL trusts loopback and never asks for it: a password in the URL travels to
 # the Secret and the pods as a real one would (a server of PERMISOS_TEST_DATABASE_URL keeps its).
 DATABASE_PASSWORD = f"db-{secrets.token_hex(8)}"
@@ -404,7 +402,7 @@ async def platform_namespace(p: Platform) -> Namespace:
 async def test_the_make_run_demo_delivers_a_permit_on_its_own_postgresql(tmp_path: Path) -> None:
     """`make run`'s own path: a PostgreSQL server of the platform's, the demo applicant, three
     PDFs written to disk."""
-    config = PlatformConfig(state_dir=tmp_path, runners=1, **{f"{part}_port": 0 for part in PORTS})
+    config = PlatformConfig(state_dir=tmp_path, runners=1).on_free_ports()
     lines: list[str] = []
     async with Platform(config) as p:
         assert p.database_url.startswith("postgresql+psycopg://")
@@ -430,8 +428,7 @@ async def test_a_helm_upgrade_in_the_middle_of_a_permit(tmp_path: Path, postgres
         database_url=postgres_url,
         runners=1,
         portal_processing_seconds=8,
-        **{f"{part}_port": 0 for part in PORTS},
-    )
+    ).on_free_ports()
     async with Platform(config) as p:
         data = {**fictional_person(0, f"upgrade-{RUN}"), "plates": "UPG0001"}
         applicant = Applicant(p.api_url, p.outbox, data["email"], data)

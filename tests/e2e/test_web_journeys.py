@@ -66,8 +66,7 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
             database_url=url,
             runners=RUNNERS,
             portal_processing_seconds=0.5,
-            **{f"{part}_port": 0 for part in ("api", "portal", "payments", "s3", "mail")},
-        )
+        ).on_free_ports()
         async with Platform(config) as running:
             yield running
 

@@ -65,15 +65,11 @@ class ChaosPlatform(Platform):
 
 
 def platform_config(options: ChaosOptions) -> PlatformConfig:
-    config = PlatformConfig(
+    return PlatformConfig(
         state_dir=options.state_dir,
         runners=options.runners,
         extra_api_env=dict(ONE_ADDRESS_LIMITS),  # every applicant comes from this machine
-    )
-    # Free ports: the usual ones (8000, 8002-8005) may be held by something else here.
-    for part in ("api", "portal", "payments", "s3", "mail"):
-        setattr(config, f"{part}_port", 0)
-    return config
+    ).on_free_ports()  # the usual ones (8000, 8002-8005) may be held by something else here
 
 
 async def chaos_run(options: ChaosOptions, say: Callable[[str], None] = print) -> ChaosResult:

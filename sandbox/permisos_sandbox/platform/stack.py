@@ -16,7 +16,7 @@ import secrets
 import shutil
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,10 @@ class PlatformConfig:
     dispatcher_interval_seconds: float = 0.5
     # Plain environment variables for the API pods (the chart's `api.extraEnv`).
     extra_api_env: dict[str, str] = field(default_factory=dict)
+
+    def on_free_ports(self) -> PlatformConfig:
+        """The same, every port picked free: nothing collides with `make run` or a test."""
+        return replace(self, api_port=0, portal_port=0, payments_port=0, s3_port=0, mail_port=0)
 
 
 def _claim_port(host: str, port: int, what: str) -> int:
