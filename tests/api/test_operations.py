@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 from unittest.mock import ANY
 
+import httpx
 import pytest
 
 from permisos.logs import JsonFormatter
@@ -217,14 +218,27 @@ async def test_the_catalog_lists_what_an_application_may_name(api: Api, make_use
     assert [e["rule"] for e in r.json()["errors"]] == ["model_year_range"]
 
 
-async def test_database_outage_answers_503_and_recovers(
-    api: Api, make_user: Make, caplog: pytest.LogCaptureFixture
-) -> None:
-    user: User = await make_user()
+@pytest.fixture
+async def through_proxy(api: Api) -> AsyncIterator[tuple[DatabaseProxy, httpx.AsyncClient]]:
+    """A client of an app that reaches its database through a proxy the test cuts and restores
+    on the same port (an outage); cut at the end, whatever the test left."""
     proxy = DatabaseProxy(api.settings.database_url)
     await proxy.start()
-    url = proxy.url
-    client = api.client(api.app(database_url=url, database_connect_timeout_seconds=1))
+    app = api.app(database_url=proxy.url, database_connect_timeout_seconds=1)
+    try:
+        yield proxy, api.client(app)
+    finally:
+        if proxy.server is not None:
+            await proxy.stop()
+
+
+async def test_database_outage_answers_503_and_recovers(
+    through_proxy: tuple[DatabaseProxy, httpx.AsyncClient],
+    make_user: Make,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proxy, client = through_proxy
+    user: User = await make_user()
     headers = user.bearer()
     assert (await client.get("/v1/applications", headers=headers)).status_code == 200
     assert (await client.get("/readyz")).json()["status"] == "ok"
@@ -245,28 +259,21 @@ async def test_database_outage_answers_503_and_recovers(
     assert r.json()["checks"]["database"]["status"] == "failed"
 
     await proxy.start()  # same port: the database is back
-    try:
-        assert (await client.get("/v1/applications", headers=headers)).status_code == 200
-        assert (await client.get("/readyz")).json()["status"] == "ok"
-    finally:
-        await proxy.stop()
+    assert (await client.get("/v1/applications", headers=headers)).status_code == 200
+    assert (await client.get("/readyz")).json()["status"] == "ok"
 
 
-async def test_a_process_that_never_reached_its_database_is_not_ready(api: Api) -> None:
+async def test_a_process_that_never_reached_its_database_is_not_ready(
+    through_proxy: tuple[DatabaseProxy, httpx.AsyncClient],
+) -> None:
     """A release with a wrong database address must not roll out: not ready until it connects."""
-    proxy = DatabaseProxy(api.settings.database_url)
-    await proxy.start()
-    url = proxy.url
-    await proxy.stop()
-    client = api.client(api.app(database_url=url, database_connect_timeout_seconds=1))
+    proxy, client = through_proxy
+    await proxy.stop()  # before the app's first request: it never reached the database
     r = await client.get("/readyz")
     assert r.status_code == 503, r.text
     assert r.json()["status"] == "failed"
     assert r.json()["checks"]["database"]["status"] == "failed"
 
     await proxy.start()  # same port: the database answers now
-    try:
-        r = await client.get("/readyz")
-        assert r.status_code == 200 and r.json()["status"] == "ok", r.text
-    finally:
-        await proxy.stop()
+    r = await client.get("/readyz")
+    assert r.status_code == 200 and r.json()["status"] == "ok", r.text
