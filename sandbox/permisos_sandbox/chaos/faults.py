@@ -126,14 +126,14 @@ async def run_faults(
     began = time.time()
     done: list[Injection] = []
 
-    async def inject(kind: str, lane_rng: random.Random) -> None:
+    async def inject(kind: str, lane_rng: random.Random) -> Injection | None:
         started = time.time()
         try:
             detail = await faults[kind](lane_rng, held[kind])
         except (Skipped, KubeError, ProcessLookupError) as why:
             # Nothing was hit (nothing to hit, or it went away first): not an injection.
             log(f"[chaos {started - began:6.1f}s] {kind}: skipped ({why})")
-            return
+            return None
         except Exception as error:
             log(f"[chaos {started - began:6.1f}s] {kind}: FAILED ({error!r})")
             raise
@@ -141,19 +141,22 @@ async def run_faults(
         started = cluster.hit_at.pop(kind, started)  # a kill begins when it hits
         done.append(Injection(kind, started, ended, detail))
         log(f"[chaos {started - began:6.1f}s] {kind} ({ended - started:.1f} s): {detail}")
+        return done[-1]
 
     def fits(kind: str) -> bool:
         return time.time() + held[kind] + COMEBACK.get(kind, 2.0) < until
 
     async def leader_kills(lane_rng: random.Random) -> None:
+        # 10-20 s from one kill to the next, the takeover included: one that takes longer
+        # than the draw is followed by the next kill at once.
+        last = time.time()
         while True:
-            wait = lane_rng.uniform(*LEADER_KILL_EVERY)
-            if not fits("operator-leader-kill") or time.time() + wait >= until:
+            due = last + lane_rng.uniform(*LEADER_KILL_EVERY)
+            if not fits("operator-leader-kill") or due >= until:
                 return
-            started = time.time()
-            await asyncio.sleep(wait)
-            await inject("operator-leader-kill", lane_rng)
-            await asyncio.sleep(max(0.0, started + wait - time.time()))
+            await asyncio.sleep(max(0.0, due - time.time()))
+            killed = await inject("operator-leader-kill", lane_rng)
+            last = killed.started if killed else time.time()
 
     async def one_at_a_time(lane: list[str], lane_rng: random.Random) -> None:
         rotation: list[str] = []
