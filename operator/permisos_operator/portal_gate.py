@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from permisos.resources import PortalCircuit, PortalHold, RunnerPoolSpec
-from permisos_operator.circuit import CHANGED, CLOSED, allowed
+from permisos_operator.circuit import CHANGED, CLOSED, allowed, probe_due
 
 MINUTE = timedelta(minutes=1)
 # Results whose Retry-After holds the whole pool, and the reason the pool then shows.
@@ -46,6 +46,9 @@ def gate(
     if breaker.state == "Open":
         if breaker.probe is not None:
             return Gate("Probing", f"Probe {breaker.probe} is checking the portal.", allowed=0)
+        ruled = portal_rules(spec, started, hold, now)
+        if ruled.reason == "MaintenanceWindow" and breaker.reason != CHANGED:
+            return ruled  # says when the portal is back; no probe runs before (probe_may_start)
         reason = breaker.reason if breaker.reason == CHANGED else "PortalUnavailable"
         when = _clock(breaker.next_probe_at) if breaker.next_probe_at else "now"
         why = (
@@ -56,7 +59,7 @@ def gate(
         return Gate(
             reason, f"Circuit open: {why}; a probe runs at {when}.", 0, breaker.next_probe_at
         )
-    decided = _portal_rules(spec, started, hold, now)
+    decided = portal_rules(spec, started, hold, now)
     bound = allowed(breaker, running)
     if bound is None or not decided.open:
         return decided
@@ -68,7 +71,7 @@ def gate(
     return waves if decided.allowed is None or bound < decided.allowed else decided
 
 
-def _portal_rules(
+def portal_rules(
     spec: RunnerPoolSpec, started: Sequence[datetime], hold: PortalHold | None, now: datetime
 ) -> Gate:
     if hold is not None and hold.until > now:
@@ -108,6 +111,18 @@ def _portal_rules(
             )
         return Gate(OPEN.reason, OPEN.message, allowed=limit - len(recent))
     return OPEN
+
+
+def probe_may_start(
+    spec: RunnerPoolSpec,
+    started: Sequence[datetime],
+    hold: PortalHold | None,
+    breaker: PortalCircuit,
+    now: datetime,
+) -> bool:
+    """A due probe waits, as an attempt would, for a maintenance window, a wait the portal asked
+    for or the rate limit: it would only meet them, fail, and lengthen the cool-down."""
+    return probe_due(breaker, now) and portal_rules(spec, started, hold, now).open
 
 
 def hold_from(reason: str, retry_after_seconds: int | None, now: datetime) -> PortalHold | None:

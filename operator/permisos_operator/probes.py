@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from permisos_operator.circuit import CHANGED, after_probe, probe_due, probing
+from permisos_operator.circuit import CHANGED, after_probe, probing
 from permisos_operator.context import Context
 from permisos_operator.indexes import Key
 from permisos_operator.jobs import probe_manifest
 from permisos_operator.lifecycle import RESULT_GRACE
 from permisos_operator.observe import judge, observe_job
+from permisos_operator.portal_gate import probe_may_start
 from permisos_operator.timeutil import utcnow
 
 log = logging.getLogger("permisos.operator")
@@ -65,7 +66,9 @@ async def tend(ctx: Context, pool: Key) -> None:
             extra={"pool": pool[1], "reason": verdict.reason},
         )
         return
-    if probe_due(circuit, now):
+    if memory.hold is not None and memory.hold.until <= now:
+        memory.hold = None  # waited out
+    if probe_may_start(spec, memory.started, memory.hold, circuit, now):
         name = probe_name(pool[1], now)
         manifest = probe_manifest(
             name=name,
@@ -77,4 +80,5 @@ async def tend(ctx: Context, pool: Key) -> None:
         )
         await ctx.writer.create_job(manifest)
         memory.circuit = probing(memory.circuit, name)
+        memory.note_start(now)  # the portal counts a probe's sign-in like an attempt's
         log.info("probing the portal with %s", name, extra={"pool": pool[1]})

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from permisos.resources import PortalHold, RunnerPoolSpec
-from permisos_operator.portal_gate import gate, hold_from
+from permisos.resources import PortalCircuit, PortalHold, RunnerPoolSpec
+from permisos_operator.portal_gate import gate, hold_from, probe_may_start
 
 NOW = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)  # 03:00 in Mexico City, a Tuesday
 
@@ -72,3 +72,29 @@ def test_a_wait_the_portal_asked_for_holds_the_pool() -> None:
     assert maintenance is not None and maintenance.reason == "MaintenanceWindow"
     assert hold_from("PortalUnavailable", 60, NOW) is None
     assert hold_from("RateLimited", None, NOW) is None
+
+
+def test_an_open_circuits_probe_waits_for_the_portals_own_rules() -> None:
+    """A probe inside a maintenance window or a wait the portal asked for would only meet them,
+    fail, and lengthen the cool-down; the pool says why it waits in the portal's terms."""
+    due = PortalCircuit(
+        state="Open", reason="PortalUnavailable", consecutive_failures=3, next_probe_at=NOW
+    )
+    assert probe_may_start(pool(), [], None, due, NOW)
+    nightly = pool(maintenanceWindows=[{"start": "02:00", "end": "04:00"}])  # NOW is 03:00
+    assert not probe_may_start(nightly, [], None, due, NOW)
+    inside = gate(nightly, [], None, NOW, due)
+    assert (inside.allowed, inside.reason) == (0, "MaintenanceWindow")
+    assert inside.until == datetime(2026, 12, 8, 10, 0, tzinfo=UTC)  # 04:00 local
+    held = hold_from("PortalMaintenance", 120, NOW)
+    assert not probe_may_start(pool(), [], held, due, NOW + timedelta(seconds=60))
+    assert probe_may_start(pool(), [], held, due, NOW + timedelta(seconds=120))
+    limited = pool(rateLimit={"attemptsPerMinute": 1})
+    assert not probe_may_start(limited, [NOW - timedelta(seconds=30)], None, due, NOW)
+    # Not due yet, or one already running: no probe whatever the portal's rules.
+    early = due.model_copy(update={"next_probe_at": NOW + timedelta(seconds=5)})
+    assert not probe_may_start(pool(), [], None, early, NOW)
+    assert not probe_may_start(pool(), [], None, due.model_copy(update={"probe": "p"}), NOW)
+    # A changed portal is what an engineer must know, maintenance or not.
+    changed = due.model_copy(update={"reason": "PortalChanged"})
+    assert gate(nightly, [], None, NOW, changed).reason == "PortalChanged"
