@@ -248,6 +248,13 @@ class PermitRequestStatus(Model):
         None, ge=0, description="The .metadata.generation the operator last acted on."
     )
     attempts: int = Field(0, ge=0, description="Attempts started so far.")
+    portal_attempts: int = Field(
+        0,
+        ge=0,
+        description="Of those, attempts that failed because the portal was unavailable, had "
+        "changed or asked to slow down: the pool's circuit breaker answers those, so they do not "
+        "count toward maxAttempts.",
+    )
     current_job: str | None = Field(None, description="Job of the attempt in flight, if any.")
     queued_at: datetime | None = Field(None, description="When the request last entered the queue.")
     queue_position: int | None = Field(

@@ -20,6 +20,7 @@ from permisos.resources import (
     Phase,
     RunnerPoolSpec,
 )
+from permisos_operator.circuit import CHANGED, UNAVAILABLE
 from permisos_operator.conditions import phase_conditions, set_condition
 from permisos_operator.observe import AttemptVerdict, JobObservation, judge
 
@@ -27,6 +28,10 @@ from permisos_operator.observe import AttemptVerdict, JobObservation, judge
 WARNING_PHASES: frozenset[Phase] = frozenset({"Retrying", "Failed", "Pending"})
 # How often a request waiting on something with no event of its own is looked at again.
 RECHECK = timedelta(seconds=30)
+# Failures of the portal, not of the request: not charged against maxAttempts (as a Job's
+# podFailurePolicy ignores disruptions). The pool's circuit breaker and the portal's holds stop
+# attempts while they last, so no request ends Failed because the portal was down.
+UNCHARGED = UNAVAILABLE | {CHANGED, "RateLimited"}
 # Beyond its deadline the Job controller should have killed a Job; past this margin the operator
 # gives the attempt up itself, so a lost Job controller cannot hang a request forever.
 DEADLINE_GRACE = timedelta(seconds=60)
@@ -297,17 +302,19 @@ def finish(
         )
     else:
         retry = retry_settings(spec, pool or RunnerPoolSpec())
-        if status.attempts >= retry.max_attempts:
+        portal = status.portal_attempts + (verdict.reason in UNCHARGED)
+        charged = status.attempts - portal
+        if charged >= retry.max_attempts:
             new, change = transition(
                 status,
                 "Failed",
                 "AttemptsExhausted",
-                f"{status.attempts} attempts failed; last: {verdict.reason}: {verdict.message}",
+                f"{charged} attempts failed; last: {verdict.reason}: {verdict.message}",
                 generation,
                 now,
             )
         else:
-            due = now + retry.delay(status.attempts)
+            due = now + retry.delay(max(charged, 1))
             new, change = transition(
                 status,
                 "Retrying",
@@ -319,6 +326,7 @@ def finish(
             )
             new.current_job = None
             new.next_attempt_at = due
+        new.portal_attempts = portal
     new.last_attempt = record
     new.runner_seconds = total
     step = Step(status=new, transition=change, verdict=verdict)

@@ -100,7 +100,7 @@ def test_success_records_folio_and_artifacts() -> None:
 
 
 def test_retryable_failure_backs_off_exponentially_up_to_the_cap() -> None:
-    message = result("retryable", "PortalTimeout")
+    message = result("retryable", "StorageUnavailable")
     first = decide("app-1", 1, SPEC, running(1), job(message=message, exit_code=3), POOL, NOW)
     assert first.status is not None and first.status.phase == "Retrying"
     assert first.status.next_attempt_at == NOW + timedelta(seconds=10)
@@ -124,13 +124,43 @@ def test_backoff_elapsed_requeues_and_not_before() -> None:
 
 
 def test_attempts_exhausted_fails_for_good() -> None:
-    message = result("retryable", "PortalUnavailable")
+    message = result("retryable", "StorageUnavailable")
     step = decide(
         "app-1", 1, SPEC, running(3), job(message=message, exit_code=3, attempt=3), POOL, NOW
     )
     assert step.status is not None and step.status.phase == "Failed"
     assert step.transition is not None and step.transition.reason == "AttemptsExhausted"
-    assert "PortalUnavailable" in step.transition.message
+    assert "StorageUnavailable" in step.transition.message
+
+
+def test_the_portals_own_failures_are_retried_without_being_charged() -> None:
+    """An outage must not use up a request's attempts: ten failures of the portal (unavailable,
+    changed, rate-limited) and the request still retries; then its own failures count."""
+    status = running(1)
+    reasons = ["PortalUnavailable", "PortalChanged", "RateLimited", "DownloadTimeout"] * 3
+    for n, reason in enumerate(reasons[:10], start=1):
+        message = result("retryable", reason)
+        step = decide(
+            "app-1", 1, SPEC, status, job(message=message, exit_code=3, attempt=n), POOL, NOW
+        )
+        assert step.status is not None and step.status.phase == "Retrying", (n, reason)
+        assert step.status.portal_attempts == n
+        # The base backoff each time: the circuit, not the backoff, paces an outage.
+        assert step.status.next_attempt_at == NOW + timedelta(seconds=10)
+        status = admit("app-1", step.status.model_copy(update={"phase": "Queued"}), 1, NOW)[0]
+    for n in (11, 12, 13):
+        message = result("retryable", "StorageUnavailable")
+        step = decide(
+            "app-1", 1, SPEC, status, job(message=message, exit_code=3, attempt=n), POOL, NOW
+        )
+        assert step.status is not None
+        if n < 13:
+            assert step.status.phase == "Retrying"
+            status = admit("app-1", step.status.model_copy(update={"phase": "Queued"}), 1, NOW)[0]
+    assert step.status.phase == "Failed" and step.status.attempts == 13
+    assert step.transition is not None and step.transition.reason == "AttemptsExhausted"
+    assert step.transition.message.startswith("3 attempts failed; last: StorageUnavailable")
+    assert step.status.portal_attempts == 10
 
 
 def test_permanent_failure_stops_at_once_with_the_portal_reason() -> None:

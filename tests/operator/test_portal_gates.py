@@ -154,7 +154,8 @@ async def test_a_portal_outage_opens_the_circuit_and_a_probe_releases_the_queue_
         portal={
             "circuitBreaker": {"failureThreshold": 3, "coolDownSeconds": 2, "maxCoolDownSeconds": 4}
         },
-        retryPolicy={"maxAttempts": 5, "backoffSeconds": 1, "maxBackoffSeconds": 1},
+        # One attempt each: a failure charged to a request would fail it.
+        retryPolicy={"maxAttempts": 1, "backoffSeconds": 1, "maxBackoffSeconds": 1},
     )
     await ns.create("runnerpools", pool)
     names = [f"req-{i:02d}" for i in range(20)]
@@ -216,6 +217,11 @@ async def test_a_portal_outage_opens_the_circuit_and_a_probe_releases_the_queue_
         return all(p.get("status", {}).get("phase") == "Succeeded" for p in prs)
 
     await eventually(all_done, timeout=60)
+    prs = await ns.objects("permitrequests")
+    # The failed attempts were the portal's, uncharged; each request's one charged attempt
+    # issued its permit.
+    assert sum(p["status"].get("portalAttempts", 0) for p in prs) == len(before)
+    assert all(p["status"]["attempts"] == p["status"].get("portalAttempts", 0) + 1 for p in prs)
     reasons = [reason for _, reason in await pool_events(ns)]
     story = ["PortalUnavailable", "Probing", "PortalRecovering", "PortalHealthy"]
     assert [r for r in reasons if r in story][:1] == ["PortalUnavailable"]
