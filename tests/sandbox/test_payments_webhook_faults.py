@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 import stripe
 
-from tests.sandbox.payments_fixtures import SECRET, Harness, harness
+from tests.sandbox.payments_fixtures import SECRET, Harness, harness, oxxo_params
 
 CARD = {"amount": 42_000, "currency": "mxn", "payment_method": "pm_card_visa", "confirm": True}
 
@@ -96,6 +96,30 @@ async def test_a_lost_delivery_never_arrives_but_stripe_still_knows_the_payment(
     assert faults["lose_next"] == 0
 
 
+async def test_a_lost_delivery_can_be_an_oxxo_payments_alone(h: Harness) -> None:
+    """`lose_methods`: the card's success still arrives; the voucher paid at the store is the
+    one lost, a payment only asking Stripe can find."""
+    status, faults = await put_faults(
+        h, lose_next=1, lose_types=["payment_intent.succeeded"], lose_methods=["oxxo"]
+    )
+    assert status == 200 and faults["lose_methods"] == ["oxxo"]
+    card = await h.call(h.client.v1.payment_intents.create, params=CARD)
+    await h.receiver.wait_for("payment_intent.succeeded", card.id, timeout=5)
+    voucher = await h.call(h.client.v1.payment_intents.create, params=oxxo_params())
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{h.sim.url}/__control/oxxo/{voucher.id}/pay") as resp,
+    ):
+        assert resp.status == 200
+    await h.sim.wait_for_deliveries()
+    assert "payment_intent.succeeded" not in [e["type"] for e in of_intent(h, voucher.id)]
+    lost = [d for d in h.sim.deliveries() if d["outcome"] == "lost"]
+    assert len(lost) == 1
+    event = await h.call(h.client.v1.events.retrieve, lost[0]["event_id"])
+    assert event.data.object.id == voucher.id
+    assert (await h.call(h.client.v1.payment_intents.retrieve, voucher.id)).status == "succeeded"
+
+
 async def test_invalid_faults_are_refused_and_reset_clears_them(h: Harness) -> None:
     await put_faults(h, copies=2)
     status, body = await put_faults(h, copies=0)
@@ -114,4 +138,5 @@ async def test_invalid_faults_are_refused_and_reset_clears_them(h: Harness) -> N
                 "reorder_seconds": 0.0,
                 "lose_next": 0,
                 "lose_types": [],
+                "lose_methods": [],
             }

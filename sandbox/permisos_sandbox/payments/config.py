@@ -49,6 +49,9 @@ class DeliveryFaults(BaseModel):
     # The next this many new events (of `lose_types`; empty: of any type) are never delivered.
     lose_next: int = Field(default=0, ge=0, le=1000)
     lose_types: list[str] = Field(default_factory=list)
+    # Only events of PaymentIntents for one of these payment method types (empty: any), say
+    # `oxxo`, whose success nothing but the webhook (or asking Stripe) tells the receiver.
+    lose_methods: list[str] = Field(default_factory=list)
 
 
 class PaymentsSettings(BaseSettings):

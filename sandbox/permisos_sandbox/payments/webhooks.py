@@ -97,7 +97,7 @@ class WebhookDispatcher:
     def publish(self, event: Json) -> None:
         """Deliver a new event to every endpoint, in the background, as `faults` say."""
         faults = self.faults
-        if faults.lose_next and (not faults.lose_types or event["type"] in faults.lose_types):
+        if self._to_lose(event):
             faults.lose_next -= 1
             self._lose(event)
         elif faults.reorder_seconds > 0:
@@ -106,6 +106,13 @@ class WebhookDispatcher:
             self._held.append(event)
         else:
             self._send(event)
+
+    def _to_lose(self, event: Json) -> bool:
+        faults = self.faults
+        if not faults.lose_next or (faults.lose_types and event["type"] not in faults.lose_types):
+            return False
+        methods = (event.get("data", {}).get("object") or {}).get("payment_method_types") or []
+        return not faults.lose_methods or bool(set(methods) & set(faults.lose_methods))
 
     def _send(self, event: Json) -> None:
         copies, delay = self.faults.copies, self.faults.delay_seconds
