@@ -143,9 +143,10 @@ async def test_every_fault_then_the_platform_is_whole(platform: Platform, tmp_pa
 
 
 async def trickle(p: Platform, stop: asyncio.Event) -> int:
-    """An applicant paying by card every few seconds, so that runner pods run and payments'
-    webhooks flow while the faults are injected; returns how many started. Their own fate is
-    the chaos run's to check."""
+    """An applicant paying every few seconds (by card, every third one with an OXXO voucher
+    paid at the store: the webhook the lost-webhook fault loses), so that runner pods run and
+    payments' webhooks flow while the faults are injected; returns how many started. Their own
+    fate is the chaos run's to check."""
     started: list[asyncio.Task[None]] = []
     while not stop.is_set():
         started.append(asyncio.create_task(one_applicant(p, len(started))))
@@ -162,6 +163,10 @@ async def one_applicant(p: Platform, i: int) -> None:
         await applicant.register_and_verify()
         await applicant.login()
         await applicant.apply()
-        await applicant.pay_card()
+        if i % 3 == 2:
+            await applicant.pay_oxxo()
+            await applicant.pay_voucher_at_store(p.payments_url)
+        else:
+            await applicant.pay_card()
     finally:
         await applicant.close()

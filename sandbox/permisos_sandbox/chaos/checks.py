@@ -69,11 +69,13 @@ def money_taken(ev: Evidence) -> Counter[str]:
 def judge(
     ev: Evidence, outcomes: Sequence[Outcome], calls: Sequence[Call], faults: Iterable[Window]
 ) -> Verdict:
-    money = money_taken(ev)
+    money, windows = money_taken(ev), list(faults)
     keeping = [none_stuck(ev, money), ready_files(ev), failed_reasons(ev, outcomes)]
     keeping.append(refunds_listed(ev, money))
     once = [one_submission(ev), one_request_per_lineage(ev), payments_once(ev, money)]
-    others = [no_server_errors(calls, list(faults)), database_agrees(ev), journeys(outcomes)]
+    others = [no_server_errors(calls, windows), database_agrees(ev), journeys(outcomes)]
+    if any(w.kind == "webhook-lost" for w in windows):
+        others.append(lost_webhooks_found(ev))
     lost = {a for c in keeping for a in c.problems if a in money}
     doubled = {a for c in once for a in c.problems}
     return Verdict([*keeping, *once, *others], lost, doubled)
@@ -153,6 +155,24 @@ def refunds_listed(ev: Evidence, money: Counter[str]) -> Check:
             and payment["id"] not in ev.admin_manual_refunds
         ):
             check.fail(a, "flagged for a manual refund but not listed for the admin")
+    return check
+
+
+def lost_webhooks_found(ev: Evidence) -> Check:
+    """Each payment whose `succeeded` webhook was lost (an OXXO one: nothing else tells the API)
+    is recorded, and it was the reconcile CronJob, asking Stripe, that found it."""
+    check = Check("every payment whose webhook was lost was found by the reconcile CronJob")
+    recorded = {p["stripe_payment_intent_id"]: p for p in ev.payments}
+    owners = {pi["id"]: str((pi.get("metadata") or {}).get("application_id")) for pi in ev.intents}
+    for intent_id in ev.lost_webhooks:
+        check.judged += 1
+        a = owners.get(intent_id, "-")
+        payment = recorded.get(intent_id)
+        if payment is None or payment["status"] != "succeeded":
+            said = payment["status"] if payment else "nothing"
+            check.fail(a, f"the webhook of {intent_id} was lost; the database says {said}")
+        elif intent_id not in ev.reconciled:
+            check.fail(a, f"{intent_id} is recorded, but the reconcile CronJob never found it")
     return check
 
 

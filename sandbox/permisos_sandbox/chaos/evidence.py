@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +40,8 @@ class Evidence:
     intents: list[JSON] = field(default_factory=list)  # Stripe's
     admin_failed: set[str] = field(default_factory=set)  # application ids
     admin_manual_refunds: set[str] = field(default_factory=set)  # payment ids
+    lost_webhooks: dict[str, str] = field(default_factory=dict)  # PaymentIntent -> lost event
+    reconciled: set[str] = field(default_factory=set)  # PaymentIntents the CronJob repaired
 
     def current_permit(self, application_id: str) -> dict[str, Any] | None:
         retries = self.applications[application_id]["permit_retries"]
@@ -64,6 +67,8 @@ async def gather(p: Platform, log: CallLog) -> tuple[Evidence, dict[str, str]]:
     await source("the PermitRequests", _permit_requests_into(p, found))
     await source("the portal's submissions", _submissions(p, found))
     await source("Stripe's PaymentIntents", _intents(p.payments_url, found))
+    await source("Stripe's lost webhooks", _lost_webhooks(p.payments_url, found))
+    await source("the reconcile CronJob's logs", asyncio.to_thread(_reconciled, p, found))
     await source("S3", asyncio.to_thread(_from_s3, p, found))
     await source("the admin API", _from_admin(p, log, found))
     return found, failed
@@ -143,6 +148,33 @@ async def _intents(payments_url: str, found: Evidence) -> None:
             if not page.get("has_more") or not page["data"]:
                 return
             after = page["data"][-1]["id"]
+
+
+async def _lost_webhooks(payments_url: str, found: Evidence) -> None:
+    """The PaymentIntents whose events the simulator lost (its delivery log), by the event."""
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        r = await http.get(f"{payments_url}/__control/deliveries")
+        r.raise_for_status()
+        for delivery in r.json()["deliveries"]:
+            if delivery["outcome"] != "lost":
+                continue
+            event = await http.get(
+                f"{payments_url}/v1/events/{delivery['event_id']}",
+                headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+            )
+            event.raise_for_status()
+            found.lost_webhooks[event.json()["data"]["object"]["id"]] = delivery["event_id"]
+
+
+REPAIRED = re.compile(r"repaired (pi_\w+): now succeeded")
+
+
+def _reconciled(p: Platform, found: Evidence) -> None:
+    """What the reconcile CronJob's runs say they repaired, from the node's logs (its Jobs' pods
+    are gone by now, past the CronJob's history limit)."""
+    assert p.kubernetes is not None
+    for path in p.kubernetes.pod_logs.glob("*-reconcile-*/reconcile/*.log"):
+        found.reconciled.update(REPAIRED.findall(path.read_text(errors="replace")))
 
 
 def _from_s3(p: Platform, found: Evidence) -> None:

@@ -16,9 +16,10 @@ from permisos_sandbox.platform import Platform
 
 from .recovery import Log, Skipped, undo, wait_for
 
-# The event whose loss matters: the applicant paid, and only the reconcile CronJob, asking
-# Stripe, can learn it.
+# The event whose loss matters: the applicant paid at an OXXO store, and only the reconcile
+# CronJob, asking Stripe, can learn it (a card's success the API reads when it confirms).
 LOST_TYPE = "payment_intent.succeeded"
+LOST_METHOD = "oxxo"
 
 
 class ServiceFaults:
@@ -110,14 +111,17 @@ class ServiceFaults:
         return f"webhooks held {seconds} s and sent newest first, for {hold:.0f} s"
 
     async def webhook_lost(self, rng: random.Random, hold: float) -> str:
-        """The next payment's `payment_intent.succeeded` is never delivered; waits up to `hold`
-        seconds for one to be lost."""
+        """The next OXXO payment's `payment_intent.succeeded` is never delivered; waits up to
+        `hold` seconds for one to be lost. The checks find its payment recorded by the reconcile
+        CronJob (`checks.lost_webhooks_found`)."""
         url = self._webhooks
         lost: dict[str, Any] | None = None
         async with httpx.AsyncClient(timeout=10.0, trust_env=False) as http:
             began = time.time()
             try:
-                await _put(url, {"lose_next": 1, "lose_types": [LOST_TYPE]})
+                await _put(
+                    url, {"lose_next": 1, "lose_types": [LOST_TYPE], "lose_methods": [LOST_METHOD]}
+                )
 
                 async def gone() -> dict[str, Any] | None:
                     answer = await http.get(f"{self.platform.payments_url}/__control/deliveries")
@@ -127,9 +131,9 @@ class ServiceFaults:
 
                 lost = await wait_for(gone, hold)
             finally:
-                await undo(_put(url, {"lose_next": 0, "lose_types": []}))
+                await undo(_put(url, {"lose_next": 0, "lose_types": [], "lose_methods": []}))
         if lost is None:
-            raise Skipped(f"no {LOST_TYPE} event came within {hold:.0f} s")
+            raise Skipped(f"no {LOST_METHOD} {LOST_TYPE} event came within {hold:.0f} s")
         return f"webhook of {lost['event_type']} {lost['event_id']} lost"
 
 

@@ -120,7 +120,7 @@ async def _run(
     await applicants
     settled = max(0.0, time.time() - until)
     ev, unread = await gather(platform, load.log)
-    gathered = Check("the evidence was read from every source", judged=6)
+    gathered = Check("the evidence was read from every source", judged=8)
     for source, why in unread.items():
         gathered.fail(source, why)
     verdict = judge(ev, load.outcomes, load.log.calls, faults)

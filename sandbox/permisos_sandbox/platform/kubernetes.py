@@ -154,6 +154,12 @@ class LocalKubernetes:
         """The admin's kubeconfig, where kubectl users expect it (`var/kubeconfig`)."""
         return self.state_dir / "kubeconfig"
 
+    @property
+    def pod_logs(self) -> Path:
+        """The node's container logs, `<namespace>_<pod>_<uid>/<container>/<n>.log`, kept after
+        their pods are gone (a node's /var/log/pods)."""
+        return self.state_dir / "node" / "logs"
+
     async def start(self) -> Kube:
         shutil.rmtree(self.state_dir / "controlplane", ignore_errors=True)
         cp = ControlPlane(self.state_dir / "controlplane", log=lambda line: print(line, flush=True))
