@@ -176,12 +176,17 @@ async def release_ready(platform: Platform, within: float) -> str:
         ready, wanted = seen.get(f"{release.RELEASE}-api", "0/1").split("/")
         if ready != wanted or await operator_leader(platform) is None:
             return None
+        # What clients reach: the Service's ready endpoints (the Deployment's count lags a
+        # container restarted in place).
+        if platform.api is not None and not await platform.api.endpoints():
+            return None
         return True
 
     if await wait_for(serving_again, within) is None:
         raise PartFailed(
             f"the release did not serve again within {within:.0f} s: {seen or 'no answer'}"
-            " (an API pod not ready, or no operator replica active)"
+            " (an API pod not ready, the API Service without a ready endpoint, or no operator"
+            " replica active)"
         )
     return ", ".join(f"{name} {state}" for name, state in sorted(seen.items()))
 
