@@ -66,8 +66,6 @@ async def tend(ctx: Context, pool: Key) -> None:
             extra={"pool": pool[1], "reason": verdict.reason},
         )
         return
-    if memory.hold is not None and memory.hold.until <= now:
-        memory.hold = None  # waited out
     if probe_may_start(spec, memory.started, memory.hold, circuit, now):
         name = probe_name(pool[1], now)
         manifest = probe_manifest(
