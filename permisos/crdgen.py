@@ -249,6 +249,7 @@ def runnerpool_crd() -> dict[str, Any]:
                 "Attempts in a row that found the portal unavailable.",
                 priority=1,
             ),
+            _column("Opened", "date", ".status.circuit.openedAt", "When it opened.", priority=1),
             _column(
                 "Next Probe", "string", ".status.circuit.nextProbeAt", "Next probe.", priority=1
             ),

@@ -83,5 +83,20 @@ def test_runnerpool_scales_and_permitrequest_prints_columns() -> None:
     pr = yaml.safe_load((CRDS / "permitrequests.yaml").read_text())["spec"]
     columns = [c["name"] for c in pr["versions"][0]["additionalPrinterColumns"]]
     assert {"Phase", "Attempts", "Folio", "Age"} <= set(columns)
+    # Why a request waits, with `-o wide`; the pool's portal and its circuit (#14).
+    wide = {
+        c["name"]: c["jsonPath"]
+        for c in pr["versions"][0]["additionalPrinterColumns"]
+        if c.get("priority") == 1
+    }
+    assert wide["Waiting"] == '.status.conditions[?(@.type=="Admitted")].reason'
+    assert wide["Position"] == ".status.queuePosition"
+    assert wide["Est. Start"] == ".status.estimatedStartAt"
+    pool_columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert pool_columns["Portal"] == '.status.conditions[?(@.type=="PortalAvailable")].reason'
+    assert pool_columns["Circuit"] == ".status.circuit.state"
+    assert pool_columns["Failures"] == ".status.circuit.consecutiveFailures"
+    assert pool_columns["Opened"] == ".status.circuit.openedAt"
+    assert pool_columns["Next Probe"] == ".status.circuit.nextProbeAt"
     assert pr["names"]["shortNames"] == ["pr"]
     assert pr["names"]["categories"] == ["permisos"]
