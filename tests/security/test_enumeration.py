@@ -93,6 +93,7 @@ UNLIMITED = {
         "login_limit_per_address",
         "password_reset_limit_per_account",
         "password_reset_limit_per_address",
+        "register_limit_per_address",
     )
 }
 
@@ -118,8 +119,8 @@ async def timed_pairs(
 
 
 async def test_no_account_enumeration_through_timing(api: Api, outbox: Path) -> None:
-    """Login (the hash) and reset (the mail, over SMTP as in production) take as long for an
-    address with an account as for one without."""
+    """Login (the hash), reset (the mail, over SMTP as in production) and registration take as
+    long for an address with an account as for one without."""
     with MailCatcher(outbox, delay=RELAY_SECONDS) as smtp:
         app = api.app(
             **PRODUCTION_ARGON2,
@@ -164,11 +165,23 @@ async def test_no_account_enumeration_through_timing(api: Api, outbox: Path) -> 
                 services.mailer.send(unique_email("timing"), "register-existing")
                 return time.perf_counter() - started
 
+            async def register(email: str) -> float:
+                started = time.perf_counter()
+                r = await http.post(
+                    "/v1/auth/register", json={"email": email, "password": PASSWORD}
+                )
+                elapsed = time.perf_counter() - started
+                assert r.status_code == 202, r.text
+                return elapsed
+
             mailing = statistics.median([await asyncio.to_thread(mail_once) for _ in range(15)])
             login_known, login_unknown = await timed_pairs(log_in, address, 30, 16)
             reset_known, reset_unknown = await timed_pairs(reset, address, 40, 61)
+            # Each unknown address is a new account; the known one is mailed a notice instead.
+            register_known, register_unknown = await timed_pairs(register, address, 30, 7)
 
     login_gap, reset_gap = login_known - login_unknown, reset_known - reset_unknown
+    register_gap = register_known - register_unknown
     print(
         f"\none Argon2id verification at the production cost: {ms(hashing)}; "
         f"one mail over SMTP: {ms(mailing)}"
@@ -176,12 +189,16 @@ async def test_no_account_enumeration_through_timing(api: Api, outbox: Path) -> 
         f"no account {ms(login_unknown)}, difference {ms(login_gap)}"
         f"\nreset request (40 pairs): account {ms(reset_known)}, "
         f"no account {ms(reset_unknown)}, difference {ms(reset_gap)}"
+        f"\nregistration (30 pairs): account {ms(register_known)}, "
+        f"no account {ms(register_unknown)}, difference {ms(register_gap)}"
     )
     # Without the dummy hash an unknown address would answer a whole hash sooner; without the
     # mail after the answer, an existing one a whole mail later. Half of either is the bound: a
     # loaded machine moves the medians by up to a fourth of a hash, either way.
     assert abs(login_gap) < hashing / 2
     assert abs(reset_gap) < mailing / 2
+    # Both hash the password and send one mail; only the new account's row differs.
+    assert abs(register_gap) < mailing / 2
 
 
 async def test_the_account_pages_hashes_never_hold_up_other_requests(
