@@ -201,3 +201,11 @@ async def test_stateful_links_as_an_applicant_and_as_an_admin(
     print(f"\n{role}: {tally.steps} steps, {tally.linked} through links: {sorted(tally.links)}")
     created = {link for link in tally.links if link.startswith("POST /v1/applications -> [201]")}
     assert len(created) >= 3, f"scenarios hardly followed the links of a new application: {created}"
+    # The admin's handlers are reached through links too: into one application, its refund or
+    # retry, and from it to its owner's account.
+    admin = {link.rsplit(" -> ", 1)[1] for link in tally.links if " /v1/admin/" in link}
+    if role == "admin":
+        assert {
+            "GET /v1/admin/applications/{application_id}",
+            "POST /v1/admin/users/{user_id}/disable",
+        } <= admin, sorted(admin)
