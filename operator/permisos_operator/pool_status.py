@@ -47,16 +47,18 @@ class PoolStatusWriter:
         }
         if status == self._written or all(current.get(k) == v for k, v in status.items()):
             return
-        before = _condition(current)
-        reason = snapshot.gate.reason
-        # Every change is an Event; a new pool's healthy start is not news.
-        if (before or {}).get("reason", "PortalHealthy") != reason:
-            events.portal_gate(pool.ref, reason, snapshot.gate.message)
         wait = self._written_at + INTERVAL - time.monotonic()
         if wait > 0:
             # Too soon: the admission looks again once the interval is over.
             asyncio.get_running_loop().call_later(wait, self.ctx.wake(self.pool).set)
             return
+        # Every change written is an Event (a flip undone within the interval is not), against
+        # what this replica last wrote: the watch may not have brought that back yet. A new
+        # pool's healthy start is not news.
+        before = _condition(self._written or current)
+        reason = snapshot.gate.reason
+        if (before or {}).get("reason", "PortalHealthy") != reason:
+            events.portal_gate(pool.ref, reason, snapshot.gate.message)
         self._written_at, self._written = time.monotonic(), status
         try:
             await self.ctx.writer.write_pool_status(*self.pool, status)
