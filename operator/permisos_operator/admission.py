@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -38,7 +39,7 @@ from permisos_operator.kube import Conflict, Gone
 from permisos_operator.lifecycle import Transition, admit
 from permisos_operator.metrics import PoolSnapshot
 from permisos_operator.pool_status import PoolStatusWriter
-from permisos_operator.portal_gate import OPEN, Gate, gate
+from permisos_operator.portal_gate import MINUTE, OPEN, Gate, gate
 from permisos_operator.queue_status import QueueStatusWriter, waiting_reason
 from permisos_operator.reconcile import apply, create_job, decide_now, pool_spec, reconcile, write
 from permisos_operator.timeutil import utcnow
@@ -176,6 +177,9 @@ async def run(ctx: Context, pool: Key) -> None:
     if known is not None and known.status.get("circuit"):  # so is the circuit breaker's state
         with contextlib.suppress(ValueError):
             ctx.portal(pool).circuit = PortalCircuit.model_validate(known.status["circuit"])
+    # The rate limit's starts of the last minute are the Jobs created in it, whichever replica
+    # created them: a newly active one must not start a second minute's worth.
+    ctx.portal(pool).started = deque(ctx.known.started_since(*pool, utcnow() - MINUTE))
     # Requests that waited for this pool to exist are looked at first.
     for entry in ctx.known.entries(*pool):
         if entry.phase in (None, "Pending") and await reconcile(ctx, pool[0], entry.name):

@@ -81,8 +81,9 @@ class RecentAdmissions:
 @dataclass
 class PortalMemory:
     """What a pool's portal gate needs beyond the indexes: when its recent attempts started (for
-    the rate limit), the wait the portal last asked for and the circuit breaker's state (the
-    active replica's own, written into the pool's status and read back by the next one)."""
+    the rate limit; a newly active replica takes them from the Jobs), the wait the portal last
+    asked for and the circuit breaker's state (the active replica's own, written into the
+    pool's status and read back by the next one)."""
 
     started: deque[datetime] = field(default_factory=deque)
     hold: PortalHold | None = None

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from permisos.resources import TERMINAL_PHASES, RunnerPoolSpec
 from permisos_operator.jobs import LABEL_PROBE, LABEL_REQUEST
+from permisos_operator.timeutil import parse_time
 
 Body = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
@@ -216,6 +218,15 @@ class Indexes:
 
     def pods(self, namespace: str, job: str) -> list[Body]:
         return list(self.pods_by_job.get((namespace, job), ()))
+
+    def started_since(self, namespace: str, pool: str, since: datetime) -> list[datetime]:
+        """When the pool's attempt and probe Jobs created after `since` were created, oldest
+        first: the portal rate limit's recent starts, as a newly active replica finds them."""
+        jobs: list[Body] = list(self.probes_by_pool.get((namespace, pool), ()))
+        for entry in self.entries(namespace, pool):
+            jobs += self.jobs_by_request.get((namespace, entry.name), ())
+        stamps = (j["metadata"].get("creationTimestamp") for j in jobs)
+        return sorted(t for t in (parse_time(s) for s in stamps if s) if t > since)
 
     def entries(self, namespace: str, pool: str) -> list[Entry]:
         return list(self.requests_by_pool.get((namespace, pool), ()))
