@@ -177,9 +177,12 @@ async def run(ctx: Context, pool: Key) -> None:
     if known is not None and known.status.get("circuit"):  # so is the circuit breaker's state
         with contextlib.suppress(ValueError):
             ctx.portal(pool).circuit = PortalCircuit.model_validate(known.status["circuit"])
-    # The rate limit's starts of the last minute are the Jobs created in it, whichever replica
-    # created them: a newly active one must not start a second minute's worth.
-    ctx.portal(pool).started = deque(ctx.known.started_since(*pool, utcnow() - MINUTE))
+    # A replica new to leading this pool counts the rate limit's last minute from the Jobs
+    # created in it, whichever replica created them. One that has started attempts keeps its
+    # own count: the Jobs of its latest starts may not be in the indexes yet.
+    memory, minute_ago = ctx.portal(pool), utcnow() - MINUTE
+    if not any(started > minute_ago for started in memory.started):
+        memory.started = deque(ctx.known.started_since(*pool, minute_ago))
     # Requests that waited for this pool to exist are looked at first.
     for entry in ctx.known.entries(*pool):
         if entry.phase in (None, "Pending") and await reconcile(ctx, pool[0], entry.name):
